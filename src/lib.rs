@@ -6,8 +6,13 @@
 //! `http`, `ledger`, `apply`) that talks to the world, and `sim` — the bundled emulators of
 //! both APIs used by the tests, the demo and the benchmarks.
 
+pub mod apply;
 pub mod config;
 pub mod error;
+pub mod guard;
+pub mod ledger;
 pub mod model;
+pub mod okta;
+pub mod plan;
 
 pub use error::{Api, Error, Result};

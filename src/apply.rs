@@ -1,0 +1,365 @@
+//! Applies a guarded plan to Spot with bounded concurrency, recording every result in the
+//! ledger the moment it happens, so a crash at any point loses at most the call in flight.
+//!
+//! This module owns the order of calls for each action (ledger `pending` before a create,
+//! delete-then-create for a recreate, policy mapping after a create) and the resolution of
+//! role → Spot role and policies. It never decides *whether* to act: that was `plan`'s and
+//! `guard`'s job. One failed action never stops the others.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use tokio::sync::OnceCell;
+
+use crate::config::SpotRoleSettings;
+use crate::ledger::{EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
+use crate::model::{Email, NewSpotUser, PolicyGrant, Role, SpotDirectory, SpotPolicy};
+use crate::plan::{Action, ActionKind, ActionStatus, Plan};
+use crate::Error;
+
+/// The ledger in memory plus the file it is saved to after every change.
+pub struct LedgerWriter {
+    store: LedgerStore,
+    ledger: Mutex<Ledger>,
+    /// `false` for dry runs and tests that keep the ledger in memory only.
+    persist: bool,
+}
+
+impl LedgerWriter {
+    pub fn new(store: LedgerStore, ledger: Ledger) -> Self {
+        LedgerWriter {
+            store,
+            ledger: Mutex::new(ledger),
+            persist: true,
+        }
+    }
+
+    /// A writer that never touches the disk.
+    pub fn in_memory(ledger: Ledger) -> Self {
+        LedgerWriter {
+            store: LedgerStore::new("(memory)"),
+            ledger: Mutex::new(ledger),
+            persist: false,
+        }
+    }
+
+    /// Applies `change` and saves. The lock is held across the save so the file always
+    /// reflects a prefix of the changes, in order.
+    pub fn update(&self, change: impl FnOnce(&mut Ledger)) -> Result<(), Error> {
+        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut ledger);
+        if self.persist {
+            self.store.save(&ledger)?;
+        }
+        Ok(())
+    }
+
+    pub fn snapshot(&self) -> Ledger {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn into_inner(self) -> Ledger {
+        self.ledger.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Resolves Okta roles to what Spot needs, reading accounts and policies at most once per
+/// cycle and only when some action needs them.
+pub struct RoleResolver<'a, D> {
+    spot: &'a D,
+    roles: &'a BTreeMap<Role, SpotRoleSettings>,
+    catalogue: OnceCell<Result<(Vec<String>, Vec<SpotPolicy>), String>>,
+}
+
+impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
+    pub fn new(spot: &'a D, roles: &'a BTreeMap<Role, SpotRoleSettings>) -> Self {
+        RoleResolver {
+            spot,
+            roles,
+            catalogue: OnceCell::new(),
+        }
+    }
+
+    fn settings(&self, role: Role) -> Result<&SpotRoleSettings, String> {
+        self.roles
+            .get(&role)
+            .ok_or_else(|| format!("no [spot.roles.{role}] configured"))
+    }
+
+    pub fn spot_role(&self, role: Role) -> Result<String, String> {
+        Ok(self.settings(role)?.spot_role.clone())
+    }
+
+    /// The policy mapping for `role`: each configured policy on every account.
+    pub async fn grants(&self, role: Role) -> Result<Vec<PolicyGrant>, String> {
+        let settings = self.settings(role)?;
+        if settings.policies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let catalogue = self
+            .catalogue
+            .get_or_init(|| async {
+                let accounts = self.spot.list_account_ids().await.map_err(|e| e.to_string())?;
+                let policies = self.spot.list_policies().await.map_err(|e| e.to_string())?;
+                Ok((accounts, policies))
+            })
+            .await;
+        let (accounts, policies) = catalogue.as_ref().map_err(Clone::clone)?;
+        settings
+            .policies
+            .iter()
+            .map(|name| {
+                policies
+                    .iter()
+                    .find(|p| p.name.eq_ignore_ascii_case(name.trim()))
+                    .map(|p| PolicyGrant {
+                        policy_id: p.id.clone(),
+                        account_ids: accounts.clone(),
+                    })
+                    .ok_or_else(|| {
+                        format!(
+                            "policy {name:?} (spot.roles.{role}.policies) is not among the Spot organization's policies; \
+                             fix the name or create the policy in Spot"
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// Is this Spot error "a user with this email already exists"?
+pub fn is_already_exists(err: &Error) -> bool {
+    match err {
+        Error::Status { status, code, .. } if *status == 400 || *status == 409 => code
+            .as_deref()
+            .map(|c| c.to_ascii_uppercase())
+            .is_some_and(|c| c.contains("ALREADY_EXIST") || c.contains("EXISTS")),
+        _ => false,
+    }
+}
+
+/// Applies every `planned` action of `plan`, updating statuses, errors and created user ids in
+/// place. Non-destructive actions run first, deletes last, each phase with at most
+/// `concurrency` calls in flight. Also performs the plan's ledger-only housekeeping.
+pub async fn apply<D: SpotDirectory>(
+    plan: &mut Plan,
+    spot: &D,
+    ledger: &LedgerWriter,
+    roles: &RoleResolver<'_, D>,
+    concurrency: usize,
+) -> Result<(), Error> {
+    if !plan.forget.is_empty() {
+        let forget = plan.forget.clone();
+        ledger.update(|l| {
+            for okta_id in &forget {
+                if let Some(entry) = l.users.get_mut(okta_id) {
+                    entry.state = EntryState::Deleted;
+                    entry.spot_user_id = None;
+                    entry.updated_at = Utc::now();
+                }
+            }
+        })?;
+    }
+    for deletes in [false, true] {
+        let work: Vec<(usize, Action)> = plan
+            .actions
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.status == ActionStatus::Planned && (a.action == ActionKind::Delete) == deletes)
+            .map(|(i, a)| (i, a.clone()))
+            .collect();
+        let results: Vec<(usize, Outcome)> = stream::iter(work)
+            .map(|(i, action)| async move { (i, apply_one(&action, spot, ledger, roles).await) })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for (i, outcome) in results {
+            let action = &mut plan.actions[i];
+            match outcome {
+                Outcome::Applied { spot_user_id } => {
+                    action.status = ActionStatus::Applied;
+                    if spot_user_id.is_some() {
+                        action.spot_user_id = spot_user_id;
+                    }
+                }
+                Outcome::Failed(error) => {
+                    action.status = ActionStatus::Failed;
+                    action.error = Some(error);
+                }
+                Outcome::LedgerFailed(error) => return Err(error),
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Applied { spot_user_id: Option<String> },
+    Failed(String),
+    /// The state file could not be written: stop everything, the record is the safety net.
+    LedgerFailed(Error),
+}
+
+/// Turns a ledger error into a stop and a Spot error into a failed action.
+macro_rules! step {
+    (ledger $e:expr) => {
+        if let Err(err) = $e {
+            return Outcome::LedgerFailed(err);
+        }
+    };
+    (spot $e:expr, $context:expr) => {
+        match $e {
+            Ok(value) => value,
+            Err(err) => return Outcome::Failed(format!("{}: {}", $context, err)),
+        }
+    };
+}
+
+fn entry(email: &str, spot_user_id: Option<String>, role: Option<Role>, origin: Origin, state: EntryState) -> LedgerEntry {
+    LedgerEntry {
+        email: Email::parse(email).map(|e| e.to_string()).unwrap_or_else(|| email.to_string()),
+        spot_user_id,
+        role,
+        origin,
+        state,
+        updated_at: Utc::now(),
+    }
+}
+
+async fn apply_one<D: SpotDirectory>(
+    action: &Action,
+    spot: &D,
+    ledger: &LedgerWriter,
+    roles: &RoleResolver<'_, D>,
+) -> Outcome {
+    let okta_id = action.okta_user_id.clone();
+    match action.action {
+        ActionKind::Delete => {
+            let target = action.spot_user_id.clone().unwrap_or_default();
+            step!(spot spot.delete_user(&target).await, format!("deleting Spot user {target}"));
+            step!(ledger ledger.update(|l| {
+                if let Some(e) = l.users.get_mut(&okta_id) {
+                    e.state = EntryState::Deleted;
+                    e.spot_user_id = None;
+                    e.updated_at = Utc::now();
+                }
+            }));
+            Outcome::Applied { spot_user_id: None }
+        }
+        ActionKind::Create | ActionKind::Recreate => {
+            if let Some(old) = &action.detail.delete_first {
+                step!(spot spot.delete_user(old).await, format!("deleting the old Spot user {old}"));
+                step!(ledger ledger.update(|l| {
+                    if let Some(e) = l.users.get_mut(&okta_id) {
+                        e.state = EntryState::Deleted;
+                        e.spot_user_id = None;
+                        e.updated_at = Utc::now();
+                    }
+                }));
+            }
+            create(action, spot, ledger, roles).await
+        }
+        ActionKind::Adopt => {
+            let Some(role) = action.role else {
+                return Outcome::Failed("no role to record".into());
+            };
+            let target = action.spot_user_id.clone().unwrap_or_default();
+            if action.detail.apply_role_mapping {
+                if let Err(e) = map_role(&target, role, spot, roles).await {
+                    return Outcome::Failed(e);
+                }
+            }
+            let origin = action.detail.origin.unwrap_or(Origin::Adopted);
+            let previous = action.detail.previous_owner.clone();
+            step!(ledger ledger.update(|l| {
+                if let Some(prev) = previous.and_then(|p| l.users.get_mut(&p)) {
+                    prev.state = EntryState::Deleted;
+                    prev.spot_user_id = None;
+                    prev.updated_at = Utc::now();
+                }
+                l.users.insert(okta_id.clone(), entry(&action.email, Some(target.clone()), Some(role), origin, EntryState::Managed));
+            }));
+            Outcome::Applied { spot_user_id: None }
+        }
+        ActionKind::UpdateRole => {
+            let Some(role) = action.role else {
+                return Outcome::Failed("no role to apply".into());
+            };
+            let target = action.spot_user_id.clone().unwrap_or_default();
+            if let Err(e) = map_role(&target, role, spot, roles).await {
+                return Outcome::Failed(e);
+            }
+            step!(ledger ledger.update(|l| {
+                if let Some(e) = l.users.get_mut(&okta_id) {
+                    e.role = Some(role);
+                    e.updated_at = Utc::now();
+                }
+            }));
+            Outcome::Applied { spot_user_id: None }
+        }
+        ActionKind::AssignInOkta => Outcome::Failed("assign_in_okta is only applied by `import`".into()),
+    }
+}
+
+async fn map_role<D: SpotDirectory>(spot_user_id: &str, role: Role, spot: &D, roles: &RoleResolver<'_, D>) -> Result<(), String> {
+    let grants = roles.grants(role).await.map_err(|e| format!("resolving the {role} role: {e}"))?;
+    if grants.is_empty() {
+        return Ok(());
+    }
+    spot.set_policy_mapping(spot_user_id, &grants)
+        .await
+        .map_err(|e| format!("applying the {role} policy mapping to Spot user {spot_user_id}: {e}"))
+}
+
+async fn create<D: SpotDirectory>(action: &Action, spot: &D, ledger: &LedgerWriter, roles: &RoleResolver<'_, D>) -> Outcome {
+    let okta_id = action.okta_user_id.clone();
+    let Some(role) = action.role else {
+        return Outcome::Failed("no role to create with".into());
+    };
+    let spot_role = match roles.spot_role(role) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(e),
+    };
+    // Resolve the policies before creating, so a misconfigured role fails before any write.
+    if let Err(e) = roles.grants(role).await {
+        return Outcome::Failed(format!("resolving the {role} role: {e}"));
+    }
+    let origin = Origin::Created;
+    step!(ledger ledger.update(|l| {
+        l.users.insert(okta_id.clone(), entry(&action.email, None, None, origin, EntryState::Pending));
+    }));
+    let new_user = NewSpotUser {
+        email: if action.detail.email_display.is_empty() { action.email.clone() } else { action.detail.email_display.clone() },
+        first_name: action.detail.first_name.clone(),
+        last_name: action.detail.last_name.clone(),
+        spot_role,
+    };
+    let spot_user_id = match spot.create_user(&new_user).await {
+        Ok(id) => id,
+        Err(err) if is_already_exists(&err) => {
+            // A retried or timed-out create may have landed: our `pending` record claims it.
+            let users = step!(spot spot.list_users().await, "re-reading Spot users after \"already exists\"");
+            let email = Email::parse(&action.email);
+            match users.iter().find(|u| u.is_personal() && u.email.is_some() && u.email == email) {
+                Some(found) => found.user_id.clone(),
+                None => return Outcome::Failed(format!("creating the Spot user: {err}")),
+            }
+        }
+        Err(err) => return Outcome::Failed(format!("creating the Spot user: {err}")),
+    };
+    step!(ledger ledger.update(|l| {
+        l.users.insert(okta_id.clone(), entry(&action.email, Some(spot_user_id.clone()), None, origin, EntryState::Managed));
+    }));
+    if let Err(e) = map_role(&spot_user_id, role, spot, roles).await {
+        return Outcome::Failed(format!("created Spot user {spot_user_id}, but {e}; the next cycle retries the mapping"));
+    }
+    step!(ledger ledger.update(|l| {
+        if let Some(e) = l.users.get_mut(&okta_id) {
+            e.role = Some(role);
+            e.updated_at = Utc::now();
+        }
+    }));
+    Outcome::Applied { spot_user_id: Some(spot_user_id) }
+}

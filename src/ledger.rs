@@ -1,0 +1,256 @@
+//! The ledger: the small JSON state file that says which Spot users belong to this tool.
+//!
+//! It is not the authority on who exists — every cycle re-reads both APIs — only on ownership.
+//! This module owns the file format, loading (a corrupt file is an error that keeps the file)
+//! and atomic saving (temp file, fsync, rename, fsync of the directory, mode 0600). It must
+//! never decide what to do with a user; that is `plan`'s job.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Role;
+use crate::Error;
+
+/// The format version written by this build.
+pub const LEDGER_VERSION: u32 = 1;
+
+/// How a Spot user came to be managed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// This tool created it.
+    Created,
+    /// It existed in Spot and matched an assigned Okta user.
+    Adopted,
+}
+
+/// Where a managed user is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryState {
+    /// A create was about to be sent; the Spot user may or may not exist.
+    Pending,
+    /// The Spot user exists and belongs to this tool.
+    Managed,
+    /// This tool deleted it (kept so that a reactivation is a *recreate*).
+    Deleted,
+}
+
+/// One Okta user's record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Normalised email of the Spot user.
+    pub email: String,
+    pub spot_user_id: Option<String>,
+    /// The role whose Spot mapping is known to be applied; `None` until it is.
+    pub role: Option<Role>,
+    pub origin: Origin,
+    pub state: EntryState,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The last cycle's outcome, for `check`, `/readyz` and people reading the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub finished_at: DateTime<Utc>,
+    pub mode: String,
+    pub summary: BTreeMap<String, usize>,
+}
+
+/// The whole state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub version: u32,
+    /// Keyed by Okta user id.
+    pub users: BTreeMap<String, LedgerEntry>,
+    pub last_run: Option<LastRun>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            version: LEDGER_VERSION,
+            users: BTreeMap::new(),
+            last_run: None,
+        }
+    }
+}
+
+impl Ledger {
+    /// Users whose Spot user this tool currently owns (managed or mid-create).
+    pub fn managed_count(&self) -> usize {
+        self.users
+            .values()
+            .filter(|e| matches!(e.state, EntryState::Managed | EntryState::Pending))
+            .count()
+    }
+
+    /// Does any live entry own this Spot user id?
+    pub fn owns_spot_user(&self, spot_user_id: &str) -> bool {
+        self.users.values().any(|e| {
+            e.state != EntryState::Deleted && e.spot_user_id.as_deref() == Some(spot_user_id)
+        })
+    }
+}
+
+/// Reads and writes the state file at one path.
+#[derive(Debug, Clone)]
+pub struct LedgerStore {
+    path: PathBuf,
+}
+
+impl LedgerStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        LedgerStore { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, detail: impl Into<String>) -> Error {
+        Error::Ledger {
+            path: self.path.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Loads the ledger. A missing file is an empty ledger (first run); anything unreadable or
+    /// unparsable is an error and the file is left exactly as it is.
+    pub fn load(&self) -> Result<Ledger, Error> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
+            Err(e) => {
+                return Err(self.error(format!(
+                    "cannot read it: {e}; check the file's owner and mode (the service user must be able to read and write it)"
+                )))
+            }
+        };
+        let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| {
+            self.error(format!(
+                "it is not a valid state file ({e}); it was left untouched. Restore it from a backup, \
+                 or move it aside: the next reconcile then re-adopts the Spot users that match users \
+                 assigned in Okta (Spot users unassigned in the meantime are left alone, not deleted)"
+            ))
+        })?;
+        if ledger.version > LEDGER_VERSION {
+            return Err(self.error(format!(
+                "it was written by a newer okta-spot-sync (format version {}, this build reads {}); upgrade this binary",
+                ledger.version, LEDGER_VERSION
+            )));
+        }
+        Ok(ledger)
+    }
+
+    /// Writes the ledger atomically: a crash leaves either the old or the new file, never a mix.
+    pub fn save(&self, ledger: &Ledger) -> Result<(), Error> {
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(|e| {
+                self.error(format!("cannot create its directory {}: {e}", dir.display()))
+            })?;
+        }
+        let file_name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "state.json".into());
+        let tmp = dir.join(format!(".{file_name}.tmp"));
+        let bytes = serde_json::to_vec_pretty(ledger)
+            .map_err(|e| self.error(format!("cannot serialise: {e}")))?;
+        let write = || -> std::io::Result<()> {
+            let mut options = OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut file = options.open(&tmp)?;
+            file.write_all(&bytes)?;
+            file.write_all(b"\n")?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, &self.path)?;
+            #[cfg(unix)]
+            File::open(&dir)?.sync_all()?;
+            Ok(())
+        };
+        write().map_err(|e| self.error(format!("cannot write it: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: EntryState) -> LedgerEntry {
+        LedgerEntry {
+            email: "a@example.com".into(),
+            spot_user_id: Some("u-1".into()),
+            role: Some(Role::Viewer),
+            origin: Origin::Created,
+            state,
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn missing_file_is_an_empty_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LedgerStore::new(dir.path().join("state.json"));
+        assert_eq!(store.load().unwrap(), Ledger::default());
+    }
+
+    #[test]
+    fn save_then_load_round_trips_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LedgerStore::new(dir.path().join("sub/state.json"));
+        let mut ledger = Ledger::default();
+        ledger.users.insert("00u1".into(), entry(EntryState::Managed));
+        store.save(&ledger).unwrap();
+        assert_eq!(store.load().unwrap(), ledger);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(store.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(!dir.path().join("sub/.state.json.tmp").exists());
+    }
+
+    #[test]
+    fn truncated_file_is_an_error_that_keeps_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = LedgerStore::new(&path);
+        let mut ledger = Ledger::default();
+        ledger.users.insert("00u1".into(), entry(EntryState::Managed));
+        store.save(&ledger).unwrap();
+        let full = fs::read(&path).unwrap();
+        fs::write(&path, &full[..full.len() / 2]).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("left untouched"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), &full[..full.len() / 2]);
+    }
+
+    #[test]
+    fn counts_and_ownership() {
+        let mut ledger = Ledger::default();
+        ledger.users.insert("00u1".into(), entry(EntryState::Managed));
+        ledger.users.insert("00u2".into(), entry(EntryState::Deleted));
+        assert_eq!(ledger.managed_count(), 1);
+        assert!(ledger.owns_spot_user("u-1"));
+        assert!(!ledger.owns_spot_user("u-2"));
+    }
+}

@@ -1,0 +1,551 @@
+//! The planner: from what Okta says should exist, what Spot has, and what the ledger owns, the
+//! list of actions that brings Spot in line.
+//!
+//! Pure: no I/O, no clock, no randomness. Its output depends only on its inputs, never on their
+//! order. It must never plan a write to a Spot user the ledger does not own (adoption only
+//! records ownership), nor to a programmatic or protected user; `guard` re-checks this.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::ledger::{EntryState, Ledger, LedgerEntry, Origin};
+use crate::model::{DesiredUser, Email, HeldUser, OktaSnapshot, Role, SpotUser};
+
+/// The kinds of action, in the words of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Create,
+    Delete,
+    Recreate,
+    Adopt,
+    UpdateRole,
+    AssignInOkta,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 6] = [
+        ActionKind::Create,
+        ActionKind::Delete,
+        ActionKind::Recreate,
+        ActionKind::Adopt,
+        ActionKind::UpdateRole,
+        ActionKind::AssignInOkta,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Create => "create",
+            ActionKind::Delete => "delete",
+            ActionKind::Recreate => "recreate",
+            ActionKind::Adopt => "adopt",
+            ActionKind::UpdateRole => "update_role",
+            ActionKind::AssignInOkta => "assign_in_okta",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    Planned,
+    Applied,
+    Failed,
+    Blocked,
+}
+
+impl ActionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::Planned => "planned",
+            ActionStatus::Applied => "applied",
+            ActionStatus::Failed => "failed",
+            ActionStatus::Blocked => "blocked",
+        }
+    }
+}
+
+/// What `apply` needs beyond the report's fields.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActionDetail {
+    /// The address as Okta spells it, sent to Spot on create.
+    pub email_display: String,
+    pub first_name: String,
+    pub last_name: String,
+    /// Recreate only: the existing Spot user to delete before creating the new one.
+    pub delete_first: Option<String>,
+    /// Adopt only: also apply the role's policy mapping (completing an interrupted create).
+    pub apply_role_mapping: bool,
+    /// Adopt only: the origin to record.
+    pub origin: Option<Origin>,
+    /// Adopt only: the Okta user whose ledger entry owned this Spot user until now.
+    pub previous_owner: Option<String>,
+}
+
+/// One planned change. Serialises to the report's action object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    pub action: ActionKind,
+    pub email: String,
+    pub okta_user_id: String,
+    pub spot_user_id: Option<String>,
+    pub role: Option<Role>,
+    pub reason: String,
+    pub status: ActionStatus,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub detail: ActionDetail,
+}
+
+impl Action {
+    /// Does applying this action delete a Spot user?
+    pub fn deletes(&self) -> bool {
+        self.action == ActionKind::Delete
+            || (self.action == ActionKind::Recreate && self.detail.delete_first.is_some())
+    }
+
+    /// The Spot user this action deletes, if any.
+    pub fn deleted_spot_user(&self) -> Option<&str> {
+        match self.action {
+            ActionKind::Delete => self.spot_user_id.as_deref(),
+            ActionKind::Recreate => self.detail.delete_first.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A guard that stopped actions, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardTrip {
+    pub guard: String,
+    pub message: String,
+}
+
+/// The plan for one cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// Distinct Okta users listed by the app.
+    pub okta_users: usize,
+    /// Users in the Spot organization (all kinds).
+    pub spot_users: usize,
+    pub actions: Vec<Action>,
+    pub held: Vec<HeldUser>,
+    pub blocked_by: Vec<GuardTrip>,
+    /// Ledger-only housekeeping: Okta users no longer entitled whose Spot user is already gone.
+    pub forget: Vec<String>,
+}
+
+impl Plan {
+    /// True when applying would change nothing, in Spot or in the ledger.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.forget.is_empty()
+    }
+}
+
+/// The settings the planner reads.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub adopt_existing: bool,
+    pub update_roles: bool,
+    pub protected_emails: BTreeSet<Email>,
+    /// The Spot organization role each Okta role is created with. A role change between two
+    /// roles with different Spot roles cannot be done in place (Spot has no user update), so it
+    /// is a recreate.
+    pub spot_roles: BTreeMap<Role, String>,
+}
+
+/// Computes the plan. `spot_users` is the complete list of the organization's users.
+pub fn plan(okta: &OktaSnapshot, spot_users: &[SpotUser], ledger: &Ledger, options: &PlanOptions) -> Plan {
+    Planner::new(okta, spot_users, ledger, options).run()
+}
+
+struct Planner<'a> {
+    okta: &'a OktaSnapshot,
+    ledger: &'a Ledger,
+    options: &'a PlanOptions,
+    spot_by_id: HashMap<&'a str, &'a SpotUser>,
+    /// Personal users by email; the lowest user id first so duplicates resolve the same way
+    /// whatever order Spot listed them in.
+    personal_by_email: HashMap<&'a Email, &'a SpotUser>,
+    /// Spot user id -> Okta user id of the live ledger entry that owns it.
+    owner_of: HashMap<&'a str, &'a str>,
+    spot_count: usize,
+    actions: Vec<Action>,
+    held: Vec<HeldUser>,
+    forget: Vec<String>,
+    /// Spot users handed from an absent owner to a new one this cycle: not to be deleted.
+    transferred: HashSet<String>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(okta: &'a OktaSnapshot, spot_users: &'a [SpotUser], ledger: &'a Ledger, options: &'a PlanOptions) -> Self {
+        let mut spot_by_id = HashMap::new();
+        let mut personal_by_email: HashMap<&Email, &SpotUser> = HashMap::new();
+        for user in spot_users {
+            spot_by_id.insert(user.user_id.as_str(), user);
+            if let (true, Some(email)) = (user.is_personal(), user.email.as_ref()) {
+                personal_by_email
+                    .entry(email)
+                    .and_modify(|kept| {
+                        if user.user_id < kept.user_id {
+                            *kept = user;
+                        }
+                    })
+                    .or_insert(user);
+            }
+        }
+        let mut owner_of = HashMap::new();
+        for (okta_id, entry) in &ledger.users {
+            if entry.state != EntryState::Deleted {
+                if let Some(spot_id) = &entry.spot_user_id {
+                    owner_of.insert(spot_id.as_str(), okta_id.as_str());
+                }
+            }
+        }
+        Planner {
+            okta,
+            ledger,
+            options,
+            spot_by_id,
+            personal_by_email,
+            owner_of,
+            spot_count: spot_users.len(),
+            actions: Vec::new(),
+            held: okta.held.clone(),
+            forget: Vec::new(),
+            transferred: HashSet::new(),
+        }
+    }
+
+    fn run(mut self) -> Plan {
+        let mut desired: Vec<&DesiredUser> = self.okta.provision.iter().collect();
+        desired.sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
+        for user in desired {
+            self.plan_desired(user);
+        }
+        self.plan_absent();
+        self.actions
+            .sort_by(|a, b| (&a.okta_user_id, a.action).cmp(&(&b.okta_user_id, b.action)));
+        self.held.sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
+        self.forget.sort();
+        Plan {
+            okta_users: self.okta.listed,
+            spot_users: self.spot_count,
+            actions: self.actions,
+            held: self.held,
+            blocked_by: Vec::new(),
+            forget: self.forget,
+        }
+    }
+
+    fn is_protected(&self, email: &Email) -> bool {
+        self.options.protected_emails.contains(email)
+    }
+
+    fn hold(&mut self, user: &DesiredUser, reason: String) {
+        self.held.push(HeldUser {
+            okta_user_id: user.okta_user_id.clone(),
+            email: Some(user.email_display.clone()),
+            reason,
+        });
+    }
+
+    fn action(&mut self, kind: ActionKind, user: &DesiredUser, spot_user_id: Option<String>, reason: String) -> &mut Action {
+        self.actions.push(Action {
+            action: kind,
+            email: user.email.to_string(),
+            okta_user_id: user.okta_user_id.clone(),
+            spot_user_id,
+            role: Some(user.role),
+            reason,
+            status: ActionStatus::Planned,
+            error: None,
+            detail: ActionDetail {
+                email_display: user.email_display.clone(),
+                first_name: user.first_name.clone(),
+                last_name: user.last_name.clone(),
+                ..ActionDetail::default()
+            },
+        });
+        self.actions.last_mut().expect("just pushed")
+    }
+
+    /// The personal Spot user with this email, unless a *different* live entry owns it.
+    /// `Err(owner)` names that owner.
+    fn free_personal_user(&self, email: &Email, okta_id: &str) -> Option<Result<&'a SpotUser, &'a str>> {
+        let user = *self.personal_by_email.get(email)?;
+        match self.owner_of.get(user.user_id.as_str()) {
+            Some(owner) if *owner != okta_id => Some(Err(owner)),
+            _ => Some(Ok(user)),
+        }
+    }
+
+    fn plan_desired(&mut self, user: &DesiredUser) {
+        if self.is_protected(&user.email) {
+            self.hold(user, "protected email (sync.protected_emails): never touched".into());
+            return;
+        }
+        match self.ledger.users.get(&user.okta_user_id) {
+            Some(entry) if entry.state == EntryState::Managed => self.plan_managed(user, entry),
+            Some(entry) if entry.state == EntryState::Pending => self.plan_pending(user, entry),
+            Some(_) => self.plan_returning(user),
+            None => self.plan_new(user),
+        }
+    }
+
+    /// A user this tool already manages.
+    fn plan_managed(&mut self, user: &DesiredUser, entry: &LedgerEntry) {
+        let live = entry
+            .spot_user_id
+            .as_deref()
+            .and_then(|id| self.spot_by_id.get(id).copied());
+        let Some(spot_user) = live else {
+            let gone = entry.spot_user_id.clone().unwrap_or_else(|| "?".into());
+            match self.free_personal_user(&user.email, &user.okta_user_id) {
+                Some(Ok(existing)) => {
+                    let reason = format!(
+                        "managed Spot user {gone} no longer exists; re-linking to Spot user {} with the same email",
+                        existing.user_id
+                    );
+                    let id = existing.user_id.clone();
+                    let action = self.action(ActionKind::Adopt, user, Some(id), reason);
+                    action.detail.origin = Some(entry.origin);
+                }
+                Some(Err(owner)) => {
+                    let reason = format!("its email belongs to a Spot user managed for Okta user {owner}");
+                    self.hold(user, reason);
+                }
+                None => {
+                    let reason = format!(
+                        "managed Spot user {gone} no longer exists in Spot (deleted outside okta-spot-sync); creating it again"
+                    );
+                    self.action(ActionKind::Create, user, None, reason);
+                }
+            }
+            return;
+        };
+        let ledger_email = Email::parse(&entry.email);
+        if ledger_email.as_ref() != Some(&user.email) {
+            if let Some(other) = self.personal_by_email.get(&user.email).copied() {
+                if other.user_id != spot_user.user_id {
+                    let reason = format!(
+                        "email changed in Okta from {} to {}, which already belongs to Spot user {}; resolve the clash in Spot or Okta",
+                        entry.email, user.email, other.user_id
+                    );
+                    self.hold(user, reason);
+                    return;
+                }
+            }
+            if let Some(old) = &ledger_email {
+                if self.is_protected(old) {
+                    let reason = format!("email changed in Okta, but the Spot user's email {old} is protected");
+                    self.hold(user, reason);
+                    return;
+                }
+            }
+            let reason = format!(
+                "email changed in Okta from {} to {}; Spot cannot change an email, so the user is recreated",
+                entry.email, user.email
+            );
+            let old_id = spot_user.user_id.clone();
+            let action = self.action(ActionKind::Recreate, user, Some(old_id.clone()), reason);
+            action.detail.delete_first = Some(old_id);
+            return;
+        }
+        match entry.role {
+            None => {
+                let reason = format!("the {} role's Spot mapping has not been applied yet", user.role);
+                self.action(ActionKind::UpdateRole, user, Some(spot_user.user_id.clone()), reason);
+            }
+            Some(current) if current != user.role && self.options.update_roles => {
+                let same_spot_role = self.options.spot_roles.get(&current) == self.options.spot_roles.get(&user.role);
+                if same_spot_role {
+                    let reason = format!("role changed in Okta from {current} to {}", user.role);
+                    self.action(ActionKind::UpdateRole, user, Some(spot_user.user_id.clone()), reason);
+                } else {
+                    let reason = format!(
+                        "role changed in Okta from {current} to {}; Spot cannot change a user's organization role in place, so the user is recreated",
+                        user.role
+                    );
+                    let old_id = spot_user.user_id.clone();
+                    let action = self.action(ActionKind::Recreate, user, Some(old_id.clone()), reason);
+                    action.detail.delete_first = Some(old_id);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// A create was started and not confirmed (crash or failure): finish it.
+    fn plan_pending(&mut self, user: &DesiredUser, entry: &LedgerEntry) {
+        let by_id = entry
+            .spot_user_id
+            .as_deref()
+            .and_then(|id| self.spot_by_id.get(id).copied());
+        let found = match by_id {
+            Some(found) => Some(Ok(found)),
+            None => self.free_personal_user(&user.email, &user.okta_user_id),
+        };
+        match found {
+            Some(Ok(existing)) => {
+                let reason = "completing an interrupted create: the Spot user exists, recording it and applying its role".to_string();
+                let id = existing.user_id.clone();
+                let action = self.action(ActionKind::Adopt, user, Some(id), reason);
+                action.detail.apply_role_mapping = true;
+                action.detail.origin = Some(entry.origin);
+            }
+            Some(Err(owner)) => {
+                let reason = format!("its email belongs to a Spot user managed for Okta user {owner}");
+                self.hold(user, reason);
+            }
+            None => {
+                self.action(ActionKind::Create, user, None, "retrying an interrupted create".into());
+            }
+        }
+    }
+
+    /// A user this tool deleted earlier is entitled again (reactivated or reassigned in Okta).
+    fn plan_returning(&mut self, user: &DesiredUser) {
+        match self.free_personal_user(&user.email, &user.okta_user_id) {
+            Some(Ok(existing)) if self.options.adopt_existing => {
+                let reason = "reactivated in Okta; a Spot user with this email already exists".to_string();
+                let id = existing.user_id.clone();
+                let action = self.action(ActionKind::Adopt, user, Some(id), reason);
+                action.detail.origin = Some(Origin::Adopted);
+            }
+            Some(Ok(_)) => self.hold(
+                user,
+                "reactivated in Okta, but a Spot user with this email exists and sync.adopt_existing is false".into(),
+            ),
+            Some(Err(owner)) => {
+                let reason = format!("its email belongs to a Spot user managed for Okta user {owner}");
+                self.hold(user, reason);
+            }
+            None => {
+                self.action(
+                    ActionKind::Recreate,
+                    user,
+                    None,
+                    "reactivated or reassigned in Okta after okta-spot-sync deleted it".into(),
+                );
+            }
+        }
+    }
+
+    /// An Okta user the ledger has never seen.
+    fn plan_new(&mut self, user: &DesiredUser) {
+        match self.free_personal_user(&user.email, &user.okta_user_id) {
+            None => {
+                self.action(ActionKind::Create, user, None, "assigned in Okta, missing in Spot".into());
+            }
+            Some(Err(owner)) => {
+                // The Spot user belongs to another Okta user's entry. If that user is no longer
+                // entitled, ownership moves here instead of a delete followed by a create.
+                let owner_entitled = self.okta.provision.iter().any(|d| d.okta_user_id == owner)
+                    || self.okta.held.iter().any(|h| h.okta_user_id == owner);
+                let existing = self.personal_by_email[&user.email];
+                if owner_entitled || !self.options.adopt_existing {
+                    let reason = format!("its email belongs to a Spot user managed for Okta user {owner}");
+                    self.hold(user, reason);
+                } else {
+                    let reason = format!(
+                        "existing Spot user matches this Okta user; it was managed for Okta user {owner}, who is no longer assigned"
+                    );
+                    let id = existing.user_id.clone();
+                    self.transferred.insert(id.clone());
+                    let action = self.action(ActionKind::Adopt, user, Some(id), reason);
+                    action.detail.origin = Some(Origin::Adopted);
+                    action.detail.previous_owner = Some(owner.to_string());
+                }
+            }
+            Some(Ok(_)) if !self.options.adopt_existing => self.hold(
+                user,
+                "a Spot user with this email exists and sync.adopt_existing is false".into(),
+            ),
+            Some(Ok(existing)) => {
+                let id = existing.user_id.clone();
+                let action = self.action(
+                    ActionKind::Adopt,
+                    user,
+                    Some(id),
+                    "existing Spot user matches an assigned Okta user".into(),
+                );
+                action.detail.origin = Some(Origin::Adopted);
+            }
+        }
+    }
+
+    /// Ledger entries whose Okta user is no longer entitled.
+    fn plan_absent(&mut self) {
+        let entitled: HashSet<&str> = self
+            .okta
+            .provision
+            .iter()
+            .map(|d| d.okta_user_id.as_str())
+            .chain(self.okta.held.iter().map(|h| h.okta_user_id.as_str()))
+            .collect();
+        let absent_reason: HashMap<&str, &str> = self
+            .okta
+            .absent
+            .iter()
+            .map(|a| (a.okta_user_id.as_str(), a.reason.as_str()))
+            .collect();
+        for (okta_id, entry) in &self.ledger.users {
+            if entry.state == EntryState::Deleted || entitled.contains(okta_id.as_str()) {
+                continue;
+            }
+            let target = entry
+                .spot_user_id
+                .as_deref()
+                .and_then(|id| self.spot_by_id.get(id).copied());
+            let Some(target) = target else {
+                if entry.state == EntryState::Pending {
+                    if let Some(email) = Email::parse(&entry.email) {
+                        if let Some(found) = self.personal_by_email.get(&email) {
+                            if !self.owner_of.contains_key(found.user_id.as_str()) {
+                                self.held.push(HeldUser {
+                                    okta_user_id: okta_id.clone(),
+                                    email: Some(entry.email.clone()),
+                                    reason: format!(
+                                        "no longer assigned in Okta; a create for it was never confirmed, so Spot user {} with its email is not known to be ours and is left alone",
+                                        found.user_id
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                }
+                self.forget.push(okta_id.clone());
+                continue;
+            };
+            if self.transferred.contains(&target.user_id) {
+                continue;
+            }
+            let email = Email::parse(&entry.email);
+            if !target.is_personal() || email.as_ref().is_some_and(|e| self.is_protected(e)) {
+                self.held.push(HeldUser {
+                    okta_user_id: okta_id.clone(),
+                    email: Some(entry.email.clone()),
+                    reason: format!("no longer assigned in Okta, but Spot user {} is programmatic or protected: never deleted", target.user_id),
+                });
+                continue;
+            }
+            let reason = match absent_reason.get(okta_id.as_str()) {
+                Some(why) => format!("{why}: no longer entitled"),
+                None => "no longer assigned to the app in Okta".to_string(),
+            };
+            self.actions.push(Action {
+                action: ActionKind::Delete,
+                email: entry.email.clone(),
+                okta_user_id: okta_id.clone(),
+                spot_user_id: Some(target.user_id.clone()),
+                role: entry.role,
+                reason,
+                status: ActionStatus::Planned,
+                error: None,
+                detail: ActionDetail::default(),
+            });
+        }
+    }
+}
