@@ -57,7 +57,10 @@ impl LedgerWriter {
     }
 
     pub fn snapshot(&self) -> Ledger {
-        self.ledger.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn into_inner(self) -> Ledger {
@@ -101,7 +104,11 @@ impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
         let catalogue = self
             .catalogue
             .get_or_init(|| async {
-                let accounts = self.spot.list_account_ids().await.map_err(|e| e.to_string())?;
+                let accounts = self
+                    .spot
+                    .list_account_ids()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let policies = self.spot.list_policies().await.map_err(|e| e.to_string())?;
                 Ok((accounts, policies))
             })
@@ -167,7 +174,9 @@ pub async fn apply<D: SpotDirectory>(
             .actions
             .iter()
             .enumerate()
-            .filter(|(_, a)| a.status == ActionStatus::Planned && (a.action == ActionKind::Delete) == deletes)
+            .filter(|(_, a)| {
+                a.status == ActionStatus::Planned && (a.action == ActionKind::Delete) == deletes
+            })
             .map(|(i, a)| (i, a.clone()))
             .collect();
         let results: Vec<(usize, Outcome)> = stream::iter(work)
@@ -196,7 +205,9 @@ pub async fn apply<D: SpotDirectory>(
 }
 
 enum Outcome {
-    Applied { spot_user_id: Option<String> },
+    Applied {
+        spot_user_id: Option<String>,
+    },
     Failed(String),
     /// The state file could not be written: stop everything, the record is the safety net.
     LedgerFailed(Error),
@@ -217,9 +228,17 @@ macro_rules! step {
     };
 }
 
-fn entry(email: &str, spot_user_id: Option<String>, role: Option<Role>, origin: Origin, state: EntryState) -> LedgerEntry {
+fn entry(
+    email: &str,
+    spot_user_id: Option<String>,
+    role: Option<Role>,
+    origin: Origin,
+    state: EntryState,
+) -> LedgerEntry {
     LedgerEntry {
-        email: Email::parse(email).map(|e| e.to_string()).unwrap_or_else(|| email.to_string()),
+        email: Email::parse(email)
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| email.to_string()),
         spot_user_id,
         role,
         origin,
@@ -240,7 +259,8 @@ async fn apply_one<D: SpotDirectory>(
             let target = action.spot_user_id.clone().unwrap_or_default();
             step!(spot spot.delete_user(&target).await, format!("deleting Spot user {target}"));
             step!(ledger ledger.update(|l| {
-                if let Some(e) = l.users.get_mut(&okta_id) {
+                // The entry may already point at a new Spot user (an email change adopted one).
+                if let Some(e) = l.users.get_mut(&okta_id).filter(|e| e.spot_user_id.as_deref() == Some(target.as_str())) {
                     e.state = EntryState::Deleted;
                     e.spot_user_id = None;
                     e.updated_at = Utc::now();
@@ -274,10 +294,14 @@ async fn apply_one<D: SpotDirectory>(
             let origin = action.detail.origin.unwrap_or(Origin::Adopted);
             let previous = action.detail.previous_owner.clone();
             step!(ledger ledger.update(|l| {
+                // Only if the previous owner still points at this Spot user: its own create or
+                // recreate may already have given it a new one.
                 if let Some(prev) = previous.and_then(|p| l.users.get_mut(&p)) {
-                    prev.state = EntryState::Deleted;
-                    prev.spot_user_id = None;
-                    prev.updated_at = Utc::now();
+                    if prev.spot_user_id.as_deref() == Some(target.as_str()) {
+                        prev.state = EntryState::Deleted;
+                        prev.spot_user_id = None;
+                        prev.updated_at = Utc::now();
+                    }
                 }
                 l.users.insert(okta_id.clone(), entry(&action.email, Some(target.clone()), Some(role), origin, EntryState::Managed));
             }));
@@ -299,12 +323,22 @@ async fn apply_one<D: SpotDirectory>(
             }));
             Outcome::Applied { spot_user_id: None }
         }
-        ActionKind::AssignInOkta => Outcome::Failed("assign_in_okta is only applied by `import`".into()),
+        ActionKind::AssignInOkta => {
+            Outcome::Failed("assign_in_okta is only applied by `import`".into())
+        }
     }
 }
 
-async fn map_role<D: SpotDirectory>(spot_user_id: &str, role: Role, spot: &D, roles: &RoleResolver<'_, D>) -> Result<(), String> {
-    let grants = roles.grants(role).await.map_err(|e| format!("resolving the {role} role: {e}"))?;
+async fn map_role<D: SpotDirectory>(
+    spot_user_id: &str,
+    role: Role,
+    spot: &D,
+    roles: &RoleResolver<'_, D>,
+) -> Result<(), String> {
+    let grants = roles
+        .grants(role)
+        .await
+        .map_err(|e| format!("resolving the {role} role: {e}"))?;
     if grants.is_empty() {
         return Ok(());
     }
@@ -313,7 +347,12 @@ async fn map_role<D: SpotDirectory>(spot_user_id: &str, role: Role, spot: &D, ro
         .map_err(|e| format!("applying the {role} policy mapping to Spot user {spot_user_id}: {e}"))
 }
 
-async fn create<D: SpotDirectory>(action: &Action, spot: &D, ledger: &LedgerWriter, roles: &RoleResolver<'_, D>) -> Outcome {
+async fn create<D: SpotDirectory>(
+    action: &Action,
+    spot: &D,
+    ledger: &LedgerWriter,
+    roles: &RoleResolver<'_, D>,
+) -> Outcome {
     let okta_id = action.okta_user_id.clone();
     let Some(role) = action.role else {
         return Outcome::Failed("no role to create with".into());
@@ -331,7 +370,11 @@ async fn create<D: SpotDirectory>(action: &Action, spot: &D, ledger: &LedgerWrit
         l.users.insert(okta_id.clone(), entry(&action.email, None, None, origin, EntryState::Pending));
     }));
     let new_user = NewSpotUser {
-        email: if action.detail.email_display.is_empty() { action.email.clone() } else { action.detail.email_display.clone() },
+        email: if action.detail.email_display.is_empty() {
+            action.email.clone()
+        } else {
+            action.detail.email_display.clone()
+        },
         first_name: action.detail.first_name.clone(),
         last_name: action.detail.last_name.clone(),
         spot_role,
@@ -342,7 +385,10 @@ async fn create<D: SpotDirectory>(action: &Action, spot: &D, ledger: &LedgerWrit
             // A retried or timed-out create may have landed: our `pending` record claims it.
             let users = step!(spot spot.list_users().await, "re-reading Spot users after \"already exists\"");
             let email = Email::parse(&action.email);
-            match users.iter().find(|u| u.is_personal() && u.email.is_some() && u.email == email) {
+            match users
+                .iter()
+                .find(|u| u.is_personal() && u.email.is_some() && u.email == email)
+            {
                 Some(found) => found.user_id.clone(),
                 None => return Outcome::Failed(format!("creating the Spot user: {err}")),
             }
@@ -353,7 +399,9 @@ async fn create<D: SpotDirectory>(action: &Action, spot: &D, ledger: &LedgerWrit
         l.users.insert(okta_id.clone(), entry(&action.email, Some(spot_user_id.clone()), None, origin, EntryState::Managed));
     }));
     if let Err(e) = map_role(&spot_user_id, role, spot, roles).await {
-        return Outcome::Failed(format!("created Spot user {spot_user_id}, but {e}; the next cycle retries the mapping"));
+        return Outcome::Failed(format!(
+            "created Spot user {spot_user_id}, but {e}; the next cycle retries the mapping"
+        ));
     }
     step!(ledger ledger.update(|l| {
         if let Some(e) = l.users.get_mut(&okta_id) {
@@ -361,5 +409,7 @@ async fn create<D: SpotDirectory>(action: &Action, spot: &D, ledger: &LedgerWrit
             e.updated_at = Utc::now();
         }
     }));
-    Outcome::Applied { spot_user_id: Some(spot_user_id) }
+    Outcome::Applied {
+        spot_user_id: Some(spot_user_id),
+    }
 }

@@ -102,7 +102,12 @@ pub fn guard(plan: &mut Plan, spot_users: &[SpotUser], ledger: &Ledger, limits: 
 
 /// Defence in depth: whatever the planner produced, a delete may only hit a personal,
 /// unprotected Spot user that the ledger owns.
-fn block_untouchable(plan: &mut Plan, spot_users: &[SpotUser], ledger: &Ledger, limits: &GuardLimits) {
+fn block_untouchable(
+    plan: &mut Plan,
+    spot_users: &[SpotUser],
+    ledger: &Ledger,
+    limits: &GuardLimits,
+) {
     let mut reasons = Vec::new();
     for action in plan.actions.iter_mut() {
         let Some(target) = action.deleted_spot_user() else {
@@ -110,9 +115,17 @@ fn block_untouchable(plan: &mut Plan, spot_users: &[SpotUser], ledger: &Ledger, 
         };
         let user = spot_users.iter().find(|u| u.user_id == target);
         let why = match user {
-            None => Some(format!("Spot user {target} is not in the organization's user list")),
-            Some(u) if !u.is_personal() => Some(format!("Spot user {target} is not a personal user")),
-            Some(u) if u.email.as_ref().is_some_and(|e| limits.protected_emails.contains(e)) => {
+            None => Some(format!(
+                "Spot user {target} is not in the organization's user list"
+            )),
+            Some(u) if !u.is_personal() => {
+                Some(format!("Spot user {target} is not a personal user"))
+            }
+            Some(u)
+                if u.email
+                    .as_ref()
+                    .is_some_and(|e| limits.protected_emails.contains(e)) =>
+            {
                 Some(format!("Spot user {target} has a protected email"))
             }
             Some(_) if !ledger.owns_spot_user(target) => {
@@ -134,7 +147,12 @@ fn block_untouchable(plan: &mut Plan, spot_users: &[SpotUser], ledger: &Ledger, 
     }
 }
 
-fn trip(plan: &mut Plan, guard: &str, message: String, applies: impl Fn(&crate::plan::Action) -> bool) {
+fn trip(
+    plan: &mut Plan,
+    guard: &str,
+    message: String,
+    applies: impl Fn(&crate::plan::Action) -> bool,
+) {
     for action in plan.actions.iter_mut() {
         if action.status == ActionStatus::Planned && applies(action) {
             action.status = ActionStatus::Blocked;

@@ -156,7 +156,10 @@ impl LedgerStore {
         };
         if !dir.exists() {
             fs::create_dir_all(&dir).map_err(|e| {
-                self.error(format!("cannot create its directory {}: {e}", dir.display()))
+                self.error(format!(
+                    "cannot create its directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let file_name = self
@@ -216,7 +219,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LedgerStore::new(dir.path().join("sub/state.json"));
         let mut ledger = Ledger::default();
-        ledger.users.insert("00u1".into(), entry(EntryState::Managed));
+        ledger
+            .users
+            .insert("00u1".into(), entry(EntryState::Managed));
         store.save(&ledger).unwrap();
         assert_eq!(store.load().unwrap(), ledger);
         #[cfg(unix)]
@@ -234,7 +239,9 @@ mod tests {
         let path = dir.path().join("state.json");
         let store = LedgerStore::new(&path);
         let mut ledger = Ledger::default();
-        ledger.users.insert("00u1".into(), entry(EntryState::Managed));
+        ledger
+            .users
+            .insert("00u1".into(), entry(EntryState::Managed));
         store.save(&ledger).unwrap();
         let full = fs::read(&path).unwrap();
         fs::write(&path, &full[..full.len() / 2]).unwrap();
@@ -247,8 +254,12 @@ mod tests {
     #[test]
     fn counts_and_ownership() {
         let mut ledger = Ledger::default();
-        ledger.users.insert("00u1".into(), entry(EntryState::Managed));
-        ledger.users.insert("00u2".into(), entry(EntryState::Deleted));
+        ledger
+            .users
+            .insert("00u1".into(), entry(EntryState::Managed));
+        ledger
+            .users
+            .insert("00u2".into(), entry(EntryState::Deleted));
         assert_eq!(ledger.managed_count(), 1);
         assert!(ledger.owns_spot_user("u-1"));
         assert!(!ledger.owns_spot_user("u-2"));

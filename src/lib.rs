@@ -8,11 +8,14 @@
 
 pub mod apply;
 pub mod config;
+pub mod cycle;
 pub mod error;
+pub mod fake;
 pub mod guard;
 pub mod ledger;
 pub mod model;
 pub mod okta;
 pub mod plan;
+pub mod report;
 
 pub use error::{Api, Error, Result};

@@ -90,7 +90,7 @@ impl fmt::Display for Role {
 /// One row of `GET /api/v1/apps/{appId}/users?expand=user`, reduced to what the reconciler
 /// needs. Fields are optional because Okta data is not always complete; deciding what a
 /// missing field means is the classifier's job, not the parser's.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct AppUserRow {
     /// The Okta user id (`AppUser.id` is the user id, not an assignment id).
     pub okta_user_id: String,
@@ -201,7 +201,9 @@ pub struct NewSpotUser {
 
 /// Reads the Okta side. A read is all or nothing: any failure is an `Err`, never a short list.
 pub trait IdentitySource: Send + Sync {
-    fn read_assignments(&self) -> impl Future<Output = Result<Vec<AppUserRow>, crate::Error>> + Send;
+    fn read_assignments(
+        &self,
+    ) -> impl Future<Output = Result<Vec<AppUserRow>, crate::Error>> + Send;
 }
 
 /// Reads and writes the Spot side. Implementations must treat "already gone" on delete as
@@ -252,7 +254,16 @@ mod tests {
 
     #[test]
     fn bad_emails_are_refused() {
-        for bad in ["", "jane", "jane@", "@example.com", "a@b", "a b@example.com", "a@@b.com", "a@b..com"] {
+        for bad in [
+            "",
+            "jane",
+            "jane@",
+            "@example.com",
+            "a@b",
+            "a b@example.com",
+            "a@@b.com",
+            "a@b..com",
+        ] {
             assert!(Email::parse(bad).is_none(), "{bad:?} should be refused");
         }
     }

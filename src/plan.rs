@@ -156,8 +156,20 @@ pub struct PlanOptions {
 }
 
 /// Computes the plan. `spot_users` is the complete list of the organization's users.
-pub fn plan(okta: &OktaSnapshot, spot_users: &[SpotUser], ledger: &Ledger, options: &PlanOptions) -> Plan {
+pub fn plan(
+    okta: &OktaSnapshot,
+    spot_users: &[SpotUser],
+    ledger: &Ledger,
+    options: &PlanOptions,
+) -> Plan {
     Planner::new(okta, spot_users, ledger, options).run()
+}
+
+/// A Spot user an Okta user may take over.
+#[derive(Clone, Copy)]
+struct Claim<'a> {
+    user: &'a SpotUser,
+    previous_owner: Option<&'a str>,
 }
 
 struct Planner<'a> {
@@ -176,10 +188,19 @@ struct Planner<'a> {
     forget: Vec<String>,
     /// Spot users handed from an absent owner to a new one this cycle: not to be deleted.
     transferred: HashSet<String>,
+    /// Okta users who are provisioned or held this cycle.
+    entitled: HashSet<&'a str>,
+    /// Provisioned Okta users by email (unique: shared emails are held by the classifier).
+    desired_by_email: HashMap<&'a Email, &'a DesiredUser>,
 }
 
 impl<'a> Planner<'a> {
-    fn new(okta: &'a OktaSnapshot, spot_users: &'a [SpotUser], ledger: &'a Ledger, options: &'a PlanOptions) -> Self {
+    fn new(
+        okta: &'a OktaSnapshot,
+        spot_users: &'a [SpotUser],
+        ledger: &'a Ledger,
+        options: &'a PlanOptions,
+    ) -> Self {
         let mut spot_by_id = HashMap::new();
         let mut personal_by_email: HashMap<&Email, &SpotUser> = HashMap::new();
         for user in spot_users {
@@ -215,7 +236,24 @@ impl<'a> Planner<'a> {
             held: okta.held.clone(),
             forget: Vec::new(),
             transferred: HashSet::new(),
+            entitled: okta
+                .provision
+                .iter()
+                .map(|d| d.okta_user_id.as_str())
+                .chain(okta.held.iter().map(|h| h.okta_user_id.as_str()))
+                .collect(),
+            desired_by_email: okta.provision.iter().map(|d| (&d.email, d)).collect(),
         }
+    }
+
+    /// Is `owner` (an entitled Okta user) letting go of `spot_user` because its email in Okta
+    /// changed to something else?
+    fn releases(&self, owner: &str, spot_user: &SpotUser) -> bool {
+        self.okta
+            .provision
+            .iter()
+            .find(|d| d.okta_user_id == owner)
+            .is_some_and(|d| spot_user.email.as_ref() != Some(&d.email))
     }
 
     fn run(mut self) -> Plan {
@@ -227,7 +265,8 @@ impl<'a> Planner<'a> {
         self.plan_absent();
         self.actions
             .sort_by(|a, b| (&a.okta_user_id, a.action).cmp(&(&b.okta_user_id, b.action)));
-        self.held.sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
+        self.held
+            .sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
         self.forget.sort();
         Plan {
             okta_users: self.okta.listed,
@@ -251,7 +290,13 @@ impl<'a> Planner<'a> {
         });
     }
 
-    fn action(&mut self, kind: ActionKind, user: &DesiredUser, spot_user_id: Option<String>, reason: String) -> &mut Action {
+    fn action(
+        &mut self,
+        kind: ActionKind,
+        user: &DesiredUser,
+        spot_user_id: Option<String>,
+        reason: String,
+    ) -> &mut Action {
         self.actions.push(Action {
             action: kind,
             email: user.email.to_string(),
@@ -271,19 +316,64 @@ impl<'a> Planner<'a> {
         self.actions.last_mut().expect("just pushed")
     }
 
-    /// The personal Spot user with this email, unless a *different* live entry owns it.
-    /// `Err(owner)` names that owner.
-    fn free_personal_user(&self, email: &Email, okta_id: &str) -> Option<Result<&'a SpotUser, &'a str>> {
+    /// The personal Spot user with this email, if this Okta user may take it: free, already
+    /// its own, or owned by an entry whose Okta user is no longer entitled (ownership then
+    /// moves instead of a delete followed by a create). `Err(owner)` names an entitled owner.
+    fn free_personal_user(
+        &self,
+        email: &Email,
+        okta_id: &str,
+    ) -> Option<Result<Claim<'a>, &'a str>> {
         let user = *self.personal_by_email.get(email)?;
         match self.owner_of.get(user.user_id.as_str()) {
-            Some(owner) if *owner != okta_id => Some(Err(owner)),
-            _ => Some(Ok(user)),
+            Some(owner)
+                if *owner != okta_id
+                    && self.entitled.contains(owner)
+                    && !self.releases(owner, user) =>
+            {
+                Some(Err(owner))
+            }
+            Some(owner) if *owner != okta_id => Some(Ok(Claim {
+                user,
+                previous_owner: Some(owner),
+            })),
+            _ => Some(Ok(Claim {
+                user,
+                previous_owner: None,
+            })),
         }
+    }
+
+    /// Plans an adoption of `claim` for `user`.
+    fn adopt(
+        &mut self,
+        user: &DesiredUser,
+        claim: Claim<'a>,
+        origin: Origin,
+        reason: String,
+    ) -> &mut Action {
+        let id = claim.user.user_id.clone();
+        let reason = match claim.previous_owner {
+            Some(owner) => {
+                self.transferred.insert(id.clone());
+                format!(
+                    "{reason} (it was managed for Okta user {owner}, who is no longer assigned)"
+                )
+            }
+            None => reason,
+        };
+        let action = self.action(ActionKind::Adopt, user, Some(id), reason);
+        action.detail.origin = Some(origin);
+        action.detail.previous_owner = claim.previous_owner.map(str::to_string);
+        action
     }
 
     fn plan_desired(&mut self, user: &DesiredUser) {
         if self.is_protected(&user.email) {
-            self.hold(user, "protected email (sync.protected_emails): never touched".into());
+            self.hold(
+                user,
+                "protected email (sync.protected_emails): never touched".into(),
+            );
             return;
         }
         match self.ledger.users.get(&user.okta_user_id) {
@@ -303,19 +393,14 @@ impl<'a> Planner<'a> {
         let Some(spot_user) = live else {
             let gone = entry.spot_user_id.clone().unwrap_or_else(|| "?".into());
             match self.free_personal_user(&user.email, &user.okta_user_id) {
-                Some(Ok(existing)) => {
+                Some(Ok(claim)) => {
                     let reason = format!(
                         "managed Spot user {gone} no longer exists; re-linking to Spot user {} with the same email",
-                        existing.user_id
+                        claim.user.user_id
                     );
-                    let id = existing.user_id.clone();
-                    let action = self.action(ActionKind::Adopt, user, Some(id), reason);
-                    action.detail.origin = Some(entry.origin);
+                    self.adopt(user, claim, entry.origin, reason);
                 }
-                Some(Err(owner)) => {
-                    let reason = format!("its email belongs to a Spot user managed for Okta user {owner}");
-                    self.hold(user, reason);
-                }
+                Some(Err(owner)) => self.hold_owned(user, owner),
                 None => {
                     let reason = format!(
                         "managed Spot user {gone} no longer exists in Spot (deleted outside okta-spot-sync); creating it again"
@@ -327,49 +412,41 @@ impl<'a> Planner<'a> {
         };
         let ledger_email = Email::parse(&entry.email);
         if ledger_email.as_ref() != Some(&user.email) {
-            if let Some(other) = self.personal_by_email.get(&user.email).copied() {
-                if other.user_id != spot_user.user_id {
-                    let reason = format!(
-                        "email changed in Okta from {} to {}, which already belongs to Spot user {}; resolve the clash in Spot or Okta",
-                        entry.email, user.email, other.user_id
-                    );
-                    self.hold(user, reason);
-                    return;
-                }
-            }
-            if let Some(old) = &ledger_email {
-                if self.is_protected(old) {
-                    let reason = format!("email changed in Okta, but the Spot user's email {old} is protected");
-                    self.hold(user, reason);
-                    return;
-                }
-            }
-            let reason = format!(
-                "email changed in Okta from {} to {}; Spot cannot change an email, so the user is recreated",
-                entry.email, user.email
-            );
-            let old_id = spot_user.user_id.clone();
-            let action = self.action(ActionKind::Recreate, user, Some(old_id.clone()), reason);
-            action.detail.delete_first = Some(old_id);
+            self.plan_email_change(user, entry, spot_user, ledger_email.as_ref());
             return;
         }
         match entry.role {
             None => {
-                let reason = format!("the {} role's Spot mapping has not been applied yet", user.role);
-                self.action(ActionKind::UpdateRole, user, Some(spot_user.user_id.clone()), reason);
+                let reason = format!(
+                    "the {} role's Spot mapping has not been applied yet",
+                    user.role
+                );
+                self.action(
+                    ActionKind::UpdateRole,
+                    user,
+                    Some(spot_user.user_id.clone()),
+                    reason,
+                );
             }
             Some(current) if current != user.role && self.options.update_roles => {
-                let same_spot_role = self.options.spot_roles.get(&current) == self.options.spot_roles.get(&user.role);
+                let same_spot_role = self.options.spot_roles.get(&current)
+                    == self.options.spot_roles.get(&user.role);
                 if same_spot_role {
                     let reason = format!("role changed in Okta from {current} to {}", user.role);
-                    self.action(ActionKind::UpdateRole, user, Some(spot_user.user_id.clone()), reason);
+                    self.action(
+                        ActionKind::UpdateRole,
+                        user,
+                        Some(spot_user.user_id.clone()),
+                        reason,
+                    );
                 } else {
                     let reason = format!(
                         "role changed in Okta from {current} to {}; Spot cannot change a user's organization role in place, so the user is recreated",
                         user.role
                     );
                     let old_id = spot_user.user_id.clone();
-                    let action = self.action(ActionKind::Recreate, user, Some(old_id.clone()), reason);
+                    let action =
+                        self.action(ActionKind::Recreate, user, Some(old_id.clone()), reason);
                     action.detail.delete_first = Some(old_id);
                 }
             }
@@ -377,30 +454,100 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A create was started and not confirmed (crash or failure): finish it.
+    /// A managed user's email changed in Okta. Spot cannot change an email, so the user moves
+    /// to a Spot user with the new email (an existing one is adopted, otherwise one is
+    /// created) and the old Spot user is deleted — unless another Okta user now has the old
+    /// email, in which case it passes to them.
+    fn plan_email_change(
+        &mut self,
+        user: &DesiredUser,
+        entry: &LedgerEntry,
+        old: &'a SpotUser,
+        old_email: Option<&Email>,
+    ) {
+        if old_email.is_some_and(|e| self.is_protected(e)) {
+            let reason = format!(
+                "email changed in Okta, but the Spot user's email {} is protected",
+                entry.email
+            );
+            self.hold(user, reason);
+            return;
+        }
+        let old_passes_on = old_email
+            .and_then(|e| self.desired_by_email.get(e))
+            .is_some_and(|next| next.okta_user_id != user.okta_user_id);
+        let change = format!(
+            "email changed in Okta from {} to {}",
+            entry.email, user.email
+        );
+        match self.free_personal_user(&user.email, &user.okta_user_id) {
+            Some(Err(owner)) => self.hold_owned(user, owner),
+            Some(Ok(claim)) if self.options.adopt_existing || claim.previous_owner.is_some() => {
+                let reason = format!("{change}; a Spot user with the new email exists");
+                self.adopt(user, claim, entry.origin, reason);
+                if !old_passes_on {
+                    let reason =
+                        format!("{change}; the Spot user with the old email is no longer needed");
+                    let action =
+                        self.action(ActionKind::Delete, user, Some(old.user_id.clone()), reason);
+                    action.email = entry.email.clone();
+                    action.role = entry.role;
+                }
+            }
+            Some(Ok(claim)) => {
+                let reason = format!(
+                    "{change}, but Spot user {} has the new email and sync.adopt_existing is false",
+                    claim.user.user_id
+                );
+                self.hold(user, reason);
+            }
+            None if old_passes_on => {
+                let reason = format!("{change}; the Spot user with the old email passes to the Okta user who has it now");
+                self.action(ActionKind::Create, user, None, reason);
+            }
+            None => {
+                let reason =
+                    format!("{change}; Spot cannot change an email, so the user is recreated");
+                let action = self.action(
+                    ActionKind::Recreate,
+                    user,
+                    Some(old.user_id.clone()),
+                    reason,
+                );
+                action.detail.delete_first = Some(old.user_id.clone());
+            }
+        }
+    }
+
+    /// A create was started and not confirmed (crash or failure): finish it. The `pending`
+    /// record claims the email, so a Spot user found by it is taken as the one we created.
     fn plan_pending(&mut self, user: &DesiredUser, entry: &LedgerEntry) {
         let by_id = entry
             .spot_user_id
             .as_deref()
-            .and_then(|id| self.spot_by_id.get(id).copied());
+            .and_then(|id| self.spot_by_id.get(id).copied())
+            .filter(|found| found.email.as_ref() == Some(&user.email));
         let found = match by_id {
-            Some(found) => Some(Ok(found)),
+            Some(found) => Some(Ok(Claim {
+                user: found,
+                previous_owner: None,
+            })),
             None => self.free_personal_user(&user.email, &user.okta_user_id),
         };
         match found {
-            Some(Ok(existing)) => {
+            Some(Ok(claim)) => {
                 let reason = "completing an interrupted create: the Spot user exists, recording it and applying its role".to_string();
-                let id = existing.user_id.clone();
-                let action = self.action(ActionKind::Adopt, user, Some(id), reason);
+                let action = self.adopt(user, claim, entry.origin, reason);
                 action.detail.apply_role_mapping = true;
-                action.detail.origin = Some(entry.origin);
             }
-            Some(Err(owner)) => {
-                let reason = format!("its email belongs to a Spot user managed for Okta user {owner}");
-                self.hold(user, reason);
-            }
+            Some(Err(owner)) => self.hold_owned(user, owner),
             None => {
-                self.action(ActionKind::Create, user, None, "retrying an interrupted create".into());
+                self.action(
+                    ActionKind::Create,
+                    user,
+                    None,
+                    "retrying an interrupted create".into(),
+                );
             }
         }
     }
@@ -408,20 +555,15 @@ impl<'a> Planner<'a> {
     /// A user this tool deleted earlier is entitled again (reactivated or reassigned in Okta).
     fn plan_returning(&mut self, user: &DesiredUser) {
         match self.free_personal_user(&user.email, &user.okta_user_id) {
-            Some(Ok(existing)) if self.options.adopt_existing => {
+            Some(Ok(claim)) if self.options.adopt_existing || claim.previous_owner.is_some() => {
                 let reason = "reactivated in Okta; a Spot user with this email already exists".to_string();
-                let id = existing.user_id.clone();
-                let action = self.action(ActionKind::Adopt, user, Some(id), reason);
-                action.detail.origin = Some(Origin::Adopted);
+                self.adopt(user, claim, Origin::Adopted, reason);
             }
             Some(Ok(_)) => self.hold(
                 user,
                 "reactivated in Okta, but a Spot user with this email exists and sync.adopt_existing is false".into(),
             ),
-            Some(Err(owner)) => {
-                let reason = format!("its email belongs to a Spot user managed for Okta user {owner}");
-                self.hold(user, reason);
-            }
+            Some(Err(owner)) => self.hold_owned(user, owner),
             None => {
                 self.action(
                     ActionKind::Recreate,
@@ -437,54 +579,35 @@ impl<'a> Planner<'a> {
     fn plan_new(&mut self, user: &DesiredUser) {
         match self.free_personal_user(&user.email, &user.okta_user_id) {
             None => {
-                self.action(ActionKind::Create, user, None, "assigned in Okta, missing in Spot".into());
+                self.action(
+                    ActionKind::Create,
+                    user,
+                    None,
+                    "assigned in Okta, missing in Spot".into(),
+                );
             }
-            Some(Err(owner)) => {
-                // The Spot user belongs to another Okta user's entry. If that user is no longer
-                // entitled, ownership moves here instead of a delete followed by a create.
-                let owner_entitled = self.okta.provision.iter().any(|d| d.okta_user_id == owner)
-                    || self.okta.held.iter().any(|h| h.okta_user_id == owner);
-                let existing = self.personal_by_email[&user.email];
-                if owner_entitled || !self.options.adopt_existing {
-                    let reason = format!("its email belongs to a Spot user managed for Okta user {owner}");
-                    self.hold(user, reason);
-                } else {
-                    let reason = format!(
-                        "existing Spot user matches this Okta user; it was managed for Okta user {owner}, who is no longer assigned"
-                    );
-                    let id = existing.user_id.clone();
-                    self.transferred.insert(id.clone());
-                    let action = self.action(ActionKind::Adopt, user, Some(id), reason);
-                    action.detail.origin = Some(Origin::Adopted);
-                    action.detail.previous_owner = Some(owner.to_string());
-                }
+            Some(Err(owner)) => self.hold_owned(user, owner),
+            Some(Ok(claim)) if self.options.adopt_existing || claim.previous_owner.is_some() => {
+                let reason = "existing Spot user matches an assigned Okta user".to_string();
+                self.adopt(user, claim, Origin::Adopted, reason);
             }
-            Some(Ok(_)) if !self.options.adopt_existing => self.hold(
+            Some(Ok(_)) => self.hold(
                 user,
                 "a Spot user with this email exists and sync.adopt_existing is false".into(),
             ),
-            Some(Ok(existing)) => {
-                let id = existing.user_id.clone();
-                let action = self.action(
-                    ActionKind::Adopt,
-                    user,
-                    Some(id),
-                    "existing Spot user matches an assigned Okta user".into(),
-                );
-                action.detail.origin = Some(Origin::Adopted);
-            }
         }
+    }
+
+    fn hold_owned(&mut self, user: &DesiredUser, owner: &str) {
+        let reason = format!(
+            "its email belongs to a Spot user managed for Okta user {owner}, who is still assigned; give each Okta user a unique email"
+        );
+        self.hold(user, reason);
     }
 
     /// Ledger entries whose Okta user is no longer entitled.
     fn plan_absent(&mut self) {
-        let entitled: HashSet<&str> = self
-            .okta
-            .provision
-            .iter()
-            .map(|d| d.okta_user_id.as_str())
-            .chain(self.okta.held.iter().map(|h| h.okta_user_id.as_str()))
-            .collect();
+        let entitled = self.entitled.clone();
         let absent_reason: HashMap<&str, &str> = self
             .okta
             .absent

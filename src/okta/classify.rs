@@ -7,11 +7,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{spot_safe_name, AbsentUser, AppUserRow, DesiredUser, Email, HeldUser, OktaSnapshot, Role};
+use crate::model::{
+    spot_safe_name, AbsentUser, AppUserRow, DesiredUser, Email, HeldUser, OktaSnapshot, Role,
+};
 
 /// App-user (assignment) statuses that mean the assignment no longer grants access.
-pub const INACTIVE_APP_USER_STATUSES: [&str; 5] =
-    ["INACTIVE", "SUSPENDED", "DEPROVISIONED", "REVOKED", "UNASSIGNED"];
+pub const INACTIVE_APP_USER_STATUSES: [&str; 5] = [
+    "INACTIVE",
+    "SUSPENDED",
+    "DEPROVISIONED",
+    "REVOKED",
+    "UNASSIGNED",
+];
 
 /// The classification rules, taken from the validated settings.
 #[derive(Debug, Clone)]
@@ -35,7 +42,7 @@ pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
             .entry(row.okta_user_id.as_str())
             .and_modify(|kept| {
                 if row_rank(row, rules) > row_rank(kept, rules)
-                    || (row_rank(row, rules) == row_rank(kept, rules) && row_key(row) < row_key(kept))
+                    || (row_rank(row, rules) == row_rank(kept, rules) && row < *kept)
                 {
                     *kept = row;
                 }
@@ -59,7 +66,10 @@ pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
     // Two Okta users with one email cannot both own the Spot user with that email: hold both.
     let mut by_email: HashMap<&Email, Vec<&str>> = HashMap::new();
     for user in &candidates {
-        by_email.entry(&user.email).or_default().push(&user.okta_user_id);
+        by_email
+            .entry(&user.email)
+            .or_default()
+            .push(&user.okta_user_id);
     }
     let shared: HashMap<Email, Vec<String>> = by_email
         .into_iter()
@@ -80,7 +90,9 @@ pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
             None => snapshot.provision.push(user),
         }
     }
-    snapshot.held.sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
+    snapshot
+        .held
+        .sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
     snapshot
 }
 
@@ -101,16 +113,6 @@ fn row_rank(row: &AppUserRow, rules: &ClassifyRules) -> u8 {
         RowClass::Hold(_) => 1,
         RowClass::Absent(_) => 0,
     }
-}
-
-/// A total order over rows so the choice among equal-rank duplicates never depends on input order.
-fn row_key(row: &AppUserRow) -> (Option<&str>, Option<&str>, Option<&str>, Option<&str>) {
-    (
-        row.scope.as_deref(),
-        row.app_user_status.as_deref(),
-        row.role.as_deref(),
-        row.email.as_deref(),
-    )
 }
 
 fn classify_row(row: &AppUserRow, rules: &ClassifyRules) -> RowClass {
@@ -151,7 +153,12 @@ fn classify_row(row: &AppUserRow, rules: &ClassifyRules) -> RowClass {
         None => return hold("no email in the Okta profile".to_string()),
         Some(raw) => match Email::parse(raw) {
             Some(email) => email,
-            None => return hold(format!("invalid email {:?} in the Okta profile", raw.trim())),
+            None => {
+                return hold(format!(
+                    "invalid email {:?} in the Okta profile",
+                    raw.trim()
+                ))
+            }
         },
     };
     let role = match row.role.as_deref() {
@@ -183,9 +190,15 @@ mod tests {
 
     pub(crate) fn rules() -> ClassifyRules {
         ClassifyRules {
-            provision_statuses: ["ACTIVE", "PROVISIONED", "PASSWORD_EXPIRED", "RECOVERY", "LOCKED_OUT"]
-                .map(String::from)
-                .to_vec(),
+            provision_statuses: [
+                "ACTIVE",
+                "PROVISIONED",
+                "PASSWORD_EXPIRED",
+                "RECOVERY",
+                "LOCKED_OUT",
+            ]
+            .map(String::from)
+            .to_vec(),
             hold_statuses: ["SUSPENDED", "STAGED"].map(String::from).to_vec(),
             default_role: Role::Viewer,
         }
@@ -207,7 +220,13 @@ mod tests {
 
     #[test]
     fn provision_statuses_provision_with_default_role() {
-        for status in ["ACTIVE", "PROVISIONED", "PASSWORD_EXPIRED", "RECOVERY", "LOCKED_OUT"] {
+        for status in [
+            "ACTIVE",
+            "PROVISIONED",
+            "PASSWORD_EXPIRED",
+            "RECOVERY",
+            "LOCKED_OUT",
+        ] {
             let snap = classify(&[row("00u1", "A@Example.com", status)], &rules());
             assert_eq!(snap.provision.len(), 1, "{status}");
             assert_eq!(snap.provision[0].role, Role::Viewer);
@@ -258,12 +277,18 @@ mod tests {
     #[test]
     fn duplicate_emails_hold_both_users() {
         let snap = classify(
-            &[row("00u1", "a@example.com", "ACTIVE"), row("00u2", "A@EXAMPLE.COM", "ACTIVE")],
+            &[
+                row("00u1", "a@example.com", "ACTIVE"),
+                row("00u2", "A@EXAMPLE.COM", "ACTIVE"),
+            ],
             &rules(),
         );
         assert!(snap.provision.is_empty());
         assert_eq!(snap.held.len(), 2);
-        assert!(snap.held[0].reason.contains("00u1, 00u2") || snap.held[0].reason.contains("00u2, 00u1"));
+        assert!(
+            snap.held[0].reason.contains("00u1, 00u2")
+                || snap.held[0].reason.contains("00u2, 00u1")
+        );
     }
 
     #[test]
@@ -273,7 +298,10 @@ mod tests {
         let mut group = row("00u1", "a@example.com", "ACTIVE");
         group.scope = Some("GROUP".into());
         group.role = Some("Editor".into());
-        for rows in [vec![lapsed_direct.clone(), group.clone()], vec![group, lapsed_direct]] {
+        for rows in [
+            vec![lapsed_direct.clone(), group.clone()],
+            vec![group, lapsed_direct],
+        ] {
             let snap = classify(&rows, &rules());
             assert_eq!(snap.listed, 1);
             assert_eq!(snap.provision.len(), 1);

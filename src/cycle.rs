@@ -1,0 +1,140 @@
+//! One reconcile cycle: read both sides completely, classify, plan, guard, apply, record.
+//!
+//! This is the retry-safe `reconcile` of the kube-rs pattern: it holds no state between calls
+//! (the ledger file is the only memory), so running it again after any failure is always safe.
+//! Scheduling, signals and error policy belong to the caller (`daemon`, `main`).
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::apply::{apply, LedgerWriter, RoleResolver};
+use crate::config::Settings;
+use crate::guard::{guard, GuardLimits};
+use crate::ledger::{LastRun, LedgerStore};
+use crate::model::{IdentitySource, Role, SpotDirectory};
+use crate::okta::classify::{classify, ClassifyRules};
+use crate::plan::{plan, ActionStatus, PlanOptions};
+use crate::report::{Mode, Report};
+use crate::Error;
+
+/// One-shot overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct CycleOptions {
+    /// `reconcile --allow-deletes N`.
+    pub allow_deletes: Option<usize>,
+    /// `reconcile --allow-empty-source`.
+    pub allow_empty_source: bool,
+}
+
+impl Settings {
+    pub fn classify_rules(&self) -> ClassifyRules {
+        ClassifyRules {
+            provision_statuses: self.okta.provision_statuses.clone(),
+            hold_statuses: self.okta.hold_statuses.clone(),
+            default_role: self.sync.default_role,
+        }
+    }
+
+    pub fn plan_options(&self) -> PlanOptions {
+        PlanOptions {
+            adopt_existing: self.sync.adopt_existing,
+            update_roles: self.sync.update_roles,
+            protected_emails: self.sync.protected_emails.iter().cloned().collect(),
+            spot_roles: self
+                .spot
+                .roles
+                .iter()
+                .map(|(role, s)| (*role, s.spot_role.clone()))
+                .collect::<BTreeMap<Role, String>>(),
+        }
+    }
+
+    pub fn guard_limits(&self, options: &CycleOptions) -> GuardLimits {
+        GuardLimits {
+            max_deletes: self.sync.max_deletes,
+            max_delete_percent: self.sync.max_delete_percent,
+            allow_deletes: options.allow_deletes,
+            allow_empty_source: options.allow_empty_source,
+            protected_emails: self.sync.protected_emails.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Runs one cycle in `mode` (`Plan`, `DryRun` or `Apply`). Reads are all-or-nothing: any read
+/// error returns before anything is planned, so a failed read can never cause a delete.
+pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
+    settings: &Settings,
+    okta: &I,
+    spot: &D,
+    store: &LedgerStore,
+    mode: Mode,
+    options: &CycleOptions,
+) -> Result<Report, Error> {
+    let ledger = store.load()?;
+    let (rows, spot_users) = tokio::try_join!(okta.read_assignments(), spot.list_users())?;
+    let snapshot = classify(&rows, &settings.classify_rules());
+    drop(rows);
+    info!(
+        okta_listed = snapshot.listed,
+        provision = snapshot.provision.len(),
+        held = snapshot.held.len(),
+        absent = snapshot.absent.len(),
+        spot_users = spot_users.len(),
+        managed = ledger.managed_count(),
+        "read both sides"
+    );
+    let mut the_plan = plan(&snapshot, &spot_users, &ledger, &settings.plan_options());
+    guard(
+        &mut the_plan,
+        &spot_users,
+        &ledger,
+        &settings.guard_limits(options),
+    );
+    for trip in &the_plan.blocked_by {
+        warn!(guard = %trip.guard, "{}", trip.message);
+    }
+    if mode == Mode::Apply {
+        let writer = LedgerWriter::new(store.clone(), ledger);
+        let roles = RoleResolver::new(spot, &settings.spot.roles);
+        apply(
+            &mut the_plan,
+            spot,
+            &writer,
+            &roles,
+            settings.spot.write_concurrency,
+        )
+        .await?;
+        for action in &the_plan.actions {
+            match action.status {
+                ActionStatus::Applied => info!(
+                    action = action.action.as_str(),
+                    email = %action.email,
+                    okta_user_id = %action.okta_user_id,
+                    spot_user_id = action.spot_user_id.as_deref().unwrap_or("-"),
+                    "applied: {}",
+                    action.reason
+                ),
+                ActionStatus::Failed => warn!(
+                    action = action.action.as_str(),
+                    email = %action.email,
+                    okta_user_id = %action.okta_user_id,
+                    "failed: {}",
+                    action.error.as_deref().unwrap_or("?")
+                ),
+                _ => {}
+            }
+        }
+        let report = Report::new(mode, the_plan);
+        writer.update(|l| {
+            l.last_run = Some(LastRun {
+                finished_at: Utc::now(),
+                mode: "apply".into(),
+                summary: report.summary_map(),
+            })
+        })?;
+        return Ok(report);
+    }
+    Ok(Report::new(mode, the_plan))
+}

@@ -1,0 +1,199 @@
+//! In-memory stand-ins for the two APIs, for unit and property tests of the apply path and for
+//! the planner benchmark. They keep the rules that matter to the reconciler (unique emails,
+//! programmatic users, delete of a missing user) and nothing else.
+//!
+//! Never used by the binary against real data; the HTTP emulators in `sim` are the faithful ones.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::error::Api;
+use crate::model::{
+    AppUserRow, Email, IdentitySource, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy,
+    SpotUser, SpotUserKind,
+};
+use crate::Error;
+
+/// A fake Okta app: returns the rows it was given.
+#[derive(Debug, Default)]
+pub struct FakeIdentitySource {
+    pub rows: Mutex<Vec<AppUserRow>>,
+    pub fail: Mutex<Option<String>>,
+}
+
+impl IdentitySource for FakeIdentitySource {
+    async fn read_assignments(&self) -> Result<Vec<AppUserRow>, Error> {
+        if let Some(why) = self.fail.lock().unwrap().clone() {
+            return Err(Error::IncompleteRead(why));
+        }
+        Ok(self.rows.lock().unwrap().clone())
+    }
+}
+
+/// A Spot user as the fake stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeSpotUser {
+    pub user: SpotUser,
+    pub spot_role: String,
+    pub policies: Vec<PolicyGrant>,
+}
+
+/// A fake Spot organization.
+#[derive(Debug)]
+pub struct FakeSpotDirectory {
+    pub users: Mutex<BTreeMap<String, FakeSpotUser>>,
+    pub accounts: Vec<String>,
+    pub policies: Vec<SpotPolicy>,
+    next_id: AtomicU64,
+    pub writes: AtomicU64,
+    /// Emails whose create fails, to test partial failure.
+    pub fail_create_for: Mutex<Vec<String>>,
+}
+
+impl Default for FakeSpotDirectory {
+    fn default() -> Self {
+        FakeSpotDirectory {
+            users: Mutex::new(BTreeMap::new()),
+            accounts: vec!["act-00000001".into(), "act-00000002".into()],
+            policies: vec![
+                SpotPolicy {
+                    id: "3".into(),
+                    name: "Account Viewer".into(),
+                },
+                SpotPolicy {
+                    id: "2".into(),
+                    name: "Account Editor".into(),
+                },
+            ],
+            next_id: AtomicU64::new(1),
+            writes: AtomicU64::new(0),
+            fail_create_for: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl FakeSpotDirectory {
+    pub fn add(&self, user_id: &str, email: &str, kind: SpotUserKind) {
+        self.users.lock().unwrap().insert(
+            user_id.to_string(),
+            FakeSpotUser {
+                user: SpotUser {
+                    user_id: user_id.to_string(),
+                    email: Email::parse(email),
+                    username: email.to_string(),
+                    kind,
+                },
+                spot_role: "viewer".into(),
+                policies: Vec::new(),
+            },
+        );
+    }
+
+    pub fn snapshot(&self) -> Vec<SpotUser> {
+        self.users
+            .lock()
+            .unwrap()
+            .values()
+            .map(|u| u.user.clone())
+            .collect()
+    }
+
+    pub fn get(&self, user_id: &str) -> Option<FakeSpotUser> {
+        self.users.lock().unwrap().get(user_id).cloned()
+    }
+
+    fn status(what: &str, code: &str, detail: &str) -> Error {
+        Error::Status {
+            api: Api::Spot,
+            what: what.into(),
+            status: 400,
+            code: Some(code.into()),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl SpotDirectory for FakeSpotDirectory {
+    async fn list_users(&self) -> Result<Vec<SpotUser>, Error> {
+        Ok(self.snapshot())
+    }
+
+    async fn list_account_ids(&self) -> Result<Vec<String>, Error> {
+        Ok(self.accounts.clone())
+    }
+
+    async fn list_policies(&self) -> Result<Vec<SpotPolicy>, Error> {
+        Ok(self.policies.clone())
+    }
+
+    async fn create_user(&self, user: &NewSpotUser) -> Result<String, Error> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if self
+            .fail_create_for
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(&user.email))
+        {
+            return Err(Self::status(
+                "POST /setup/user",
+                "INTERNAL_ERROR",
+                "injected failure",
+            ));
+        }
+        let email = Email::parse(&user.email);
+        let mut users = self.users.lock().unwrap();
+        if users
+            .values()
+            .any(|u| u.user.is_personal() && u.user.email.is_some() && u.user.email == email)
+        {
+            return Err(Self::status(
+                "POST /setup/user",
+                "USER_ALREADY_EXISTS",
+                "user already exists",
+            ));
+        }
+        let id = loop {
+            let candidate = format!("u-f{:07x}", self.next_id.fetch_add(1, Ordering::SeqCst));
+            if !users.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        users.insert(
+            id.clone(),
+            FakeSpotUser {
+                user: SpotUser {
+                    user_id: id.clone(),
+                    email,
+                    username: format!("{} {}", user.first_name, user.last_name),
+                    kind: SpotUserKind::Personal,
+                },
+                spot_role: user.spot_role.clone(),
+                policies: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<(), Error> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.users.lock().unwrap().remove(user_id);
+        Ok(())
+    }
+
+    async fn set_policy_mapping(&self, user_id: &str, grants: &[PolicyGrant]) -> Result<(), Error> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        match self.users.lock().unwrap().get_mut(user_id) {
+            Some(u) => {
+                u.policies = grants.to_vec();
+                Ok(())
+            }
+            None => Err(Self::status(
+                "PUT /setup/user/{userId}/policyMapping",
+                "USER_DOESNT_EXIST",
+                "no such user",
+            )),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! What a cycle tells its operator: the JSON report of DESIGN.md (one object on stdout) and a
+//! text table an admin can paste into a ticket, plus the exit code contract.
+//!
+//! Pure formatting: no I/O here; callers print. Nothing secret ever reaches a report: actions
+//! carry emails, ids, roles and reasons only.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::model::HeldUser;
+use crate::plan::{Action, ActionKind, ActionStatus, GuardTrip, Plan};
+
+/// Process exit codes (see README "Exit codes").
+pub mod exit {
+    /// Nothing to do / everything applied.
+    pub const OK: i32 = 0;
+    /// An error, or at least one action failed.
+    pub const ERROR: i32 = 1;
+    /// `plan` only: changes are pending.
+    pub const CHANGES_PENDING: i32 = 2;
+    /// A guard blocked actions.
+    pub const BLOCKED: i32 = 3;
+}
+
+/// How the cycle ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `plan`: read and decide, write nothing.
+    Plan,
+    /// `reconcile --dry-run`: the same, reported as a reconcile would be.
+    DryRun,
+    /// `reconcile` / `run`: applied.
+    Apply,
+    /// `import`.
+    Import,
+}
+
+/// An unmanaged Spot user that `import` could not match, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unmatched {
+    pub spot_user_id: String,
+    pub email: Option<String>,
+    pub reason: String,
+}
+
+/// Counts by kind (actions planned or applied), plus failed and blocked actions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub delete: usize,
+    pub recreate: usize,
+    pub adopt: usize,
+    pub update_role: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assign_in_okta: Option<usize>,
+    pub failed: usize,
+    pub blocked: usize,
+}
+
+/// The report of one cycle: DESIGN.md's JSON shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub mode: Mode,
+    pub okta_users: usize,
+    pub spot_users: usize,
+    pub actions: Vec<Action>,
+    pub held: Vec<HeldUser>,
+    pub blocked_by: Vec<GuardTrip>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmatched: Option<Vec<Unmatched>>,
+    pub summary: Summary,
+}
+
+impl Report {
+    pub fn new(mode: Mode, plan: Plan) -> Report {
+        let mut summary = Summary::default();
+        if mode == Mode::Import {
+            summary.assign_in_okta = Some(0);
+        }
+        for action in &plan.actions {
+            match action.status {
+                ActionStatus::Failed => summary.failed += 1,
+                ActionStatus::Blocked => summary.blocked += 1,
+                ActionStatus::Planned | ActionStatus::Applied => match action.action {
+                    ActionKind::Create => summary.create += 1,
+                    ActionKind::Delete => summary.delete += 1,
+                    ActionKind::Recreate => summary.recreate += 1,
+                    ActionKind::Adopt => summary.adopt += 1,
+                    ActionKind::UpdateRole => summary.update_role += 1,
+                    ActionKind::AssignInOkta => *summary.assign_in_okta.get_or_insert(0) += 1,
+                },
+            }
+        }
+        Report {
+            mode,
+            okta_users: plan.okta_users,
+            spot_users: plan.spot_users,
+            actions: plan.actions,
+            held: plan.held,
+            blocked_by: plan.blocked_by,
+            unmatched: None,
+            summary,
+        }
+    }
+
+    /// True when there is nothing to do (or nothing was done).
+    pub fn has_changes(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    /// The exit code of DESIGN.md for this report's mode.
+    pub fn exit_code(&self) -> i32 {
+        match self.mode {
+            Mode::Plan => {
+                if self.has_changes() {
+                    exit::CHANGES_PENDING
+                } else {
+                    exit::OK
+                }
+            }
+            Mode::DryRun | Mode::Apply | Mode::Import => {
+                if self.summary.failed > 0 {
+                    exit::ERROR
+                } else if self.summary.blocked > 0 || !self.blocked_by.is_empty() {
+                    exit::BLOCKED
+                } else {
+                    exit::OK
+                }
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+
+    /// A fixed-width table with the held users, the guards and the summary below it.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let title = match self.mode {
+            Mode::Plan => "Plan (nothing was changed)",
+            Mode::DryRun => "Dry run (nothing was changed)",
+            Mode::Apply => "Reconcile",
+            Mode::Import => "Import",
+        };
+        let _ = writeln!(
+            out,
+            "{title}: {} Okta users listed by the app, {} Spot users in the organization",
+            self.okta_users, self.spot_users
+        );
+        if self.actions.is_empty() {
+            let _ = writeln!(out, "\nNo changes: Spot is in line with Okta.");
+        } else {
+            let headers = [
+                "ACTION",
+                "STATUS",
+                "EMAIL",
+                "ROLE",
+                "OKTA USER",
+                "SPOT USER",
+                "REASON",
+            ];
+            let rows: Vec<[String; 7]> = self
+                .actions
+                .iter()
+                .map(|a| {
+                    [
+                        a.action.as_str().to_string(),
+                        a.status.as_str().to_string(),
+                        a.email.clone(),
+                        a.role.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+                        a.okta_user_id.clone(),
+                        a.spot_user_id.clone().unwrap_or_else(|| "-".into()),
+                        a.reason.clone(),
+                    ]
+                })
+                .collect();
+            let mut widths = headers.map(str::len);
+            for row in &rows {
+                for (w, cell) in widths.iter_mut().zip(row.iter()).take(6) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            let _ = writeln!(out);
+            let line = |cells: &[&str]| {
+                let mut s = String::new();
+                for (i, cell) in cells.iter().enumerate() {
+                    if i < 6 {
+                        let _ = write!(s, "{cell:<w$}  ", w = widths[i]);
+                    } else {
+                        s.push_str(cell);
+                    }
+                }
+                s.trim_end().to_string()
+            };
+            let _ = writeln!(out, "{}", line(&headers));
+            for (row, action) in rows.iter().zip(&self.actions) {
+                let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+                let _ = writeln!(out, "{}", line(&cells));
+                if let Some(error) = &action.error {
+                    let _ = writeln!(out, "    -> {error}");
+                }
+            }
+        }
+        if !self.held.is_empty() {
+            let _ = writeln!(out, "\nHeld (existing Spot users kept, nothing created):");
+            for h in &self.held {
+                let _ = writeln!(
+                    out,
+                    "  {}  {}  {}",
+                    h.okta_user_id,
+                    h.email.as_deref().unwrap_or("-"),
+                    h.reason
+                );
+            }
+        }
+        if let Some(unmatched) = &self.unmatched {
+            if !unmatched.is_empty() {
+                let _ = writeln!(out, "\nNot imported (left alone):");
+                for u in unmatched {
+                    let _ = writeln!(
+                        out,
+                        "  {}  {}  {}",
+                        u.spot_user_id,
+                        u.email.as_deref().unwrap_or("-"),
+                        u.reason
+                    );
+                }
+            }
+        }
+        if !self.blocked_by.is_empty() {
+            let _ = writeln!(out, "\nBlocked by safety guards:");
+            for trip in &self.blocked_by {
+                let _ = writeln!(out, "  {}: {}", trip.guard, trip.message);
+            }
+        }
+        let s = &self.summary;
+        let mut parts = vec![
+            format!("{} create", s.create),
+            format!("{} delete", s.delete),
+            format!("{} recreate", s.recreate),
+            format!("{} adopt", s.adopt),
+            format!("{} update_role", s.update_role),
+        ];
+        if let Some(n) = s.assign_in_okta {
+            parts.push(format!("{n} assign_in_okta"));
+        }
+        parts.push(format!("{} failed", s.failed));
+        parts.push(format!("{} blocked", s.blocked));
+        let verb = if matches!(self.mode, Mode::Apply | Mode::Import) {
+            "Done"
+        } else {
+            "Would do"
+        };
+        let _ = writeln!(
+            out,
+            "\n{verb}: {}; {} held.",
+            parts.join(", "),
+            self.held.len()
+        );
+        out
+    }
+
+    /// The one-line summary used in logs and systemd STATUS=.
+    pub fn one_line(&self) -> String {
+        let s = &self.summary;
+        format!(
+            "{} create, {} delete, {} recreate, {} adopt, {} update_role, {} failed, {} blocked, {} held",
+            s.create, s.delete, s.recreate, s.adopt, s.update_role, s.failed, s.blocked, self.held.len()
+        )
+    }
+
+    /// The summary as a map, for the ledger's `last_run`.
+    pub fn summary_map(&self) -> std::collections::BTreeMap<String, usize> {
+        let s = &self.summary;
+        [
+            ("create", s.create),
+            ("delete", s.delete),
+            ("recreate", s.recreate),
+            ("adopt", s.adopt),
+            ("update_role", s.update_role),
+            ("failed", s.failed),
+            ("blocked", s.blocked),
+            ("held", self.held.len()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}

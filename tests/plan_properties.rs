@@ -1,0 +1,278 @@
+//! Property tests of the pure core together with the real apply engine on in-memory fakes:
+//! the planner never touches a Spot user it does not own, a second plan after a successful
+//! apply is empty, and the order of input rows never changes the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Utc;
+use okta_spot_sync::apply::{apply, LedgerWriter, RoleResolver};
+use okta_spot_sync::config::SpotRoleSettings;
+use okta_spot_sync::fake::FakeSpotDirectory;
+use okta_spot_sync::guard::{guard, GuardLimits};
+use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
+use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind};
+use okta_spot_sync::okta::classify::{classify, ClassifyRules};
+use okta_spot_sync::plan::{plan, ActionStatus, PlanOptions};
+use proptest::prelude::*;
+
+const USER_STATUSES: [&str; 8] = [
+    "ACTIVE",
+    "PROVISIONED",
+    "PASSWORD_EXPIRED",
+    "RECOVERY",
+    "LOCKED_OUT",
+    "SUSPENDED",
+    "STAGED",
+    "DEPROVISIONED",
+];
+const APP_STATUSES: [&str; 4] = ["ACTIVE", "PROVISIONED", "INACTIVE", "SUSPENDED"];
+const ROLES: [Option<&str>; 4] = [None, Some("viewer"), Some("Editor"), Some("owner")];
+
+fn rules() -> ClassifyRules {
+    ClassifyRules {
+        provision_statuses: USER_STATUSES[..5].iter().map(|s| s.to_string()).collect(),
+        hold_statuses: vec!["SUSPENDED".into(), "STAGED".into()],
+        default_role: Role::Viewer,
+    }
+}
+
+fn options(protected: &BTreeSet<Email>) -> PlanOptions {
+    PlanOptions {
+        adopt_existing: true,
+        update_roles: true,
+        protected_emails: protected.clone(),
+        spot_roles: [
+            (Role::Viewer, "viewer".to_string()),
+            (Role::Editor, "admin".to_string()),
+        ]
+        .into(),
+    }
+}
+
+fn role_settings() -> BTreeMap<Role, SpotRoleSettings> {
+    [
+        (
+            Role::Viewer,
+            SpotRoleSettings {
+                spot_role: "viewer".into(),
+                policies: vec!["Account Viewer".into()],
+            },
+        ),
+        (
+            Role::Editor,
+            SpotRoleSettings {
+                spot_role: "admin".into(),
+                policies: vec![],
+            },
+        ),
+    ]
+    .into()
+}
+
+fn email(i: usize, upper: bool) -> String {
+    let e = format!("user{i}@example.com");
+    if upper {
+        e.to_uppercase()
+    } else {
+        e
+    }
+}
+
+#[derive(Debug, Clone)]
+struct World {
+    rows: Vec<AppUserRow>,
+    spot: Vec<SpotUser>,
+    ledger: Ledger,
+    protected: BTreeSet<Email>,
+}
+
+fn world() -> impl Strategy<Value = World> {
+    let row = (
+        0..12usize,
+        0..10usize,
+        any::<bool>(),
+        0..8usize,
+        0..4usize,
+        0..4usize,
+        any::<bool>(),
+    );
+    let spot_user = (0..10usize, 0..6usize);
+    let ledger_entry = (
+        0..12usize,
+        0..10usize,
+        0..3usize,
+        prop::option::of(0..14usize),
+        0..4usize,
+    );
+    (
+        prop::collection::vec(row, 0..16),
+        prop::collection::vec(spot_user, 0..12),
+        prop::collection::vec(ledger_entry, 0..10),
+        prop::option::of(0..10usize),
+    )
+        .prop_map(|(rows, spot, entries, protected)| {
+            let rows: Vec<AppUserRow> = rows
+                .into_iter()
+                .map(|(id, mail, upper, us, aps, role, group)| AppUserRow {
+                    okta_user_id: format!("00u{id:02}"),
+                    scope: Some(if group { "GROUP" } else { "USER" }.into()),
+                    app_user_status: Some(APP_STATUSES[aps].into()),
+                    user_status: Some(USER_STATUSES[us].into()),
+                    email: Some(email(mail, upper)),
+                    first_name: Some("First".into()),
+                    last_name: Some("Last".into()),
+                    role: ROLES[role].map(String::from),
+                    malformed: None,
+                })
+                .collect();
+            let mut spot_users: Vec<SpotUser> = Vec::new();
+            for (i, (mail, kind)) in spot.into_iter().enumerate() {
+                let kind = match kind {
+                    0 => SpotUserKind::Programmatic,
+                    1 => SpotUserKind::Unknown,
+                    _ => SpotUserKind::Personal,
+                };
+                let prefix = if kind == SpotUserKind::Programmatic {
+                    "pu"
+                } else {
+                    "u"
+                };
+                spot_users.push(SpotUser {
+                    user_id: format!("{prefix}-{i:08x}"),
+                    email: Email::parse(&email(mail, false)),
+                    username: "x".into(),
+                    kind,
+                });
+            }
+            // Spot keeps emails unique among personal users.
+            let mut seen = BTreeSet::new();
+            spot_users.retain(|u| !u.is_personal() || seen.insert(u.email.clone()));
+            // A consistent ledger: each Spot user owned by at most one live entry.
+            let mut ledger = Ledger::default();
+            let mut owned = BTreeSet::new();
+            for (id, mail, state, spot_ix, role) in entries {
+                let state = [
+                    EntryState::Pending,
+                    EntryState::Managed,
+                    EntryState::Deleted,
+                ][state];
+                let spot_user_id = match (state, spot_ix) {
+                    (EntryState::Deleted, _) | (_, None) => None,
+                    (_, Some(ix)) => match spot_users.get(ix) {
+                        Some(u) if u.is_personal() && owned.insert(u.user_id.clone()) => {
+                            Some(u.user_id.clone())
+                        }
+                        Some(_) => None,
+                        None => Some(format!("u-gone{ix:04}")),
+                    },
+                };
+                let entry_email = spot_user_id
+                    .as_ref()
+                    .and_then(|sid| spot_users.iter().find(|u| &u.user_id == sid))
+                    .and_then(|u| u.email.as_ref().map(|e| e.to_string()))
+                    .unwrap_or_else(|| email(mail, false));
+                if state == EntryState::Managed && spot_user_id.is_none() {
+                    continue;
+                }
+                ledger.users.insert(
+                    format!("00u{id:02}"),
+                    LedgerEntry {
+                        email: entry_email,
+                        spot_user_id,
+                        role: [
+                            None,
+                            Some(Role::Viewer),
+                            Some(Role::Editor),
+                            Some(Role::Viewer),
+                        ][role],
+                        origin: Origin::Created,
+                        state,
+                        updated_at: Utc::now(),
+                    },
+                );
+            }
+            let protected = protected
+                .map(|p| Email::parse(&email(p, false)).unwrap())
+                .into_iter()
+                .collect();
+            World {
+                rows,
+                spot: spot_users,
+                ledger,
+                protected,
+            }
+        })
+}
+
+fn open_limits(protected: &BTreeSet<Email>) -> GuardLimits {
+    GuardLimits {
+        max_deletes: usize::MAX,
+        max_delete_percent: 100,
+        allow_deletes: None,
+        allow_empty_source: true,
+        protected_emails: protected.clone(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_writes_to_a_spot_user_it_does_not_own(w in world()) {
+        let snap = classify(&w.rows, &rules());
+        let mut p = plan(&snap, &w.spot, &w.ledger, &options(&w.protected));
+        guard(&mut p, &w.spot, &w.ledger, &open_limits(&w.protected));
+        for action in p.actions.iter().filter(|a| a.status == ActionStatus::Planned) {
+            if let Some(target) = action.deleted_spot_user() {
+                prop_assert!(w.ledger.owns_spot_user(target), "deletes unowned {target}: {action:?}");
+                let user = w.spot.iter().find(|u| u.user_id == target).unwrap();
+                prop_assert!(user.is_personal());
+                prop_assert!(!user.email.as_ref().is_some_and(|e| w.protected.contains(e)));
+            }
+            if let Some(target) = &action.spot_user_id {
+                if let Some(user) = w.spot.iter().find(|u| &u.user_id == target) {
+                    prop_assert!(user.is_personal(), "touches non-personal {target}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_second_plan_after_a_successful_apply_is_empty(w in world()) {
+        let snap = classify(&w.rows, &rules());
+        let spot = FakeSpotDirectory::default();
+        for u in &w.spot {
+            spot.add(&u.user_id, u.email.as_ref().map(|e| e.as_str()).unwrap_or(""), u.kind);
+        }
+        let mut p = plan(&snap, &w.spot, &w.ledger, &options(&w.protected));
+        let writer = LedgerWriter::in_memory(w.ledger.clone());
+        let roles = role_settings();
+        let resolver = RoleResolver::new(&spot, &roles);
+        runtime().block_on(apply(&mut p, &spot, &writer, &resolver, 3)).unwrap();
+        prop_assert!(p.actions.iter().all(|a| a.status == ActionStatus::Applied), "{:#?}", p.actions);
+        let ledger = writer.into_inner();
+        let again = plan(&snap, &spot.snapshot(), &ledger, &options(&w.protected));
+        prop_assert!(again.is_empty(), "first: {:#?}\nsecond: {:#?}", p.actions, again);
+    }
+
+    #[test]
+    fn the_order_of_input_rows_does_not_change_the_plan(w in world(), seed in any::<u64>()) {
+        let snap = classify(&w.rows, &rules());
+        let expected = plan(&snap, &w.spot, &w.ledger, &options(&w.protected));
+        let mut rows = w.rows.clone();
+        let mut spot = w.spot.clone();
+        let mut rng = seed;
+        let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as usize };
+        for i in (1..rows.len()).rev() { let j = next() % (i + 1); rows.swap(i, j); }
+        for i in (1..spot.len()).rev() { let j = next() % (i + 1); spot.swap(i, j); }
+        let shuffled = plan(&classify(&rows, &rules()), &spot, &w.ledger, &options(&w.protected));
+        prop_assert_eq!(expected, shuffled);
+    }
+}
