@@ -1337,3 +1337,230 @@ fn read_token_file(
         String::from_utf8(buf).map_err(|_| format!("{label}: {shown} is not UTF-8 text; {fix}"))?;
     check_token(&text, &format!("{label} ({shown})"), || fix.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_var_names_round_trip_for_every_key() {
+        for key in KEYS {
+            let var = env_var_for_key(key);
+            assert!(var.starts_with("OKTA_SPOT_SYNC__"), "{var}");
+            assert_eq!(key_for_env_var(&var).as_deref(), Some(*key), "{var}");
+        }
+        assert_eq!(
+            env_var_for_key("sync.max_deletes"),
+            "OKTA_SPOT_SYNC__SYNC__MAX_DELETES"
+        );
+        assert_eq!(
+            env_var_for_key("spot.roles.viewer.spot_role"),
+            "OKTA_SPOT_SYNC__SPOT__ROLES__VIEWER__SPOT_ROLE"
+        );
+        for not_override in [
+            CONFIG_PATH_ENV,
+            OKTA_TOKEN_ENV,
+            SPOT_TOKEN_ENV,
+            "OKTA_SPOT_SYNC",
+        ] {
+            assert_eq!(key_for_env_var(not_override), None, "{not_override}");
+        }
+    }
+
+    /// Every entry of `KEYS` is a field of the raw layer (the reverse direction is covered by
+    /// `deny_unknown_fields` and the example-file test).
+    #[test]
+    fn every_listed_key_is_accepted_by_the_raw_layer() {
+        for key in KEYS {
+            let overrides: config::Map<String, String> = [(env_var_for_key(key), "1".to_string())]
+                .into_iter()
+                .collect();
+            let raw = Config::builder()
+                .add_source(
+                    Environment::with_prefix(ENV_PREFIX)
+                        .separator(ENV_SEPARATOR)
+                        .source(Some(overrides)),
+                )
+                .build()
+                .unwrap()
+                .try_deserialize::<RawConfig>();
+            assert!(raw.is_ok(), "{key}: {:?}", raw.err());
+        }
+    }
+
+    #[test]
+    fn raw_defaults_match_the_design() {
+        let raw = RawConfig::default();
+        assert_eq!(raw.okta.org_url, None);
+        assert_eq!(raw.okta.app_id, None);
+        assert!(raw.okta.token.is_none() && raw.okta.token_file.is_none());
+        assert!(raw.spot.token.is_none() && raw.spot.token_file.is_none());
+        assert_eq!(raw.okta.page_size, 500);
+        assert_eq!(raw.spot.base_url, "https://api.spotinst.io");
+        assert_eq!(raw.sync.schedule, "0 */10 * * * *");
+        assert_eq!(raw.http.timeout, "30s");
+        assert_eq!(raw.daemon.listen, "127.0.0.1:9464");
+        assert_eq!(role_defaults(Role::Viewer).spot_role, "viewer");
+        assert_eq!(role_defaults(Role::Viewer).policies, ["Account Viewer"]);
+        assert_eq!(role_defaults(Role::Editor).spot_role, "admin");
+        assert!(role_defaults(Role::Editor).policies.is_empty());
+    }
+
+    #[test]
+    fn raw_secret_debug_is_redacted() {
+        let s = RawSecret(SecretString::from("hunter2".to_string()));
+        assert_eq!(format!("{s:?}"), "[REDACTED]");
+        let raw = RawOkta {
+            token: Some(s),
+            ..RawOkta::default()
+        };
+        assert!(!format!("{raw:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_redacted() {
+        let vars: BTreeMap<String, String> = [
+            (OKTA_TOKEN_ENV, " tok-a \n"),
+            ("OKTA_SPOT_SYNC__SPOT__TOKEN", "tok-b"),
+            ("OKTA_SPOT_SYNC__SPOT__TOKEN_FILE", "/run/file"),
+            ("OKTA_SPOT_SYNC__LOG__LEVEL", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = Secrets::from_env(&vars);
+        assert_eq!(
+            s.redact("x tok-a y tok-b /run/file info"),
+            "x [REDACTED] y [REDACTED] /run/file info"
+        );
+    }
+
+    #[test]
+    fn toml_snippet_lines_are_recognised() {
+        assert!(is_snippet_line("3 | token = \"abc"));
+        assert!(is_snippet_line("|         ^"));
+        assert!(is_snippet_line("12 |"));
+        assert!(!is_snippet_line("TOML parse error at line 3, column 9"));
+        assert!(!is_snippet_line("invalid basic string"));
+    }
+
+    #[test]
+    fn base_urls_are_reduced_to_scheme_host_port() {
+        let ok = |raw: &str, insecure: bool| validate_base_url("okta.org_url", raw, insecure);
+        assert_eq!(
+            ok("https://Example.Okta.com/", false).unwrap().as_str(),
+            "https://example.okta.com/"
+        );
+        assert_eq!(
+            ok("https://example.okta.com:443", false).unwrap().as_str(),
+            "https://example.okta.com/"
+        );
+        assert_eq!(
+            ok("https://example.okta.com:8443", false).unwrap().port(),
+            Some(8443)
+        );
+        assert!(ok("http://127.0.0.1:1", true).is_ok());
+        assert!(ok("http://127.0.0.1:1", false).is_err());
+        assert!(ok("http://192.168.1.1", true).is_err());
+        assert!(ok("https://example.okta.com//", false).is_err());
+        assert!(ok("https://example.okta.com/#x", false).is_err());
+        assert!(ok("mailto:a@b.com", false).is_err());
+        assert!(ok("", false).is_err());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for (url, expected) in [
+            ("http://localhost", true),
+            ("http://localhost.", true),
+            ("http://127.0.0.1", true),
+            ("http://127.255.0.9", true),
+            ("http://[::1]", true),
+            ("http://[::2]", false),
+            ("http://128.0.0.1", false),
+            ("http://mylocalhost", false),
+        ] {
+            let u = Url::parse(url).unwrap();
+            assert_eq!(is_loopback(&u.host().unwrap()), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_inclusive() {
+        assert_eq!(in_range::<u32>("k", 1, 1, 500), Ok(1));
+        assert_eq!(in_range::<u32>("k", 500, 1, 500), Ok(500));
+        assert!(in_range::<u32>("k", 0, 1, 500).is_err());
+        assert!(in_range::<u32>("k", 501, 1, 500).is_err());
+        assert!(in_range::<usize>("k", -1, 0, i64::MAX)
+            .unwrap_err()
+            .contains("at least 0"));
+    }
+
+    #[test]
+    fn statuses_are_uppercased_and_deduplicated() {
+        assert_eq!(
+            validate_statuses("k", &["active".into(), " Active ".into(), "staged".into()]),
+            Ok(vec!["ACTIVE".to_string(), "STAGED".to_string()])
+        );
+        let err = validate_statuses("k", &["ACTIVE".into(), "INACTIVE".into()]).unwrap_err();
+        assert!(err.contains("\"INACTIVE\""), "{err}");
+    }
+
+    #[test]
+    fn schedules_need_six_or_seven_cron_fields() {
+        for good in [
+            "0 */10 * * * *",
+            "0 0 9 * * MON-FRI",
+            "0 0 0 1 JAN ? 2030",
+            "  0   0 * * *  * ",
+            "0 0 12 ? * 2#1",
+        ] {
+            assert!(validate_schedule(good).is_ok(), "{good}");
+        }
+        assert_eq!(validate_schedule(" 0  1 * * * * ").unwrap(), "0 1 * * * *");
+        for bad in [
+            "",
+            "*/10 * * * *",
+            "0 0 0 0 0 0 0 0",
+            "0 0 * * * ;",
+            "@hourly",
+        ] {
+            assert!(validate_schedule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(validate_log_level(" WARN "), Ok("warn".to_string()));
+        assert!(validate_log_level("info,hyper=warn").is_ok());
+        assert!(validate_log_level("okta_spot_sync=trace").is_ok());
+        assert!(validate_log_level("warning").is_err());
+        assert!(validate_log_level("").is_err());
+        assert!(validate_log_level("x=nope").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(validate_listen(""), Ok(None));
+        assert_eq!(validate_listen("  "), Ok(None));
+        assert_eq!(
+            validate_listen("[::1]:9464"),
+            Ok(Some("[::1]:9464".parse().unwrap()))
+        );
+        assert!(validate_listen("127.0.0.1").is_err());
+        assert!(validate_listen("localhost:9464").is_err());
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_checked() {
+        let fix = || "fix".to_string();
+        assert_eq!(
+            check_token("  abc\n", "k", fix).unwrap().expose_secret(),
+            "abc"
+        );
+        let err = check_token(" \n", "k", fix).unwrap_err();
+        assert!(err.starts_with("k is empty"), "{err}");
+        let err = check_token("ab cd", "k", fix).unwrap_err();
+        assert!(!err.contains("ab") && !err.contains("cd"), "{err}");
+    }
+}
