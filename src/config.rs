@@ -19,8 +19,10 @@
 //! `okta.token` (inline in the file or `OKTA_SPOT_SYNC__OKTA__TOKEN`; allowed but discouraged,
 //! it yields a warning), `okta.token_file`, `$CREDENTIALS_DIRECTORY/okta-token` (systemd
 //! `LoadCredential=`), then `OKTA_SPOT_SYNC_OKTA_TOKEN` (likewise `spot.*`, `spot-token`,
-//! `OKTA_SPOT_SYNC_SPOT_TOKEN`). Token files are trimmed; a token file accessible by group or
-//! others yields a warning. Tokens go straight into [`SecretString`].
+//! `OKTA_SPOT_SYNC_SPOT_TOKEN`). An empty `token_file` counts as unset (so an override can
+//! clear it); a relative one is relative to the working directory. Token files are trimmed;
+//! an empty token is an error; a token file accessible by group or others yields a warning.
+//! Tokens go straight into [`SecretString`].
 //!
 //! Nothing here logs: non-fatal findings are returned in [`Loaded::warnings`] for the caller
 //! to log once logging is set up. This module must never log or print a token; errors and
