@@ -1,21 +1,606 @@
-//! Configuration: the raw, layered input (defaults, TOML file, `OKTA_SPOT_SYNC__SECTION__KEY`
-//! environment overrides, token files) and the validated [`Settings`] the rest of the program
-//! uses. Raw and validated are different types so nothing downstream can see an unchecked value.
+//! Configuration: the raw, layered input and the validated [`Settings`] the rest of the
+//! program uses. Raw and validated are different types so nothing downstream can see an
+//! unchecked value.
 //!
-//! This module reads the config file and token files; it must never log or print a token and
-//! never accept one from the command line.
+//! Layers, lowest first:
+//! 1. built-in defaults (the `Default` impls of the private `Raw*` structs; every key has one
+//!    except `okta.org_url`, `okta.app_id` and the tokens);
+//! 2. the TOML file (`--config`, else `OKTA_SPOT_SYNC_CONFIG`, else
+//!    `/etc/okta-spot-sync/config.toml`; see [`default_config_path`]);
+//! 3. environment overrides `OKTA_SPOT_SYNC__SECTION__KEY` (double underscores; e.g.
+//!    `OKTA_SPOT_SYNC__SYNC__MAX_DELETES=3`, `OKTA_SPOT_SYNC__SPOT__ROLES__VIEWER__POLICIES=a,b`).
+//!    List values are comma-separated. An override variable that names no key is an error.
+//!
+//! Unknown keys are errors (`deny_unknown_fields`); every error names the full key, the bad
+//! value (unless it is a secret) and the fix. All problems found are reported together in
+//! one [`Error::Config`].
+//!
+//! Tokens are never read from the command line. For each API the first source present wins:
+//! `okta.token` (inline in the file or `OKTA_SPOT_SYNC__OKTA__TOKEN`; allowed but discouraged,
+//! it yields a warning), `okta.token_file`, `$CREDENTIALS_DIRECTORY/okta-token` (systemd
+//! `LoadCredential=`), then `OKTA_SPOT_SYNC_OKTA_TOKEN` (likewise `spot.*`, `spot-token`,
+//! `OKTA_SPOT_SYNC_SPOT_TOKEN`). An empty `token_file` counts as unset (so an override can
+//! clear it); a relative one is relative to the working directory. Token files are trimmed;
+//! an empty token is an error; a token file accessible by group or others yields a warning.
+//! Tokens go straight into [`SecretString`].
+//!
+//! Nothing here logs: non-fatal findings are returned in [`Loaded::warnings`] for the caller
+//! to log once logging is set up. This module must never log or print a token; errors and
+//! `Debug` output never contain one.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
-use url::Url;
+use config::{Config, ConfigError, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use url::{Host, Url};
 
+use crate::error::Error;
 use crate::model::{Email, Role};
 
-/// Validated settings. Every field has been checked; see `README.md` for each key.
+/// Prefix of the override variables: `OKTA_SPOT_SYNC__SECTION__KEY`.
+pub const ENV_PREFIX: &str = "OKTA_SPOT_SYNC";
+/// Separator between prefix, section and key in override variables.
+pub const ENV_SEPARATOR: &str = "__";
+/// The config-path variable (single underscore: not an override).
+pub const CONFIG_PATH_ENV: &str = "OKTA_SPOT_SYNC_CONFIG";
+/// Used when neither `--config` nor [`CONFIG_PATH_ENV`] is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/okta-spot-sync/config.toml";
+/// Last-resort source of the Okta API token.
+pub const OKTA_TOKEN_ENV: &str = "OKTA_SPOT_SYNC_OKTA_TOKEN";
+/// Last-resort source of the Spot API token.
+pub const SPOT_TOKEN_ENV: &str = "OKTA_SPOT_SYNC_SPOT_TOKEN";
+/// Set by systemd for units with `LoadCredential=`.
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+/// Credential names looked up in `$CREDENTIALS_DIRECTORY`.
+pub const OKTA_TOKEN_CREDENTIAL: &str = "okta-token";
+pub const SPOT_TOKEN_CREDENTIAL: &str = "spot-token";
+
+/// Token files larger than this are refused (a token is a few dozen bytes).
+const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
+
+/// Every settable key, dotted. Override variables are checked against this list.
+pub const KEYS: &[&str] = &[
+    "okta.org_url",
+    "okta.app_id",
+    "okta.token",
+    "okta.token_file",
+    "okta.role_attribute",
+    "okta.page_size",
+    "okta.provision_statuses",
+    "okta.hold_statuses",
+    "okta.max_api_capacity_percent",
+    "spot.base_url",
+    "spot.token",
+    "spot.token_file",
+    "spot.write_concurrency",
+    "spot.roles.viewer.spot_role",
+    "spot.roles.viewer.policies",
+    "spot.roles.editor.spot_role",
+    "spot.roles.editor.policies",
+    "sync.schedule",
+    "sync.run_on_start",
+    "sync.state_file",
+    "sync.default_role",
+    "sync.adopt_existing",
+    "sync.update_roles",
+    "sync.max_deletes",
+    "sync.max_delete_percent",
+    "sync.protected_emails",
+    "http.timeout",
+    "http.max_retries",
+    "http.allow_insecure_http",
+    "daemon.listen",
+    "log.format",
+    "log.level",
+];
+
+/// Okta's `UserStatus` values.
+pub const OKTA_USER_STATUSES: &[&str] = &[
+    "ACTIVE",
+    "DEPROVISIONED",
+    "LOCKED_OUT",
+    "PASSWORD_EXPIRED",
+    "PROVISIONED",
+    "RECOVERY",
+    "STAGED",
+    "SUSPENDED",
+];
+
+const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+/// The override variable for a dotted key: `sync.max_deletes` ->
+/// `OKTA_SPOT_SYNC__SYNC__MAX_DELETES`.
+pub fn env_var_for_key(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{ENV_SEPARATOR}{}",
+        key.replace('.', ENV_SEPARATOR).to_ascii_uppercase()
+    )
+}
+
+/// The dotted key an override variable names, if it has the override prefix (any case).
+/// The key is not checked against [`KEYS`].
+fn key_for_env_var(name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}").to_ascii_lowercase();
+    lower
+        .strip_prefix(&prefix)
+        .map(|rest| rest.replace(ENV_SEPARATOR, "."))
+}
+
+/// The result of loading: the settings and the non-fatal findings (an inline token, a token
+/// file readable by others, an ignored `token_file`), for the caller to log. Warnings never
+/// contain a token.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    pub warnings: Vec<String>,
+}
+
+/// `OKTA_SPOT_SYNC_CONFIG` when set and non-empty, else `/etc/okta-spot-sync/config.toml`.
+pub fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    match env(CONFIG_PATH_ENV) {
+        Some(p) if !p.trim().is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+    }
+}
+
+/// Loads and validates `path` with environment variables looked up through `env`.
+///
+/// Only the variables this module knows are looked up (one per entry of [`KEYS`], plus
+/// `CREDENTIALS_DIRECTORY` and the two token variables), so a misspelt override variable
+/// cannot be noticed here; [`load_from_env_vars`] and [`load_from_process_env`] see every
+/// variable and reject unknown `OKTA_SPOT_SYNC__*` names.
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, Error> {
+    let names = KEYS.iter().map(|k| env_var_for_key(k)).chain(
+        [CREDENTIALS_DIRECTORY_ENV, OKTA_TOKEN_ENV, SPOT_TOKEN_ENV]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let vars: BTreeMap<String, String> = names
+        .filter_map(|name| env(&name).map(|value| (name, value)))
+        .collect();
+    load_vars(path, vars)
+}
+
+/// Loads and validates `path` with the given complete environment (name, value pairs).
+/// Unlike [`load`], an `OKTA_SPOT_SYNC__*` variable that names no key is an error.
+pub fn load_from_env_vars<I>(path: &Path, vars: I) -> Result<Loaded, Error>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    load_vars(path, vars.into_iter().collect())
+}
+
+/// Loads and validates `path` with the process environment. Variables that are not valid
+/// Unicode are skipped.
+pub fn load_from_process_env(path: &Path) -> Result<Loaded, Error> {
+    let vars = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    load_from_env_vars(path, vars)
+}
+
+fn load_vars(path: &Path, vars: BTreeMap<String, String>) -> Result<Loaded, Error> {
+    let secrets = Secrets::from_env(&vars);
+    let raw = read_raw(path, &vars).map_err(|msg| Error::Config(secrets.redact(&msg)))?;
+    let loaded = validate(raw, &vars).map_err(|msg| Error::Config(secrets.redact(&msg)))?;
+    Ok(loaded)
+}
+
+/// Token values that arrived through the environment, so that an error message that quotes a
+/// value (the `config` crate's type errors do) can never show one.
+struct Secrets(Vec<String>);
+
+impl Secrets {
+    fn from_env(vars: &BTreeMap<String, String>) -> Secrets {
+        let mut found = Vec::new();
+        for (name, value) in vars {
+            let is_token_var = name == OKTA_TOKEN_ENV
+                || name == SPOT_TOKEN_ENV
+                || key_for_env_var(name).is_some_and(|k| k == "okta.token" || k == "spot.token");
+            let value = value.trim();
+            if is_token_var && !value.is_empty() {
+                found.push(value.to_string());
+            }
+        }
+        Secrets(found)
+    }
+
+    fn redact(&self, msg: &str) -> String {
+        let mut out = msg.to_string();
+        for s in &self.0 {
+            out = out.replace(s.as_str(), "[REDACTED]");
+        }
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw layer.
+
+/// A token as read from the file or an override: never printed.
+#[derive(Clone)]
+struct RawSecret(SecretString);
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| RawSecret(SecretString::from(s)))
+    }
+}
+
+/// A list given as a TOML array or as one comma-separated string (how overrides arrive).
+/// Entries are trimmed; empty entries are dropped.
+fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct ListVisitor;
+
+    impl<'de> Visitor<'de> for ListVisitor {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of strings or a comma-separated string")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            Ok(v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect())
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                let item = item.trim();
+                if !item.is_empty() {
+                    out.push(item.to_string());
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_any(ListVisitor)
+}
+
+fn opt_string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    string_list(d).map(Some)
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawConfig {
+    okta: RawOkta,
+    spot: RawSpot,
+    sync: RawSync,
+    http: RawHttp,
+    daemon: RawDaemon,
+    log: RawLog,
+}
+
+// Numbers are read as i64 and range-checked in `validate`, so an out-of-range value gets a
+// message with the key, the value and the range instead of a serde overflow error.
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawOkta {
+    org_url: Option<String>,
+    app_id: Option<String>,
+    token: Option<RawSecret>,
+    token_file: Option<String>,
+    role_attribute: String,
+    page_size: i64,
+    #[serde(deserialize_with = "string_list")]
+    provision_statuses: Vec<String>,
+    #[serde(deserialize_with = "string_list")]
+    hold_statuses: Vec<String>,
+    max_api_capacity_percent: i64,
+}
+
+impl Default for RawOkta {
+    fn default() -> Self {
+        RawOkta {
+            org_url: None,
+            app_id: None,
+            token: None,
+            token_file: None,
+            role_attribute: "role".into(),
+            page_size: 500,
+            provision_statuses: strings(&[
+                "ACTIVE",
+                "PROVISIONED",
+                "PASSWORD_EXPIRED",
+                "RECOVERY",
+                "LOCKED_OUT",
+            ]),
+            hold_statuses: strings(&["SUSPENDED", "STAGED"]),
+            max_api_capacity_percent: 50,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSpot {
+    base_url: String,
+    token: Option<RawSecret>,
+    token_file: Option<String>,
+    write_concurrency: i64,
+    roles: RawRoles,
+}
+
+impl Default for RawSpot {
+    fn default() -> Self {
+        RawSpot {
+            base_url: "https://api.spotinst.io".into(),
+            token: None,
+            token_file: None,
+            write_concurrency: 4,
+            roles: RawRoles::default(),
+        }
+    }
+}
+
+/// `[spot.roles.viewer]` and `[spot.roles.editor]`; any other role key is an error. Fields
+/// are optional because the defaults differ per role (see [`role_defaults`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRoles {
+    viewer: RawRole,
+    editor: RawRole,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawRole {
+    spot_role: Option<String>,
+    #[serde(deserialize_with = "opt_string_list")]
+    policies: Option<Vec<String>>,
+}
+
+/// The Spot realisation of each role when the file says nothing; it follows Spot's own Okta
+/// integration.
+fn role_defaults(role: Role) -> SpotRoleSettings {
+    match role {
+        Role::Viewer => SpotRoleSettings {
+            spot_role: "viewer".into(),
+            policies: strings(&["Account Viewer"]),
+        },
+        Role::Editor => SpotRoleSettings {
+            spot_role: "admin".into(),
+            policies: Vec::new(),
+        },
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSync {
+    schedule: String,
+    run_on_start: bool,
+    state_file: String,
+    default_role: String,
+    adopt_existing: bool,
+    update_roles: bool,
+    max_deletes: i64,
+    max_delete_percent: i64,
+    #[serde(deserialize_with = "string_list")]
+    protected_emails: Vec<String>,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        RawSync {
+            schedule: "0 */10 * * * *".into(),
+            run_on_start: true,
+            state_file: "/var/lib/okta-spot-sync/state.json".into(),
+            default_role: "viewer".into(),
+            adopt_existing: true,
+            update_roles: true,
+            max_deletes: 10,
+            max_delete_percent: 20,
+            protected_emails: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawHttp {
+    timeout: String,
+    max_retries: i64,
+    allow_insecure_http: bool,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            timeout: "30s".into(),
+            max_retries: 5,
+            allow_insecure_http: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawDaemon {
+    listen: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Reads the file, layers the overrides over it and deserializes the result. Errors are
+/// operator-facing messages.
+fn read_raw(path: &Path, vars: &BTreeMap<String, String>) -> Result<RawConfig, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read config file {shown}: {e}; create it (config/okta-spot-sync.example.toml \
+             lists every key), or pass --config PATH or set {CONFIG_PATH_ENV} to the right file"
+        )
+    })?;
+
+    let mut overrides = config::Map::new();
+    let mut unknown = Vec::new();
+    for (name, value) in vars {
+        let Some(key) = key_for_env_var(name) else {
+            continue;
+        };
+        if KEYS.contains(&key.as_str()) {
+            overrides.insert(name.clone(), value.clone());
+        } else {
+            unknown.push(format!(
+                "environment variable {name} names no setting (`{key}` is not a key); remove it \
+                 or fix its name: overrides have the form {ENV_PREFIX}__SECTION__KEY, e.g. {}",
+                env_var_for_key("sync.max_deletes")
+            ));
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(join_problems(unknown));
+    }
+
+    let built = Config::builder()
+        .add_source(File::from_str(&text, FileFormat::Toml))
+        .add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .separator(ENV_SEPARATOR)
+                .source(Some(overrides)),
+        )
+        .build()
+        .map_err(|e| describe_config_error(e, path))?;
+    built
+        .try_deserialize::<RawConfig>()
+        .map_err(|e| describe_config_error(e, path))
+}
+
+/// Turns a `config` crate error into a message that names the file or variable, the key and
+/// the fix. TOML error snippets are dropped because they could quote a token.
+fn describe_config_error(e: ConfigError, path: &Path) -> String {
+    let file = path.display();
+    let source_of = |origin: &Option<String>, key: &Option<String>| match (origin, key) {
+        (Some(_), Some(k)) => format!("set by {}", env_var_for_key(k)),
+        (Some(o), None) => format!("from {o}"),
+        (None, _) => format!("in {file}"),
+    };
+    match e {
+        ConfigError::FileParse { cause, .. } => {
+            let text = cause.to_string();
+            let kept: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !is_snippet_line(l))
+                .collect();
+            format!(
+                "{file} is not valid TOML: {}; fix the file",
+                kept.join(": ")
+            )
+        }
+        ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key,
+        } => {
+            let where_ = source_of(&origin, &key);
+            let key = key.unwrap_or_else(|| "(top level)".into());
+            format!("{key} ({where_}): expected {expected}, found {unexpected}; fix the value")
+        }
+        ConfigError::At { error, origin, key } => {
+            let inner = match *error {
+                ConfigError::Message(m) => m,
+                other => other.to_string(),
+            };
+            if let Some(msg) = unknown_key_message(&inner, key.as_deref(), path) {
+                return msg;
+            }
+            let where_ = source_of(&origin, &key);
+            match key {
+                Some(k) => format!("{k} ({where_}): {inner}; fix the value"),
+                None => format!("{where_}: {inner}"),
+            }
+        }
+        ConfigError::Message(m) => {
+            unknown_key_message(&m, None, path).unwrap_or_else(|| format!("{file}: {m}"))
+        }
+        ConfigError::NotFound(k) => format!("{k} is missing in {file}; add it"),
+        other => format!("{file}: {other}"),
+    }
+}
+
+/// Lines of a TOML error that quote the file (`3 | token = "…`, `  |     ^`).
+fn is_snippet_line(line: &str) -> bool {
+    let rest = line
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start();
+    rest.starts_with('|')
+}
+
+/// serde's "unknown field `x`, expected one of …" with the section prepended.
+fn unknown_key_message(msg: &str, section: Option<&str>, path: &Path) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (name, tail) = rest.split_once('`')?;
+    let full = match section {
+        Some(s) => format!("{s}.{name}"),
+        None => name.to_string(),
+    };
+    let expected = tail.trim_start_matches(',').trim();
+    let expected = if expected.is_empty() {
+        String::new()
+    } else {
+        format!(" ({expected})")
+    };
+    Some(format!(
+        "unknown key `{full}` in {}{expected}; remove it or fix its spelling",
+        path.display()
+    ))
+}
+
+/// Validated settings. Every field has been checked; see
+/// `config/okta-spot-sync.example.toml` for each key and its default.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub okta: OktaSettings,
@@ -28,7 +613,9 @@ pub struct Settings {
 
 #[derive(Debug, Clone)]
 pub struct OktaSettings {
-    /// Scheme, host and port only; no trailing slash.
+    /// Scheme, host and port only: no credentials, path `/`, no query or fragment. `Url`
+    /// always prints the `/` path of an http(s) URL, so `as_str()` ends with `/`: use
+    /// `join("api/v1/…")` or trim it when concatenating.
     pub org_url: Url,
     pub app_id: String,
     pub token: SecretString,
@@ -45,11 +632,12 @@ pub struct OktaSettings {
 
 #[derive(Debug, Clone)]
 pub struct SpotSettings {
+    /// Same shape as [`OktaSettings::org_url`].
     pub base_url: Url,
     pub token: SecretString,
     /// 1..=64.
     pub write_concurrency: usize,
-    /// What each Okta role means in Spot.
+    /// What each Okta role means in Spot; always holds both roles.
     pub roles: BTreeMap<Role, SpotRoleSettings>,
 }
 
@@ -87,7 +675,7 @@ pub struct HttpSettings {
 
 #[derive(Debug, Clone)]
 pub struct DaemonSettings {
-    /// `None` when `listen = ""`.
+    /// `None` when `listen = ""` (the health/metrics server is off).
     pub listen: Option<SocketAddr>,
 }
 
@@ -100,5 +688,881 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub format: LogFormat,
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`, lower-cased) or an `EnvFilter`
+    /// directive list such as `info,okta_spot_sync=debug`.
     pub level: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation: raw -> Settings.
+
+fn join_problems(mut problems: Vec<String>) -> String {
+    if problems.len() == 1 {
+        return problems.remove(0);
+    }
+    let mut out = format!("{} problems:", problems.len());
+    for p in problems {
+        out.push_str("\n  - ");
+        out.push_str(&p);
+    }
+    out
+}
+
+/// Collects problems so one run reports all of them.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check<T>(&mut self, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+}
+
+fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, String> {
+    let mut p = Problems::default();
+    let mut warnings = Vec::new();
+    let insecure = raw.http.allow_insecure_http;
+
+    // [okta]
+    let org_url = match raw.okta.org_url.as_deref().map(str::trim) {
+        None | Some("") => {
+            p.0.push(format!(
+                "okta.org_url is not set; add org_url = \"https://<your-org>.okta.com\" under \
+                 [okta], or set {}",
+                env_var_for_key("okta.org_url")
+            ));
+            None
+        }
+        Some(u) => p.check(validate_base_url("okta.org_url", u, insecure)),
+    };
+    let app_id = p.check(validate_app_id(raw.okta.app_id.as_deref()));
+    let okta_token = p.check(resolve_token(
+        &TokenSource::OKTA,
+        raw.okta.token,
+        raw.okta.token_file.as_deref(),
+        vars,
+        &mut warnings,
+    ));
+    let role_attribute = p.check(validate_role_attribute(&raw.okta.role_attribute));
+    let page_size = p.check(in_range("okta.page_size", raw.okta.page_size, 1, 500));
+    let max_api_capacity_percent = p.check(in_range(
+        "okta.max_api_capacity_percent",
+        raw.okta.max_api_capacity_percent,
+        1,
+        100,
+    ));
+    let provision_statuses = p.check(validate_statuses(
+        "okta.provision_statuses",
+        &raw.okta.provision_statuses,
+    ));
+    let hold_statuses = p.check(validate_statuses(
+        "okta.hold_statuses",
+        &raw.okta.hold_statuses,
+    ));
+    if let Some(prov) = &provision_statuses {
+        if prov.is_empty() {
+            p.0.push(format!(
+                "okta.provision_statuses is empty, so no Okta user would be provisioned; list at \
+                 least one of {}",
+                OKTA_USER_STATUSES.join(", ")
+            ));
+        }
+    }
+    if let (Some(prov), Some(hold)) = (&provision_statuses, &hold_statuses) {
+        let both: Vec<&str> = prov
+            .iter()
+            .filter(|s| hold.contains(s))
+            .map(String::as_str)
+            .collect();
+        if !both.is_empty() {
+            p.0.push(format!(
+                "okta.provision_statuses and okta.hold_statuses both list {}; a status must be \
+                 in at most one of them, remove it from one list",
+                both.join(", ")
+            ));
+        }
+    }
+
+    // [spot]
+    let base_url = p.check(validate_base_url(
+        "spot.base_url",
+        raw.spot.base_url.trim(),
+        insecure,
+    ));
+    let spot_token = p.check(resolve_token(
+        &TokenSource::SPOT,
+        raw.spot.token,
+        raw.spot.token_file.as_deref(),
+        vars,
+        &mut warnings,
+    ));
+    let write_concurrency = p.check(in_range(
+        "spot.write_concurrency",
+        raw.spot.write_concurrency,
+        1,
+        64,
+    ));
+    let mut roles = BTreeMap::new();
+    for (role, raw_role) in [
+        (Role::Viewer, raw.spot.roles.viewer),
+        (Role::Editor, raw.spot.roles.editor),
+    ] {
+        if let Some(r) = p.check(validate_role(role, raw_role)) {
+            roles.insert(role, r);
+        }
+    }
+
+    // [sync]
+    let schedule = p.check(validate_schedule(&raw.sync.schedule));
+    let state_file = match raw.sync.state_file.trim() {
+        "" => {
+            p.0.push(
+                "sync.state_file is empty; set it to a writable path such as \
+                 /var/lib/okta-spot-sync/state.json"
+                    .to_string(),
+            );
+            None
+        }
+        s => Some(PathBuf::from(s)),
+    };
+    let default_role = match Role::parse(&raw.sync.default_role) {
+        Some(r) => Some(r),
+        None => {
+            p.0.push(format!(
+                "sync.default_role = {:?} is not a role; use \"viewer\" or \"editor\"",
+                raw.sync.default_role
+            ));
+            None
+        }
+    };
+    let max_deletes = p.check(in_range(
+        "sync.max_deletes",
+        raw.sync.max_deletes,
+        0,
+        i64::MAX,
+    ));
+    let max_delete_percent = p.check(in_range(
+        "sync.max_delete_percent",
+        raw.sync.max_delete_percent,
+        0,
+        100,
+    ));
+    let protected_emails = p.check(validate_emails(&raw.sync.protected_emails));
+
+    // [http]
+    let timeout = p.check(validate_timeout(&raw.http.timeout));
+    let max_retries = p.check(in_range("http.max_retries", raw.http.max_retries, 0, 20));
+
+    // [daemon]
+    let listen = p.check(validate_listen(&raw.daemon.listen));
+
+    // [log]
+    let format = match raw.log.format.trim().to_ascii_lowercase().as_str() {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        _ => {
+            p.0.push(format!(
+                "log.format = {:?} is not a format; use \"text\" or \"json\"",
+                raw.log.format
+            ));
+            None
+        }
+    };
+    let level = p.check(validate_log_level(&raw.log.level));
+
+    if !p.0.is_empty() {
+        return Err(join_problems(p.0));
+    }
+    // Every `None` above pushed a problem, so all are `Some` here.
+    let missing = || "internal error: a setting was neither valid nor reported".to_string();
+    let settings = Settings {
+        okta: OktaSettings {
+            org_url: org_url.ok_or_else(missing)?,
+            app_id: app_id.ok_or_else(missing)?,
+            token: okta_token.ok_or_else(missing)?,
+            role_attribute: role_attribute.ok_or_else(missing)?,
+            page_size: page_size.ok_or_else(missing)?,
+            provision_statuses: provision_statuses.ok_or_else(missing)?,
+            hold_statuses: hold_statuses.ok_or_else(missing)?,
+            max_api_capacity_percent: max_api_capacity_percent.ok_or_else(missing)?,
+        },
+        spot: SpotSettings {
+            base_url: base_url.ok_or_else(missing)?,
+            token: spot_token.ok_or_else(missing)?,
+            write_concurrency: write_concurrency.ok_or_else(missing)?,
+            roles,
+        },
+        sync: SyncSettings {
+            schedule: schedule.ok_or_else(missing)?,
+            run_on_start: raw.sync.run_on_start,
+            state_file: state_file.ok_or_else(missing)?,
+            default_role: default_role.ok_or_else(missing)?,
+            adopt_existing: raw.sync.adopt_existing,
+            update_roles: raw.sync.update_roles,
+            max_deletes: max_deletes.ok_or_else(missing)?,
+            max_delete_percent: max_delete_percent.ok_or_else(missing)?,
+            protected_emails: protected_emails.ok_or_else(missing)?,
+        },
+        http: HttpSettings {
+            timeout: timeout.ok_or_else(missing)?,
+            max_retries: max_retries.ok_or_else(missing)?,
+            allow_insecure_http: insecure,
+        },
+        daemon: DaemonSettings {
+            listen: listen.ok_or_else(missing)?,
+        },
+        log: LogSettings {
+            format: format.ok_or_else(missing)?,
+            level: level.ok_or_else(missing)?,
+        },
+    };
+    Ok(Loaded { settings, warnings })
+}
+
+/// `lo..=hi`, converted to the target type.
+fn in_range<T: TryFrom<i64>>(key: &str, v: i64, lo: i64, hi: i64) -> Result<T, String> {
+    let range = if hi == i64::MAX {
+        format!("a whole number of at least {lo}")
+    } else {
+        format!("a whole number in {lo}..={hi}")
+    };
+    if v < lo || v > hi {
+        return Err(format!("{key} = {v} is out of range; use {range}"));
+    }
+    T::try_from(v).map_err(|_| format!("{key} = {v} is too large on this platform; use {range}"))
+}
+
+fn is_loopback(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(d) => {
+            let d = d.trim_end_matches('.');
+            d.eq_ignore_ascii_case("localhost")
+        }
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback(),
+    }
+}
+
+/// An API base URL: http(s), scheme + host (+ port) only, https unless
+/// `http.allow_insecure_http` and the host is loopback.
+fn validate_base_url(key: &str, raw: &str, allow_insecure: bool) -> Result<Url, String> {
+    let example = if key.starts_with("okta") {
+        "https://<your-org>.okta.com"
+    } else {
+        "https://api.spotinst.io"
+    };
+    // Never echo a value that may carry credentials (userinfo, a query or fragment).
+    let shown = if raw.contains(['@', '?', '#']) {
+        "(value not shown: it contains '@', '?' or '#')".to_string()
+    } else {
+        format!("{raw:?}")
+    };
+    if raw.is_empty() {
+        return Err(format!("{key} is empty; set it to a URL such as {example}"));
+    }
+    let url = Url::parse(raw).map_err(|e| {
+        format!("{key} = {shown} is not an absolute URL ({e}); use a URL such as {example}")
+    })?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(format!(
+            "{key} = {shown} has scheme {:?}; use an https:// URL such as {example}",
+            url.scheme()
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{key} = {shown} contains credentials; remove them (tokens go in {}.token_file)",
+            key.split('.').next().unwrap_or("okta")
+        ));
+    }
+    let Some(host) = url.host() else {
+        return Err(format!(
+            "{key} = {shown} has no host; use a URL such as {example}"
+        ));
+    };
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{key} = {shown} must be scheme and host only (no path, query or fragment); use a \
+             URL such as {example}"
+        ));
+    }
+    if url.scheme() == "http" {
+        if !is_loopback(&host) {
+            return Err(format!(
+                "{key} = {shown} is not https; plain http is only allowed for a loopback host \
+                 (127.0.0.1, ::1, localhost) with http.allow_insecure_http = true; use https://"
+            ));
+        }
+        if !allow_insecure {
+            return Err(format!(
+                "{key} = {shown} is not https; set http.allow_insecure_http = true to allow \
+                 plain http to this loopback host (emulators only), or use https://"
+            ));
+        }
+    }
+    let mut origin = format!("{}://{}", url.scheme(), host);
+    if let Some(port) = url.port() {
+        origin.push_str(&format!(":{port}"));
+    }
+    Url::parse(&origin).map_err(|e| format!("{key} = {shown}: {e}"))
+}
+
+fn validate_app_id(raw: Option<&str>) -> Result<String, String> {
+    let id = raw.map(str::trim).unwrap_or("");
+    if id.is_empty() {
+        return Err(format!(
+            "okta.app_id is not set; add app_id = \"0oa…\" under [okta] (the id in the Okta \
+             admin console URL of the Spot app), or set {}",
+            env_var_for_key("okta.app_id")
+        ));
+    }
+    if !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "okta.app_id = {id:?} is not an Okta id (letters and digits only, e.g. \
+             \"0oa1example\"); copy the app id from the Okta admin console"
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn validate_role_attribute(raw: &str) -> Result<String, String> {
+    let attr = raw.trim();
+    if attr.is_empty() || attr.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "okta.role_attribute = {raw:?} is not an attribute name; use the variable name of \
+             the app-user profile attribute, e.g. \"role\""
+        ));
+    }
+    Ok(attr.to_string())
+}
+
+fn validate_statuses(key: &str, raw: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut bad = Vec::new();
+    for s in raw {
+        let up = s.trim().to_ascii_uppercase();
+        if !OKTA_USER_STATUSES.contains(&up.as_str()) {
+            bad.push(format!("{s:?}"));
+        } else if !out.contains(&up) {
+            out.push(up);
+        }
+    }
+    if !bad.is_empty() {
+        return Err(format!(
+            "{key} contains {} which {} not an Okta user status; use only {}",
+            bad.join(", "),
+            if bad.len() == 1 { "is" } else { "are" },
+            OKTA_USER_STATUSES.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+fn validate_role(role: Role, raw: RawRole) -> Result<SpotRoleSettings, String> {
+    let defaults = role_defaults(role);
+    let key = format!("spot.roles.{role}");
+    let spot_role = match raw.spot_role {
+        None => defaults.spot_role,
+        Some(s) => {
+            let t = s.trim();
+            if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "{key}.spot_role = {s:?} is not a Spot role name; use e.g. \"{}\"",
+                    defaults.spot_role
+                ));
+            }
+            t.to_string()
+        }
+    };
+    let mut policies: Vec<String> = Vec::new();
+    for p in raw.policies.unwrap_or(defaults.policies) {
+        if !policies.contains(&p) {
+            policies.push(p);
+        }
+    }
+    Ok(SpotRoleSettings {
+        spot_role,
+        policies,
+    })
+}
+
+/// A light syntactic check: six or seven fields (seconds first) of cron characters. The
+/// scheduler parses it for real.
+fn validate_schedule(raw: &str) -> Result<String, String> {
+    let fields: Vec<&str> = raw.split_whitespace().collect();
+    let fix = "use a cron expression with seconds, e.g. \"0 */10 * * * *\" (every 10 minutes)";
+    if !(6..=7).contains(&fields.len()) {
+        return Err(format!(
+            "sync.schedule = {raw:?} has {} fields, expected 6 or 7 (sec min hour day month \
+             weekday [year]); {fix}",
+            fields.len()
+        ));
+    }
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "*/,-?#".contains(c);
+    if let Some(f) = fields.iter().find(|f| !f.chars().all(ok_char)) {
+        return Err(format!(
+            "sync.schedule = {raw:?}: field {f:?} has characters cron does not use; {fix}"
+        ));
+    }
+    Ok(fields.join(" "))
+}
+
+fn validate_emails(raw: &[String]) -> Result<Vec<Email>, String> {
+    let mut out: Vec<Email> = Vec::new();
+    let mut bad = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        match Email::parse(s) {
+            Some(e) if !out.contains(&e) => out.push(e),
+            Some(_) => {}
+            None => bad.push(format!("[{i}] = {s:?}")),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(format!(
+            "sync.protected_emails{}; list full addresses such as \"admin@example.com\"",
+            if bad.len() == 1 {
+                format!("{} is not a valid email address", bad[0])
+            } else {
+                format!(": {} are not valid email addresses", bad.join(", "))
+            }
+        ));
+    }
+    Ok(out)
+}
+
+fn validate_timeout(raw: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(raw.trim()).map_err(|e| {
+        format!(
+            "http.timeout = {raw:?} is not a duration ({e}); use a number with a unit, e.g. \
+             \"30s\" or \"2m\""
+        )
+    })?;
+    if d.is_zero() {
+        return Err(format!(
+            "http.timeout = {raw:?} must be greater than zero; use e.g. \"30s\""
+        ));
+    }
+    Ok(d)
+}
+
+fn validate_listen(raw: &str) -> Result<Option<SocketAddr>, String> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.parse::<SocketAddr>().map(Some).map_err(|_| {
+        format!(
+            "daemon.listen = {raw:?} is not an IP address and port; use e.g. \
+             \"127.0.0.1:9464\", or \"\" to turn the health/metrics server off"
+        )
+    })
+}
+
+fn validate_log_level(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    let lower = t.to_ascii_lowercase();
+    if LOG_LEVELS.contains(&lower.as_str()) || lower == "off" {
+        return Ok(lower);
+    }
+    let fix = format!(
+        "use one of {} or a tracing EnvFilter directive such as \"info,okta_spot_sync=debug\"",
+        LOG_LEVELS.join(", ")
+    );
+    // A bare word that is not a level would be taken by EnvFilter as a target name, which is
+    // almost certainly a typo ("verbose", "warning").
+    if !t.contains('=') && !t.contains(',') {
+        return Err(format!("log.level = {raw:?} is not a log level; {fix}"));
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(t)
+        .map(|_| t.to_string())
+        .map_err(|e| format!("log.level = {raw:?} is not a valid filter ({e}); {fix}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens.
+
+/// Where one API's token may come from.
+struct TokenSource {
+    /// `okta` or `spot`: the section, so keys are `okta.token`, `okta.token_file`.
+    section: &'static str,
+    /// What the token is, for messages.
+    what: &'static str,
+    credential: &'static str,
+    env: &'static str,
+}
+
+impl TokenSource {
+    const OKTA: TokenSource = TokenSource {
+        section: "okta",
+        what: "Okta API token",
+        credential: OKTA_TOKEN_CREDENTIAL,
+        env: OKTA_TOKEN_ENV,
+    };
+    const SPOT: TokenSource = TokenSource {
+        section: "spot",
+        what: "Spot API token",
+        credential: SPOT_TOKEN_CREDENTIAL,
+        env: SPOT_TOKEN_ENV,
+    };
+}
+
+/// The first token source present wins; see the module docs for the order.
+fn resolve_token(
+    src: &TokenSource,
+    inline: Option<RawSecret>,
+    token_file: Option<&str>,
+    vars: &BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Result<SecretString, String> {
+    let sec = src.section;
+    let token_file = token_file.map(str::trim).filter(|f| !f.is_empty());
+    if let Some(RawSecret(secret)) = inline {
+        warnings.push(format!(
+            "{sec}.token is set inline (in the config file or {}); prefer {sec}.token_file or \
+             systemd LoadCredential={}:…, which keep the token out of the config and the \
+             environment",
+            env_var_for_key(&format!("{sec}.token")),
+            src.credential
+        ));
+        if let Some(f) = token_file {
+            warnings.push(format!(
+                "{sec}.token_file = {f:?} is ignored because {sec}.token is set; remove one of them"
+            ));
+        }
+        return check_token(secret.expose_secret(), &format!("{sec}.token"), || {
+            format!(
+                "set it to the {}, or remove it and use {sec}.token_file",
+                src.what
+            )
+        });
+    }
+    if let Some(f) = token_file {
+        let fix = format!(
+            "create the file with the {}, or set {sec}.token_file to the right path",
+            src.what
+        );
+        return read_token_file(&format!("{sec}.token_file"), Path::new(f), &fix, warnings);
+    }
+    if let Some(dir) = vars
+        .get(CREDENTIALS_DIRECTORY_ENV)
+        .map(|d| d.trim())
+        .filter(|d| !d.is_empty())
+    {
+        let path = Path::new(dir).join(src.credential);
+        if path.exists() {
+            let fix = format!(
+                "check the LoadCredential={}:… line of the service unit",
+                src.credential
+            );
+            return read_token_file(
+                &format!("${CREDENTIALS_DIRECTORY_ENV}/{}", src.credential),
+                &path,
+                &fix,
+                warnings,
+            );
+        }
+    }
+    if let Some(v) = vars.get(src.env) {
+        return check_token(v, src.env, || {
+            format!("put the {} in it, or unset it", src.what)
+        });
+    }
+    Err(format!(
+        "no {what}: set {sec}.token_file to a file holding it, or load it with systemd \
+         LoadCredential={cred}:/path (read from $CREDENTIALS_DIRECTORY/{cred}), or set {env}",
+        what = src.what,
+        cred = src.credential,
+        env = src.env
+    ))
+}
+
+/// Trims and checks a token; messages never include it.
+fn check_token(raw: &str, label: &str, fix: impl Fn() -> String) -> Result<SecretString, String> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err(format!("{label} is empty; {}", fix()));
+    }
+    if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{label} contains whitespace or control characters inside the token; it must hold \
+             only the token; {}",
+            fix()
+        ));
+    }
+    Ok(SecretString::from(t.to_string()))
+}
+
+fn read_token_file(
+    label: &str,
+    path: &Path,
+    fix: &str,
+    warnings: &mut Vec<String>,
+) -> Result<SecretString, String> {
+    let shown = path.display();
+    let cannot = |e: &dyn fmt::Display| format!("{label}: cannot read {shown}: {e}; {fix}");
+    let file = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    let meta = file.metadata().map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{label}: {shown} is accessible by group or others (mode {mode:04o}); restrict \
+                 it with chmod 600 {shown}"
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = warnings;
+    let mut buf = Vec::new();
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| cannot(&e))?;
+    if buf.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "{label}: {shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes; it must hold only \
+             the token; {fix}"
+        ));
+    }
+    let text =
+        String::from_utf8(buf).map_err(|_| format!("{label}: {shown} is not UTF-8 text; {fix}"))?;
+    check_token(&text, &format!("{label} ({shown})"), || fix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_var_names_round_trip_for_every_key() {
+        for key in KEYS {
+            let var = env_var_for_key(key);
+            assert!(var.starts_with("OKTA_SPOT_SYNC__"), "{var}");
+            assert_eq!(key_for_env_var(&var).as_deref(), Some(*key), "{var}");
+        }
+        assert_eq!(
+            env_var_for_key("sync.max_deletes"),
+            "OKTA_SPOT_SYNC__SYNC__MAX_DELETES"
+        );
+        assert_eq!(
+            env_var_for_key("spot.roles.viewer.spot_role"),
+            "OKTA_SPOT_SYNC__SPOT__ROLES__VIEWER__SPOT_ROLE"
+        );
+        for not_override in [
+            CONFIG_PATH_ENV,
+            OKTA_TOKEN_ENV,
+            SPOT_TOKEN_ENV,
+            "OKTA_SPOT_SYNC",
+        ] {
+            assert_eq!(key_for_env_var(not_override), None, "{not_override}");
+        }
+    }
+
+    /// Every entry of `KEYS` is a field of the raw layer (the reverse direction is covered by
+    /// `deny_unknown_fields` and the example-file test).
+    #[test]
+    fn every_listed_key_is_accepted_by_the_raw_layer() {
+        for key in KEYS {
+            let overrides: config::Map<String, String> = [(env_var_for_key(key), "1".to_string())]
+                .into_iter()
+                .collect();
+            let raw = Config::builder()
+                .add_source(
+                    Environment::with_prefix(ENV_PREFIX)
+                        .separator(ENV_SEPARATOR)
+                        .source(Some(overrides)),
+                )
+                .build()
+                .unwrap()
+                .try_deserialize::<RawConfig>();
+            assert!(raw.is_ok(), "{key}: {:?}", raw.err());
+        }
+    }
+
+    #[test]
+    fn raw_defaults_match_the_design() {
+        let raw = RawConfig::default();
+        assert_eq!(raw.okta.org_url, None);
+        assert_eq!(raw.okta.app_id, None);
+        assert!(raw.okta.token.is_none() && raw.okta.token_file.is_none());
+        assert!(raw.spot.token.is_none() && raw.spot.token_file.is_none());
+        assert_eq!(raw.okta.page_size, 500);
+        assert_eq!(raw.spot.base_url, "https://api.spotinst.io");
+        assert_eq!(raw.sync.schedule, "0 */10 * * * *");
+        assert_eq!(raw.http.timeout, "30s");
+        assert_eq!(raw.daemon.listen, "127.0.0.1:9464");
+        assert_eq!(role_defaults(Role::Viewer).spot_role, "viewer");
+        assert_eq!(role_defaults(Role::Viewer).policies, ["Account Viewer"]);
+        assert_eq!(role_defaults(Role::Editor).spot_role, "admin");
+        assert!(role_defaults(Role::Editor).policies.is_empty());
+    }
+
+    #[test]
+    fn raw_secret_debug_is_redacted() {
+        let s = RawSecret(SecretString::from("hunter2".to_string()));
+        assert_eq!(format!("{s:?}"), "[REDACTED]");
+        let raw = RawOkta {
+            token: Some(s),
+            ..RawOkta::default()
+        };
+        assert!(!format!("{raw:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn secrets_from_the_environment_are_redacted() {
+        let vars: BTreeMap<String, String> = [
+            (OKTA_TOKEN_ENV, " tok-a \n"),
+            ("OKTA_SPOT_SYNC__SPOT__TOKEN", "tok-b"),
+            ("OKTA_SPOT_SYNC__SPOT__TOKEN_FILE", "/run/file"),
+            ("OKTA_SPOT_SYNC__LOG__LEVEL", "info"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = Secrets::from_env(&vars);
+        assert_eq!(
+            s.redact("x tok-a y tok-b /run/file info"),
+            "x [REDACTED] y [REDACTED] /run/file info"
+        );
+    }
+
+    #[test]
+    fn toml_snippet_lines_are_recognised() {
+        assert!(is_snippet_line("3 | token = \"abc"));
+        assert!(is_snippet_line("|         ^"));
+        assert!(is_snippet_line("12 |"));
+        assert!(!is_snippet_line("TOML parse error at line 3, column 9"));
+        assert!(!is_snippet_line("invalid basic string"));
+    }
+
+    #[test]
+    fn base_urls_are_reduced_to_scheme_host_port() {
+        let ok = |raw: &str, insecure: bool| validate_base_url("okta.org_url", raw, insecure);
+        assert_eq!(
+            ok("https://Example.Okta.com/", false).unwrap().as_str(),
+            "https://example.okta.com/"
+        );
+        assert_eq!(
+            ok("https://example.okta.com:443", false).unwrap().as_str(),
+            "https://example.okta.com/"
+        );
+        assert_eq!(
+            ok("https://example.okta.com:8443", false).unwrap().port(),
+            Some(8443)
+        );
+        assert!(ok("http://127.0.0.1:1", true).is_ok());
+        assert!(ok("http://127.0.0.1:1", false).is_err());
+        assert!(ok("http://192.168.1.1", true).is_err());
+        assert!(ok("https://example.okta.com//", false).is_err());
+        assert!(ok("https://example.okta.com/#x", false).is_err());
+        assert!(ok("mailto:a@b.com", false).is_err());
+        assert!(ok("", false).is_err());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for (url, expected) in [
+            ("http://localhost", true),
+            ("http://localhost.", true),
+            ("http://127.0.0.1", true),
+            ("http://127.255.0.9", true),
+            ("http://[::1]", true),
+            ("http://[::2]", false),
+            ("http://128.0.0.1", false),
+            ("http://mylocalhost", false),
+        ] {
+            let u = Url::parse(url).unwrap();
+            assert_eq!(is_loopback(&u.host().unwrap()), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_inclusive() {
+        assert_eq!(in_range::<u32>("k", 1, 1, 500), Ok(1));
+        assert_eq!(in_range::<u32>("k", 500, 1, 500), Ok(500));
+        assert!(in_range::<u32>("k", 0, 1, 500).is_err());
+        assert!(in_range::<u32>("k", 501, 1, 500).is_err());
+        assert!(in_range::<usize>("k", -1, 0, i64::MAX)
+            .unwrap_err()
+            .contains("at least 0"));
+    }
+
+    #[test]
+    fn statuses_are_uppercased_and_deduplicated() {
+        assert_eq!(
+            validate_statuses("k", &["active".into(), " Active ".into(), "staged".into()]),
+            Ok(vec!["ACTIVE".to_string(), "STAGED".to_string()])
+        );
+        let err = validate_statuses("k", &["ACTIVE".into(), "INACTIVE".into()]).unwrap_err();
+        assert!(err.contains("\"INACTIVE\""), "{err}");
+    }
+
+    #[test]
+    fn schedules_need_six_or_seven_cron_fields() {
+        for good in [
+            "0 */10 * * * *",
+            "0 0 9 * * MON-FRI",
+            "0 0 0 1 JAN ? 2030",
+            "  0   0 * * *  * ",
+            "0 0 12 ? * 2#1",
+        ] {
+            assert!(validate_schedule(good).is_ok(), "{good}");
+        }
+        assert_eq!(validate_schedule(" 0  1 * * * * ").unwrap(), "0 1 * * * *");
+        for bad in [
+            "",
+            "*/10 * * * *",
+            "0 0 0 0 0 0 0 0",
+            "0 0 * * * ;",
+            "@hourly",
+        ] {
+            assert!(validate_schedule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        assert_eq!(validate_log_level(" WARN "), Ok("warn".to_string()));
+        assert!(validate_log_level("info,hyper=warn").is_ok());
+        assert!(validate_log_level("okta_spot_sync=trace").is_ok());
+        assert!(validate_log_level("warning").is_err());
+        assert!(validate_log_level("").is_err());
+        assert!(validate_log_level("x=nope").is_err());
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(validate_listen(""), Ok(None));
+        assert_eq!(validate_listen("  "), Ok(None));
+        assert_eq!(
+            validate_listen("[::1]:9464"),
+            Ok(Some("[::1]:9464".parse().unwrap()))
+        );
+        assert!(validate_listen("127.0.0.1").is_err());
+        assert!(validate_listen("localhost:9464").is_err());
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_checked() {
+        let fix = || "fix".to_string();
+        assert_eq!(
+            check_token("  abc\n", "k", fix).unwrap().expose_secret(),
+            "abc"
+        );
+        let err = check_token(" \n", "k", fix).unwrap_err();
+        assert!(err.starts_with("k is empty"), "{err}");
+        let err = check_token("ab cd", "k", fix).unwrap_err();
+        assert!(!err.contains("ab") && !err.contains("cd"), "{err}");
+    }
 }
