@@ -7,6 +7,7 @@
 //! both APIs used by the tests, the demo and the benchmarks.
 
 pub mod apply;
+pub mod cli;
 pub mod config;
 pub mod cycle;
 pub mod error;

@@ -1,0 +1,63 @@
+//! Command-line definitions (clap). Parsing only: no behaviour lives here, and no flag ever
+//! carries a token (tokens come from files, systemd credentials or the environment).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps a Spot (Spotinst) organization's users in line with the Okta app that grants access.
+#[derive(Debug, Parser)]
+#[command(name = "okta-spot-sync", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file [env: OKTA_SPOT_SYNC_CONFIG] [default: /etc/okta-spot-sync/config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read both sides and print the plan; writes nothing (exit 0: nothing to do, 2: changes pending, 1: error)
+    Plan {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Run one full cycle and apply it (exit 0: ok, 3: a guard blocked actions, 1: error or a failed action)
+    Reconcile {
+        /// Plan and guard, but change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Let up to N deletes pass the sync.max_deletes / max_delete_percent guards, this run only
+        #[arg(long, value_name = "N")]
+        allow_deletes: Option<usize>,
+        /// Allow deletes although Okta lists no assignments at all, this run only
+        #[arg(long)]
+        allow_empty_source: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Test both APIs' credentials and settings (exit 0: ok, 1: not)
+    Check,
+    /// Serve the bundled Okta and Spot emulators on loopback until Ctrl-C
+    Emulate {
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+        okta_addr: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+        spot_addr: SocketAddr,
+        /// Fixture (JSON) to load instead of the demo story's
+        #[arg(long, value_name = "FILE")]
+        fixture: Option<PathBuf>,
+    },
+    /// Start the emulators in-process and run a narrated story against them
+    Demo,
+}

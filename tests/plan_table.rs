@@ -1,0 +1,553 @@
+//! Unit tests of the pure core, one per row of DESIGN.md's action table and per guard.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use okta_spot_sync::guard::{guard, GuardLimits};
+use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
+use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind};
+use okta_spot_sync::okta::classify::{classify, ClassifyRules};
+use okta_spot_sync::plan::{plan, ActionKind, ActionStatus, Plan, PlanOptions};
+use okta_spot_sync::report::{exit, Mode, Report};
+
+fn rules() -> ClassifyRules {
+    ClassifyRules {
+        provision_statuses: [
+            "ACTIVE",
+            "PROVISIONED",
+            "PASSWORD_EXPIRED",
+            "RECOVERY",
+            "LOCKED_OUT",
+        ]
+        .map(String::from)
+        .to_vec(),
+        hold_statuses: vec!["SUSPENDED".into(), "STAGED".into()],
+        default_role: Role::Viewer,
+    }
+}
+
+fn options() -> PlanOptions {
+    PlanOptions {
+        adopt_existing: true,
+        update_roles: true,
+        protected_emails: BTreeSet::from([Email::parse("owner@example.com").unwrap()]),
+        spot_roles: [
+            (Role::Viewer, "viewer".to_string()),
+            (Role::Editor, "admin".to_string()),
+        ]
+        .into(),
+    }
+}
+
+fn limits() -> GuardLimits {
+    GuardLimits {
+        max_deletes: 10,
+        max_delete_percent: 20,
+        allow_deletes: None,
+        allow_empty_source: false,
+        protected_emails: options().protected_emails,
+    }
+}
+
+fn row(id: &str, email: &str, status: &str, role: Option<&str>) -> AppUserRow {
+    AppUserRow {
+        okta_user_id: id.into(),
+        scope: Some("USER".into()),
+        app_user_status: Some("ACTIVE".into()),
+        user_status: Some(status.into()),
+        email: Some(email.into()),
+        first_name: Some("Ann".into()),
+        last_name: Some("Lee".into()),
+        role: role.map(String::from),
+        malformed: None,
+    }
+}
+
+fn spot(id: &str, email: &str) -> SpotUser {
+    SpotUser {
+        user_id: id.into(),
+        email: Email::parse(email),
+        username: email.into(),
+        kind: SpotUserKind::Personal,
+    }
+}
+
+fn programmatic(id: &str) -> SpotUser {
+    SpotUser {
+        user_id: id.into(),
+        email: None,
+        username: "ci-bot".into(),
+        kind: SpotUserKind::Programmatic,
+    }
+}
+
+fn managed(
+    ledger: &mut Ledger,
+    okta: &str,
+    email: &str,
+    spot_id: Option<&str>,
+    role: Role,
+    state: EntryState,
+) {
+    ledger.users.insert(
+        okta.into(),
+        LedgerEntry {
+            email: email.into(),
+            spot_user_id: spot_id.map(String::from),
+            role: Some(role),
+            origin: Origin::Created,
+            state,
+            updated_at: Utc::now(),
+        },
+    );
+}
+
+/// Spot always has the protected owner and a programmatic user, as in real organizations.
+fn base_spot() -> Vec<SpotUser> {
+    vec![
+        spot("u-00000001", "owner@example.com"),
+        programmatic("pu-00000001"),
+    ]
+}
+
+fn run(
+    rows: &[AppUserRow],
+    spot_users: &[SpotUser],
+    ledger: &Ledger,
+    limits: &GuardLimits,
+) -> Plan {
+    let snap = classify(rows, &rules());
+    let mut p = plan(&snap, spot_users, ledger, &options());
+    guard(&mut p, spot_users, ledger, limits);
+    p
+}
+
+fn kinds(p: &Plan) -> Vec<(ActionKind, String)> {
+    p.actions
+        .iter()
+        .map(|a| (a.action, a.email.clone()))
+        .collect()
+}
+
+#[test]
+fn create_when_assigned_and_missing_in_spot() {
+    let p = run(
+        &[row("00u1", "Ann@Example.com", "ACTIVE", Some("editor"))],
+        &base_spot(),
+        &Ledger::default(),
+        &limits(),
+    );
+    assert_eq!(
+        kinds(&p),
+        vec![(ActionKind::Create, "ann@example.com".into())]
+    );
+    assert_eq!(p.actions[0].role, Some(Role::Editor));
+    assert_eq!(p.actions[0].detail.email_display, "Ann@Example.com");
+    assert_eq!(p.actions[0].reason, "assigned in Okta, missing in Spot");
+}
+
+#[test]
+fn delete_when_unassigned_or_deactivated() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    spot_users.push(spot("u-00000003", "bob@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        Some("u-00000002"),
+        Role::Viewer,
+        EntryState::Managed,
+    );
+    managed(
+        &mut ledger,
+        "00u2",
+        "bob@example.com",
+        Some("u-00000003"),
+        Role::Viewer,
+        EntryState::Managed,
+    );
+    // 00u1 is not listed at all (unassigned); 00u2 is listed but deactivated.
+    let p = run(
+        &[row("00u2", "bob@example.com", "DEPROVISIONED", None)],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    assert_eq!(
+        kinds(&p),
+        vec![
+            (ActionKind::Delete, "ann@example.com".into()),
+            (ActionKind::Delete, "bob@example.com".into())
+        ]
+    );
+    assert_eq!(p.actions[0].reason, "no longer assigned to the app in Okta");
+    assert!(
+        p.actions[1].reason.contains("status DEPROVISIONED"),
+        "{}",
+        p.actions[1].reason
+    );
+    assert!(p.actions.iter().all(|a| a.status == ActionStatus::Planned));
+}
+
+#[test]
+fn recreate_when_a_deleted_user_is_reactivated() {
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        None,
+        Role::Viewer,
+        EntryState::Deleted,
+    );
+    let p = run(
+        &[row("00u1", "ann@example.com", "ACTIVE", None)],
+        &base_spot(),
+        &ledger,
+        &limits(),
+    );
+    assert_eq!(
+        kinds(&p),
+        vec![(ActionKind::Recreate, "ann@example.com".into())]
+    );
+    assert!(p.actions[0].detail.delete_first.is_none());
+}
+
+#[test]
+fn recreate_when_the_email_changed() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        Some("u-00000002"),
+        Role::Viewer,
+        EntryState::Managed,
+    );
+    let p = run(
+        &[row("00u1", "ann.lee@example.com", "ACTIVE", None)],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    assert_eq!(
+        kinds(&p),
+        vec![(ActionKind::Recreate, "ann.lee@example.com".into())]
+    );
+    assert_eq!(
+        p.actions[0].detail.delete_first.as_deref(),
+        Some("u-00000002")
+    );
+}
+
+#[test]
+fn adopt_an_existing_spot_user_case_insensitively() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ANN@example.com"));
+    let p = run(
+        &[row("00u1", "ann@EXAMPLE.com", "ACTIVE", None)],
+        &spot_users,
+        &Ledger::default(),
+        &limits(),
+    );
+    assert_eq!(
+        kinds(&p),
+        vec![(ActionKind::Adopt, "ann@example.com".into())]
+    );
+    assert_eq!(p.actions[0].spot_user_id.as_deref(), Some("u-00000002"));
+}
+
+#[test]
+fn update_role_when_the_spot_role_is_the_same_and_recreate_when_it_is_not() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        Some("u-00000002"),
+        Role::Viewer,
+        EntryState::Managed,
+    );
+    let p = run(
+        &[row("00u1", "ann@example.com", "ACTIVE", Some("EDITOR"))],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    // viewer (spot role viewer) -> editor (spot role admin): cannot be done in place.
+    assert_eq!(
+        kinds(&p),
+        vec![(ActionKind::Recreate, "ann@example.com".into())]
+    );
+
+    let mut same = options();
+    same.spot_roles.insert(Role::Editor, "viewer".into());
+    let snap = classify(
+        &[row("00u1", "ann@example.com", "ACTIVE", Some("editor"))],
+        &rules(),
+    );
+    let p = plan(&snap, &spot_users, &ledger, &same);
+    assert_eq!(
+        kinds(&p),
+        vec![(ActionKind::UpdateRole, "ann@example.com".into())]
+    );
+    assert_eq!(p.actions[0].role, Some(Role::Editor));
+}
+
+#[test]
+fn nothing_to_do_when_in_line() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        Some("u-00000002"),
+        Role::Viewer,
+        EntryState::Managed,
+    );
+    let p = run(
+        &[row("00u1", "ann@example.com", "ACTIVE", Some("viewer"))],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    assert!(p.is_empty(), "{p:?}");
+    assert_eq!(Report::new(Mode::Plan, p).exit_code(), exit::OK);
+}
+
+#[test]
+fn held_users_keep_their_spot_user_and_get_none_created() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        Some("u-00000002"),
+        Role::Viewer,
+        EntryState::Managed,
+    );
+    let rows = [
+        row("00u1", "ann@example.com", "SUSPENDED", None),
+        row("00u2", "new@example.com", "STAGED", None),
+        row("00u3", "bad-email", "ACTIVE", None),
+        row("00u4", "role@example.com", "ACTIVE", Some("superuser")),
+    ];
+    let p = run(&rows, &spot_users, &ledger, &limits());
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let reasons: Vec<&str> = p.held.iter().map(|h| h.reason.as_str()).collect();
+    assert_eq!(reasons[0], "status SUSPENDED");
+    assert_eq!(reasons[1], "status STAGED");
+    assert!(reasons[2].starts_with("invalid email"));
+    assert!(reasons[3].starts_with("unknown role"));
+}
+
+#[test]
+fn unmanaged_programmatic_and_protected_users_are_never_touched() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000009", "stranger@example.com"));
+    // The protected owner is assigned in Okta and programmatic users exist: nothing happens.
+    let p = run(
+        &[row("00u1", "owner@example.com", "ACTIVE", None)],
+        &spot_users,
+        &Ledger::default(),
+        &limits(),
+    );
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert!(p.held[0].reason.contains("protected"));
+}
+
+#[test]
+fn empty_source_blocks_deletes_until_allowed() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        Some("u-00000002"),
+        Role::Viewer,
+        EntryState::Managed,
+    );
+    let p = run(&[], &spot_users, &ledger, &limits());
+    assert_eq!(p.actions[0].status, ActionStatus::Blocked);
+    assert_eq!(p.blocked_by[0].guard, "empty_source");
+    assert_eq!(Report::new(Mode::Apply, p).exit_code(), exit::BLOCKED);
+
+    let mut allow = limits();
+    allow.allow_deletes = Some(100);
+    assert_eq!(
+        run(&[], &spot_users, &ledger, &allow).actions[0].status,
+        ActionStatus::Blocked,
+        "--allow-deletes does not lift it"
+    );
+    allow.allow_empty_source = true;
+    assert_eq!(
+        run(&[], &spot_users, &ledger, &allow).actions[0].status,
+        ActionStatus::Planned
+    );
+}
+
+#[test]
+fn max_deletes_blocks_deletes_and_recreates_but_not_creates() {
+    let mut spot_users = base_spot();
+    let mut ledger = Ledger::default();
+    for i in 0..12 {
+        let email = format!("u{i}@example.com");
+        let id = format!("u-1000{i:04}");
+        spot_users.push(spot(&id, &email));
+        managed(
+            &mut ledger,
+            &format!("00u{i}"),
+            &email,
+            Some(&id),
+            Role::Viewer,
+            EntryState::Managed,
+        );
+    }
+    managed(
+        &mut ledger,
+        "00uR",
+        "back@example.com",
+        None,
+        Role::Viewer,
+        EntryState::Deleted,
+    );
+    let rows = [
+        row("00uN", "new@example.com", "ACTIVE", None),
+        row("00uR", "back@example.com", "ACTIVE", None),
+    ];
+    let p = run(&rows, &spot_users, &ledger, &limits());
+    assert_eq!(p.blocked_by[0].guard, "max_deletes");
+    for a in &p.actions {
+        let expected = if a.action == ActionKind::Create {
+            ActionStatus::Planned
+        } else {
+            ActionStatus::Blocked
+        };
+        assert_eq!(a.status, expected, "{a:?}");
+    }
+    assert!(p.blocked_by[0].message.contains("--allow-deletes 12"));
+
+    let mut allow = limits();
+    allow.allow_deletes = Some(12);
+    let p = run(&rows, &spot_users, &ledger, &allow);
+    assert!(p.blocked_by.is_empty());
+    allow.allow_deletes = Some(11);
+    assert_eq!(
+        run(&rows, &spot_users, &ledger, &allow).blocked_by[0].guard,
+        "max_deletes"
+    );
+}
+
+#[test]
+fn max_delete_percent_applies_above_one_hundred_managed_users() {
+    let mut spot_users = base_spot();
+    let mut ledger = Ledger::default();
+    let mut rows = Vec::new();
+    for i in 0..150 {
+        let email = format!("u{i}@example.com");
+        let id = format!("u-2000{i:04}");
+        spot_users.push(spot(&id, &email));
+        managed(
+            &mut ledger,
+            &format!("00u{i:03}"),
+            &email,
+            Some(&id),
+            Role::Viewer,
+            EntryState::Managed,
+        );
+        if i >= 9 {
+            rows.push(row(&format!("00u{i:03}"), &email, "ACTIVE", None));
+        }
+    }
+    let mut high = limits();
+    high.max_deletes = 1000;
+    high.max_delete_percent = 5; // 9 of 150 = 6 %
+    let p = run(&rows, &spot_users, &ledger, &high);
+    assert_eq!(p.blocked_by[0].guard, "max_delete_percent");
+    high.max_delete_percent = 6;
+    assert!(run(&rows, &spot_users, &ledger, &high)
+        .blocked_by
+        .is_empty());
+}
+
+#[test]
+fn the_last_personal_user_is_never_deleted() {
+    let spot_users = vec![
+        spot("u-00000002", "ann@example.com"),
+        programmatic("pu-00000001"),
+    ];
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        Some("u-00000002"),
+        Role::Viewer,
+        EntryState::Managed,
+    );
+    let p = run(
+        &[row("00u2", "bob@example.com", "DEPROVISIONED", None)],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    let delete = p
+        .actions
+        .iter()
+        .find(|a| a.action == ActionKind::Delete)
+        .unwrap();
+    assert_eq!(delete.status, ActionStatus::Blocked);
+    assert_eq!(p.blocked_by[0].guard, "last_personal_user");
+}
+
+#[test]
+fn a_crash_between_create_and_record_is_completed_not_duplicated() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        None,
+        Role::Viewer,
+        EntryState::Pending,
+    );
+    let p = run(
+        &[row("00u1", "ann@example.com", "ACTIVE", None)],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    assert_eq!(
+        kinds(&p),
+        vec![(ActionKind::Adopt, "ann@example.com".into())]
+    );
+    assert!(p.actions[0].detail.apply_role_mapping);
+}
+
+#[test]
+fn group_and_direct_rows_make_one_user() {
+    let mut group = row("00u1", "ann@example.com", "ACTIVE", None);
+    group.scope = Some("GROUP".into());
+    let p = run(
+        &[row("00u1", "ann@example.com", "ACTIVE", None), group],
+        &base_spot(),
+        &Ledger::default(),
+        &limits(),
+    );
+    assert_eq!(p.okta_users, 1);
+    assert_eq!(p.actions.len(), 1);
+}
