@@ -11,3 +11,4 @@ pub mod error;
 pub mod model;
 
 pub use error::{Api, Error, Result};
+pub mod sim;
