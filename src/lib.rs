@@ -9,6 +9,6 @@
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod sim;
 
 pub use error::{Api, Error, Result};
-pub mod sim;
