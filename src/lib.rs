@@ -2,21 +2,25 @@
 //! Okta app. The library holds everything; `main.rs` only parses arguments and maps errors to
 //! exit codes.
 //!
-//! Layout: a pure core (`model`, `plan`, `guard`) that decides, a thin shell (`okta`, `spot`,
-//! `http`, `ledger`, `apply`) that talks to the world, and `sim` — the bundled emulators of
-//! both APIs used by the tests, the demo and the benchmarks.
+//! Layout: a pure core (`model`, `plan`, `guard`, `okta::classify`) that decides, a thin shell
+//! (`okta`, `spot`, `http`, `ledger`, `apply`) that talks to the world, and `sim` — the bundled
+//! emulators of both APIs used by the tests, the demo and the benchmarks.
 
 pub mod apply;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod cycle;
 pub mod error;
 pub mod fake;
 pub mod guard;
 pub mod ledger;
+pub mod logging;
 pub mod model;
 pub mod okta;
 pub mod plan;
 pub mod report;
+pub mod sim;
+pub mod sim_commands;
 
 pub use error::{Api, Error, Result};

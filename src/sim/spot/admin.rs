@@ -1,0 +1,138 @@
+//! The Spot emulator's admin API under `/__admin/` (JSON, no auth, loopback only): add
+//! personal and programmatic users, remove users, bulk load, faults, rate limits, state and
+//! request-count inspection.
+//!
+//! Admin requests are never counted and never faulted. This module must not implement object
+//! semantics itself; bad bodies are a 400 and unknown users a 404, never a panic.
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::SpotSim;
+use crate::sim::common::{admin_body, admin_error, admin_json, FaultRequest};
+
+#[derive(Deserialize)]
+struct AddUserReq {
+    email: String,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default = "viewer")]
+    role: String,
+}
+
+fn viewer() -> String {
+    "viewer".to_string()
+}
+
+#[derive(Deserialize)]
+struct ProgReq {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct BulkReq {
+    n: usize,
+    email_domain: String,
+}
+
+#[derive(Deserialize)]
+struct RateReq {
+    route: String,
+    per_minute: u32,
+}
+
+fn ok() -> Response {
+    admin_json(StatusCode::OK, &json!({"ok": true}))
+}
+
+pub(crate) fn handle(sim: &SpotSim, method: &Method, path: &str, body: &[u8]) -> Response {
+    let rest = path.trim_start_matches("/__admin").trim_matches('/');
+    let segs: Vec<&str> = rest.split('/').collect();
+    macro_rules! body {
+        ($t:ty) => {
+            match admin_body::<$t>(body) {
+                Ok(v) => v,
+                Err(r) => return r,
+            }
+        };
+    }
+    match (method, segs.as_slice()) {
+        (&Method::GET, ["state"]) => admin_json(StatusCode::OK, &state_json(sim)),
+        (&Method::GET, ["requests"]) => admin_json(StatusCode::OK, &sim.request_counts()),
+        (&Method::POST, ["reset-counts"]) => {
+            sim.reset_counts();
+            ok()
+        }
+        (&Method::GET, ["faults"]) => admin_json(StatusCode::OK, &sim.lock().traffic.faults()),
+        (&Method::POST, ["faults"]) => {
+            let req = body!(FaultRequest);
+            sim.set_fault(&req.route, req.fault);
+            ok()
+        }
+        (&Method::DELETE, ["faults"]) => {
+            sim.clear_faults();
+            ok()
+        }
+        (&Method::POST, ["rate-limits"]) => {
+            let req = body!(RateReq);
+            sim.set_rate_limit(&req.route, req.per_minute);
+            ok()
+        }
+        (&Method::GET, ["users"]) => admin_json(StatusCode::OK, &sim.users()),
+        (&Method::POST, ["users"]) => {
+            let req = body!(AddUserReq);
+            let res = sim.lock().add_personal(
+                None,
+                &req.email,
+                &req.first_name,
+                &req.last_name,
+                &req.role,
+            );
+            match res {
+                Ok(id) => admin_json(StatusCode::OK, &json!({ "user_id": id })),
+                Err(e) => admin_error(StatusCode::CONFLICT, &e),
+            }
+        }
+        (&Method::POST, ["programmatic"]) => {
+            let req = body!(ProgReq);
+            let res = sim.lock().add_programmatic(&req.name, None);
+            match res {
+                Ok(id) => admin_json(StatusCode::OK, &json!({ "user_id": id })),
+                Err(e) => admin_error(StatusCode::CONFLICT, &e),
+            }
+        }
+        (&Method::POST, ["bulk"]) => {
+            let req = body!(BulkReq);
+            sim.bulk_add_users(req.n, &req.email_domain);
+            ok()
+        }
+        (&Method::DELETE, ["users", id]) => {
+            if sim.lock().remove(id) {
+                ok()
+            } else {
+                admin_error(StatusCode::NOT_FOUND, &format!("no user {id:?}"))
+            }
+        }
+        _ => admin_error(
+            StatusCode::NOT_FOUND,
+            &format!("unknown admin route {method} {path}"),
+        ),
+    }
+}
+
+fn state_json(sim: &SpotSim) -> Value {
+    let st = sim.lock();
+    json!({
+        "organization_id": st.organization_id,
+        "accounts": st.accounts,
+        "policies": st.policies,
+        "users": st.users.values().map(|r| &r.user).collect::<Vec<_>>(),
+        "rate_limits": st.limits,
+        "faults": st.traffic.faults(),
+        "requests": st.traffic.counts(),
+    })
+}

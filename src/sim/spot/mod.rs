@@ -1,0 +1,192 @@
+//! The Spot organization API emulator: `SpotSim`, a cheap clonable handle over the shared
+//! state, with the in-process scripting and inspection API (the same operations the
+//! `/__admin/` HTTP API offers).
+//!
+//! This module owns the handle only. Object semantics live in `state`, HTTP in `http`, the
+//! admin API in `admin`. Scripting calls are for tests and the demo; HTTP input never panics.
+
+mod admin;
+mod http;
+mod state;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+
+pub use state::SimSpotUser;
+pub(crate) use state::SpotState;
+
+use super::common::{Clock, Fault};
+use super::fixture::SpotFixture;
+
+struct Inner {
+    state: Mutex<SpotState>,
+    clock: Clock,
+    addr: SocketAddr,
+}
+
+/// Handle on a running (or runnable) Spot emulator. Clones share the same state.
+#[derive(Clone)]
+pub struct SpotSim {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SpotSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpotSim").field("url", &self.url()).finish()
+    }
+}
+
+impl SpotSim {
+    pub(crate) fn new(fx: &SpotFixture, clock: Clock, addr: SocketAddr) -> Result<SpotSim, String> {
+        let state = SpotState::from_fixture(fx, &clock)?;
+        Ok(SpotSim {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                clock,
+                addr,
+            }),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SpotState> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    pub(crate) fn router(&self) -> Router {
+        Router::new().fallback(http::entry).with_state(self.clone())
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn url(&self) -> String {
+        let a = self.inner.addr;
+        if a.ip().is_unspecified() {
+            format!("http://127.0.0.1:{}", a.port())
+        } else {
+            format!("http://{a}")
+        }
+    }
+
+    /// The Bearer token it accepts.
+    pub fn token(&self) -> String {
+        self.lock().token.clone()
+    }
+
+    pub fn organization_id(&self) -> u64 {
+        self.lock().organization_id
+    }
+
+    /// Adds a personal user (no API validation; a viewer is linked to the default account);
+    /// returns its `u-…` id.
+    ///
+    /// # Panics
+    /// When the email already exists in the organization.
+    pub fn add_user(&self, email: &str, first: &str, last: &str, role: &str) -> String {
+        self.lock()
+            .add_personal(None, email, first, last, role)
+            .unwrap_or_else(|e| panic!("spot emulator: {e}"))
+    }
+
+    /// Adds a programmatic user; returns its `pu-…` id.
+    pub fn add_programmatic_user(&self, name: &str) -> String {
+        self.lock()
+            .add_programmatic(name, None)
+            .unwrap_or_else(|e| panic!("spot emulator: {e}"))
+    }
+
+    /// Every user, in list order.
+    pub fn users(&self) -> Vec<SimSpotUser> {
+        self.lock().users.values().map(|r| r.user.clone()).collect()
+    }
+
+    /// A personal user by email, case-insensitively.
+    pub fn user_by_email(&self, email: &str) -> Option<SimSpotUser> {
+        let st = self.lock();
+        st.seq_by_email(email)
+            .and_then(|s| st.users.get(&s))
+            .map(|r| r.user.clone())
+    }
+
+    pub fn user(&self, user_id: &str) -> Option<SimSpotUser> {
+        self.lock().get(user_id).map(|r| r.user.clone())
+    }
+
+    /// Out-of-band deletion (no last-admin rule).
+    pub fn remove_user(&self, user_id: &str) {
+        self.lock().remove(user_id);
+    }
+
+    pub fn account_ids(&self) -> Vec<String> {
+        self.lock()
+            .accounts
+            .iter()
+            .map(|a| a.account_id.clone())
+            .collect()
+    }
+
+    pub fn policy_id_by_name(&self, name: &str) -> Option<String> {
+        self.lock()
+            .policies
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.id.clone())
+    }
+
+    /// Requests served on one route key ("POST /setup/user"); admin calls are not counted.
+    pub fn request_count(&self, route: &str) -> u64 {
+        self.lock().traffic.count_of(route)
+    }
+
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.lock().traffic.counts()
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.lock().traffic.total()
+    }
+
+    /// Requests with method POST, PUT or DELETE.
+    pub fn write_requests(&self) -> u64 {
+        self.lock()
+            .traffic
+            .counts()
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("POST ") || k.starts_with("PUT ") || k.starts_with("DELETE ")
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    pub fn reset_counts(&self) {
+        self.lock().traffic.reset_counts()
+    }
+
+    /// Injects a fault on a route key (or `"*"` for every route without its own fault).
+    pub fn set_fault(&self, route: &str, fault: Fault) {
+        self.lock().traffic.set_fault(route, fault)
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().traffic.clear_faults()
+    }
+
+    /// Requests per 60 s sliding window on one route key (default 100000).
+    pub fn set_rate_limit(&self, route: &str, per_minute: u32) {
+        self.lock().limits.insert(route.to_string(), per_minute);
+    }
+
+    /// `n` personal viewers `userNNNNNN@email_domain` with Account Viewer on every account.
+    pub fn bulk_add_users(&self, n: usize, email_domain: &str) {
+        self.lock().bulk_add(n, email_domain)
+    }
+}
