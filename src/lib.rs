@@ -12,10 +12,12 @@ pub mod cycle;
 pub mod error;
 pub mod fake;
 pub mod guard;
+pub mod http;
 pub mod ledger;
 pub mod model;
 pub mod okta;
 pub mod plan;
 pub mod report;
+pub mod spot;
 
 pub use error::{Api, Error, Result};
