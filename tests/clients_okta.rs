@@ -466,6 +466,7 @@ async fn bodies_that_are_not_arrays_or_not_utf8_abort() {
         status: 200,
         headers: vec![],
         body: b"[{\"id\":\"00u\xff\"}]".to_vec(),
+        delay: None,
     })
     .await;
     let err = client(&okta.base, 2, 0)
@@ -488,6 +489,7 @@ async fn an_oversized_body_is_refused() {
         status: 200,
         headers: vec![],
         body: vec![b' '; okta_spot_sync::http::MAX_BODY_BYTES + 1],
+        delay: None,
     })
     .await;
     let err = client(&okta.base, 2, 0)
@@ -556,7 +558,35 @@ async fn a_connection_error_is_a_transport_error_without_the_token() {
     drop(listener);
     let err = client(&base, 2, 0).read_assignments().await.unwrap_err();
     assert!(err.to_string().contains("could not be completed"), "{err}");
+    assert!(
+        !err.to_string().contains("limit="),
+        "no URL query in errors: {err}"
+    );
     assert_no_token(&err);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_is_retried_for_reads() {
+    let pages = three_pages();
+    let okta = start(move |seen, nth| {
+        let reply = paged(seen, &pages, false);
+        if nth == 0 {
+            reply.delayed(Duration::from_secs(3600))
+        } else {
+            reply
+        }
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    let client = client(&okta.base, 2, 1);
+    assert_eq!(client.read_assignments().await.unwrap().len(), 6);
+    assert_eq!(client.requests_sent(), 4);
+    // The 30 s request timeout, then at most one backoff (≤ 200 ms · 2⁰).
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited <= Duration::from_millis(30_200),
+        "{waited:?}"
+    );
 }
 
 #[tokio::test]

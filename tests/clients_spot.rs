@@ -275,6 +275,25 @@ async fn create_is_not_retried_after_a_5xx_but_is_after_a_429() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn create_is_not_retried_after_a_timeout() {
+    let spot = start(|_, _| {
+        Reply::json(
+            200,
+            envelope("spotinst:setup:user", r#"{"userId":"u-1"}"#, 1),
+        )
+        .delayed(Duration::from_secs(3600))
+    })
+    .await;
+    let err = client(&spot.base, 3)
+        .create_user(&new_user())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(err.to_string().contains("POST /setup/user"), "{err}");
+    assert_eq!(spot.count(), 1);
+}
+
 #[tokio::test]
 async fn already_exists_is_recognisable() {
     let spot = start(|_, _| {

@@ -159,14 +159,15 @@ impl OktaClient {
                 .await
                 .map_err(|e| match e {
                     e @ Error::Credentials { .. } => e,
-                    other => Error::IncompleteRead(format!("page {page}: {other}")),
+                    // `what` already names the page.
+                    other => Error::IncompleteRead(other.to_string()),
                 })?;
             self.pages.fetch_add(1, Ordering::Relaxed);
 
             let page_rows =
                 parse::parse_page(&response.body, &self.role_attribute).map_err(|e| {
                     Error::IncompleteRead(format!(
-                        "page {page}: Okta {what} returned a response that could not be used: {e}"
+                        "Okta {what} returned a response that could not be used: {e}"
                     ))
                 })?;
             let before = index.len();

@@ -44,6 +44,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Held this long (on tokio's clock) before the reply is sent.
+    pub delay: Option<Duration>,
 }
 
 impl Reply {
@@ -52,7 +54,13 @@ impl Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.into().into_bytes(),
+            delay: None,
         }
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Reply {
+        self.delay = Some(delay);
+        self
     }
 
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Reply {
@@ -109,6 +117,9 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
         all.len() - 1
     };
     let reply = (state.script)(&seen, nth);
+    if let Some(delay) = reply.delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut builder = Response::builder().status(reply.status);
     for (k, v) in &reply.headers {
         builder = builder.header(k.as_str(), v.as_str());
