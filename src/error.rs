@@ -48,11 +48,19 @@ pub enum Error {
 
     /// No response: connection refused or reset, timeout, TLS failure.
     #[error("{api} {what} could not be completed: {detail}")]
-    Transport { api: Api, what: String, detail: String },
+    Transport {
+        api: Api,
+        what: String,
+        detail: String,
+    },
 
     /// A response that does not have the shape the API documents.
     #[error("{api} {what} returned a response that could not be understood: {detail}")]
-    Malformed { api: Api, what: String, detail: String },
+    Malformed {
+        api: Api,
+        what: String,
+        detail: String,
+    },
 
     /// The Okta walk did not reach the end of the list cleanly; nothing may be planned.
     #[error("incomplete read of the Okta app's assignments, nothing was changed: {0}")]
@@ -70,7 +78,10 @@ pub enum Error {
 impl Error {
     /// Errors that will not go away by waiting: a daemon stops retrying on these.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Error::Config(_) | Error::Credentials { .. } | Error::Ledger { .. })
+        matches!(
+            self,
+            Error::Config(_) | Error::Credentials { .. } | Error::Ledger { .. }
+        )
     }
 
     /// The API's error code, if the error came from an API response that carried one.

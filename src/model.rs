@@ -201,7 +201,9 @@ pub struct NewSpotUser {
 
 /// Reads the Okta side. A read is all or nothing: any failure is an `Err`, never a short list.
 pub trait IdentitySource: Send + Sync {
-    fn read_assignments(&self) -> impl Future<Output = Result<Vec<AppUserRow>, crate::Error>> + Send;
+    fn read_assignments(
+        &self,
+    ) -> impl Future<Output = Result<Vec<AppUserRow>, crate::Error>> + Send;
 }
 
 /// Reads and writes the Spot side. Implementations must treat "already gone" on delete as
@@ -252,7 +254,16 @@ mod tests {
 
     #[test]
     fn bad_emails_are_refused() {
-        for bad in ["", "jane", "jane@", "@example.com", "a@b", "a b@example.com", "a@@b.com", "a@b..com"] {
+        for bad in [
+            "",
+            "jane",
+            "jane@",
+            "@example.com",
+            "a@b",
+            "a b@example.com",
+            "a@@b.com",
+            "a@b..com",
+        ] {
             assert!(Email::parse(bad).is_none(), "{bad:?} should be refused");
         }
     }
