@@ -17,6 +17,7 @@ use crate::config::SpotRoleSettings;
 use crate::ledger::{EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
 use crate::model::{Email, NewSpotUser, PolicyGrant, Role, SpotDirectory, SpotPolicy};
 use crate::plan::{Action, ActionKind, ActionStatus, Plan};
+use crate::spot::client::is_already_exists;
 use crate::Error;
 
 /// The ledger in memory plus the file it is saved to after every change.
@@ -68,12 +69,15 @@ impl LedgerWriter {
     }
 }
 
+/// The organization's account ids and policies.
+type Catalogue = (Vec<String>, Vec<SpotPolicy>);
+
 /// Resolves Okta roles to what Spot needs, reading accounts and policies at most once per
 /// cycle and only when some action needs them.
 pub struct RoleResolver<'a, D> {
     spot: &'a D,
     roles: &'a BTreeMap<Role, SpotRoleSettings>,
-    catalogue: OnceCell<Result<(Vec<String>, Vec<SpotPolicy>), String>>,
+    catalogue: OnceCell<Result<Catalogue, String>>,
 }
 
 impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
@@ -133,17 +137,6 @@ impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
                     })
             })
             .collect()
-    }
-}
-
-/// Is this Spot error "a user with this email already exists"?
-pub fn is_already_exists(err: &Error) -> bool {
-    match err {
-        Error::Status { status, code, .. } if *status == 400 || *status == 409 => code
-            .as_deref()
-            .map(|c| c.to_ascii_uppercase())
-            .is_some_and(|c| c.contains("ALREADY_EXIST") || c.contains("EXISTS")),
-        _ => false,
     }
 }
 

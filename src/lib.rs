@@ -14,6 +14,7 @@ pub mod cycle;
 pub mod error;
 pub mod fake;
 pub mod guard;
+pub mod http;
 pub mod ledger;
 pub mod logging;
 pub mod model;
@@ -22,5 +23,6 @@ pub mod plan;
 pub mod report;
 pub mod sim;
 pub mod sim_commands;
+pub mod spot;
 
 pub use error::{Api, Error, Result};

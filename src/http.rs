@@ -1,0 +1,754 @@
+//! The one HTTP policy layer shared by the Okta and Spot clients.
+//!
+//! It owns: building the `reqwest` client (rustls, no redirects, connect and request
+//! timeouts, User-Agent), attaching the API token, retries with exponential backoff and full
+//! jitter, the two APIs' rate-limit waits, the response size cap, mapping HTTP failures to
+//! [`Error`] values, and the per-request observability hook.
+//!
+//! It must never:
+//! - log, print or return a token: the token is a [`SecretString`], exposed only to build the
+//!   `Authorization` header, which is marked sensitive; error texts are scrubbed of it anyway;
+//! - follow a redirect (a 3xx is an error: following it could carry the token elsewhere);
+//! - send the token to an origin other than the configured base URL's;
+//! - put a full URL, a query string or a header into an error or a log line: callers pass a
+//!   short `what` label and a route template instead.
+//!
+//! Retry rules (see [`HttpClient::send`]):
+//! - connection errors, timeouts and 5xx are retried for idempotent requests (GET, PUT,
+//!   DELETE, HEAD) and for POSTs that opt in with [`Retry::Always`];
+//! - a POST that did not opt in (e.g. `POST /setup/user`) is **not** retried on those: the
+//!   server may have acted before the failure, and a second create could duplicate the user
+//!   or fail confusingly; the caller re-reads the directory next cycle instead;
+//! - 429 is retried for every request, POST included: a 429 means the request was refused
+//!   before it was processed, so repeating it cannot act twice;
+//! - every retry counts against `HttpSettings.max_retries`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, USER_AGENT};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::config::HttpSettings;
+use crate::error::{Api, Error};
+
+/// The largest response body this client will read.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Connect timeout for every request.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Base of the exponential backoff.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// Upper bound of one backoff sleep.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Upper bound of a wait after an Okta *concurrency* 429 (`X-Rate-Limit-Limit: 0`,
+/// `X-Rate-Limit-Remaining: 0`), whose reset value is only a suggestion and can be minutes away.
+pub const CONCURRENCY_429_CAP: Duration = Duration::from_secs(30);
+/// Upper bound of any rate-limit wait: both APIs use 60 s windows, so a longer reset is a
+/// bad header (or a skewed `Date`), not a reason to sleep for hours.
+pub const RATE_LIMIT_WAIT_CAP: Duration = Duration::from_secs(120);
+
+/// The `User-Agent` sent on every request.
+pub const USER_AGENT_VALUE: &str = concat!("okta-spot-sync/", env!("CARGO_PKG_VERSION"));
+
+/// How a request may be retried. See the module documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Idempotent methods retry on every transient failure; other methods (POST, PATCH) only
+    /// on 429.
+    Auto,
+    /// Opt-in: retry on every transient failure even for a non-idempotent method, because the
+    /// caller knows repeating it is harmless.
+    Always,
+}
+
+/// Describes one logical call: what to put in errors and metrics, and how to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Short human label for errors, e.g. `GET /api/v1/apps/{appId}/users page 3`. Never a
+    /// full URL with its query, never a header.
+    pub what: &'a str,
+    /// The route template for metrics, e.g. `/api/v1/apps/{appId}/users`.
+    pub route: &'static str,
+    pub retry: Retry,
+}
+
+/// A successful (2xx) response, fully read.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// One HTTP exchange (one attempt), as passed to the observer.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub api: Api,
+    pub method: Method,
+    /// Route template, never a concrete URL.
+    pub route: &'static str,
+    /// `None` when no response arrived (connection error, timeout).
+    pub status: Option<u16>,
+    /// 0 for the first attempt.
+    pub attempt: u32,
+    pub elapsed: Duration,
+}
+
+/// A cheap hook called once per attempt, e.g. to count requests per (api, route, status).
+pub type Observer = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
+
+/// How the token is presented in the `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// Okta API token: `Authorization: SSWS <token>`.
+    Ssws,
+    /// Spot token: `Authorization: Bearer <token>`.
+    Bearer,
+}
+
+impl AuthScheme {
+    fn prefix(self) -> &'static str {
+        match self {
+            AuthScheme::Ssws => "SSWS ",
+            AuthScheme::Bearer => "Bearer ",
+        }
+    }
+}
+
+/// The shared HTTP client of one API: one base URL, one token.
+pub struct HttpClient {
+    client: reqwest::Client,
+    api: Api,
+    base: Url,
+    scheme: AuthScheme,
+    token: SecretString,
+    max_retries: u32,
+    observer: Option<Observer>,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("api", &self.api)
+            .field("base", &self.base.origin().ascii_serialization())
+            .field("token", &"[redacted]")
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+impl HttpClient {
+    /// Builds the client. `default_headers` are sent on every request (e.g. `Accept`);
+    /// the token is added per request, only to requests for `base`'s origin.
+    pub fn new(
+        api: Api,
+        base: &Url,
+        scheme: AuthScheme,
+        token: SecretString,
+        settings: &HttpSettings,
+        default_headers: HeaderMap,
+    ) -> Result<Self, Error> {
+        if base.cannot_be_a_base() || base.host_str().is_none() {
+            return Err(Error::Config(format!("{api} base URL {base} has no host")));
+        }
+        if token.expose_secret().trim().is_empty() {
+            return Err(Error::Config(format!("{api} token is empty")));
+        }
+        if HeaderValue::from_str(&format!("{}{}", scheme.prefix(), token.expose_secret())).is_err()
+        {
+            return Err(Error::Config(format!(
+                "{api} token contains characters that cannot be sent in an HTTP header"
+            )));
+        }
+        let mut headers = default_headers;
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(settings.timeout)
+            .https_only(!settings.allow_insecure_http)
+            .default_headers(headers)
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build the {api} HTTP client: {e}")))?;
+        Ok(HttpClient {
+            client,
+            api,
+            base: base.clone(),
+            scheme,
+            token,
+            max_retries: settings.max_retries,
+            observer: None,
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    /// Installs the per-attempt observer.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// The configured base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether `url` has the same origin (scheme, host, port) as the base URL.
+    pub fn same_origin(&self, url: &Url) -> bool {
+        url.origin() == self.base.origin()
+    }
+
+    /// Replaces any occurrence of the token in `text` (defense in depth for error texts).
+    pub fn redact(&self, text: &str) -> String {
+        redact_secret(text, self.token.expose_secret())
+    }
+
+    /// Sends one logical request, retrying per the module rules, and returns the 2xx response.
+    ///
+    /// `make` builds the request from the shared `reqwest::Client`; it is called once per
+    /// attempt so a retry is a fresh request. The token is added here, never by `make`.
+    pub async fn send<F>(&self, call: Call<'_>, make: F) -> Result<HttpResponse, Error>
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    {
+        let mut attempt: u32 = 0;
+        loop {
+            let mut request = make(&self.client).build().map_err(|e| {
+                Error::Config(format!(
+                    "{} {}: cannot build the request: {}",
+                    self.api,
+                    call.what,
+                    self.redact(&error_chain(&e.without_url()))
+                ))
+            })?;
+            if !self.same_origin(request.url()) {
+                return Err(Error::Config(format!(
+                    "{} {}: refusing to send the {} token to {}, which is not the configured {}",
+                    self.api,
+                    call.what,
+                    self.api,
+                    request.url().origin().ascii_serialization(),
+                    self.base.origin().ascii_serialization()
+                )));
+            }
+            let method = request.method().clone();
+            let idempotent = matches!(
+                method,
+                Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+            );
+            let retry_transient = idempotent || call.retry == Retry::Always;
+            let mut auth = HeaderValue::from_str(&format!(
+                "{}{}",
+                self.scheme.prefix(),
+                self.token.expose_secret()
+            ))
+            .map_err(|_| {
+                Error::Config(format!("{} token is not a valid header value", self.api))
+            })?;
+            auth.set_sensitive(true);
+            request.headers_mut().insert(AUTHORIZATION, auth);
+
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let started = tokio::time::Instant::now();
+            let outcome = self.execute(request).await;
+            let elapsed = started.elapsed();
+            let status = match &outcome {
+                Ok((status, _, _)) => Some(status.as_u16()),
+                Err(Attempt::Transport(_)) => None,
+                Err(Attempt::TooLarge(status, _)) => Some(status.as_u16()),
+            };
+            self.record(&method, call.route, status, attempt, elapsed);
+
+            let can_retry = attempt < self.max_retries;
+            match outcome {
+                Err(Attempt::TooLarge(_, limit)) => {
+                    return Err(Error::Malformed {
+                        api: self.api,
+                        what: call.what.to_string(),
+                        detail: format!("response body larger than {limit} bytes"),
+                    })
+                }
+                Err(Attempt::Transport(e)) => {
+                    if can_retry && retry_transient {
+                        tokio::time::sleep(backoff(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    let mut detail = self.redact(&error_chain(&e));
+                    if attempt > 0 {
+                        detail.push_str(&format!(" (after {} attempts)", attempt + 1));
+                    }
+                    return Err(Error::Transport {
+                        api: self.api,
+                        what: call.what.to_string(),
+                        detail,
+                    });
+                }
+                Ok((status, headers, body)) => {
+                    if status.is_success() {
+                        return Ok(HttpResponse {
+                            status,
+                            headers,
+                            body,
+                        });
+                    }
+                    if status == StatusCode::TOO_MANY_REQUESTS && can_retry {
+                        let wait = rate_limit_wait(self.api, &headers, SystemTime::now())
+                            .unwrap_or_else(|| backoff(attempt));
+                        tracing::debug!(
+                            api = %self.api,
+                            route = call.route,
+                            wait_ms = wait.as_millis() as u64,
+                            "rate limited, waiting"
+                        );
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    if status.is_server_error() && can_retry && retry_transient {
+                        tokio::time::sleep(backoff(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(self.status_error(call.what, status, &body, attempt));
+                }
+            }
+        }
+    }
+
+    /// One attempt: send, then read the body in chunks up to the cap.
+    async fn execute(
+        &self,
+        request: reqwest::Request,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), Attempt> {
+        let mut response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| Attempt::Transport(e.without_url()))?;
+        let status = response.status();
+        let headers = std::mem::take(response.headers_mut());
+        if let Some(len) = response.content_length() {
+            if len > MAX_BODY_BYTES as u64 {
+                return Err(Attempt::TooLarge(status, MAX_BODY_BYTES));
+            }
+        }
+        let mut body = Vec::with_capacity(
+            response
+                .content_length()
+                .map(|l| l as usize)
+                .unwrap_or(8 * 1024)
+                .min(MAX_BODY_BYTES),
+        );
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| Attempt::Transport(e.without_url()))?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Attempt::TooLarge(status, MAX_BODY_BYTES));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, headers, body))
+    }
+
+    fn record(
+        &self,
+        method: &Method,
+        route: &'static str,
+        status: Option<u16>,
+        attempt: u32,
+        elapsed: Duration,
+    ) {
+        tracing::debug!(
+            api = %self.api,
+            method = %method,
+            route,
+            status = status.map(i64::from).unwrap_or(-1),
+            attempt,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "http request"
+        );
+        if let Some(observer) = &self.observer {
+            observer(&RequestRecord {
+                api: self.api,
+                method: method.clone(),
+                route,
+                status,
+                attempt,
+                elapsed,
+            });
+        }
+    }
+
+    /// Maps a final non-2xx response to an error. 401/403 → `Credentials`; others → `Status`.
+    fn status_error(&self, what: &str, status: StatusCode, body: &[u8], attempt: u32) -> Error {
+        let parsed = parse_error_body(self.api, body);
+        let mut detail = match (&parsed.code, &parsed.message) {
+            (Some(code), Some(msg)) => format!("{code}: {msg}"),
+            (Some(code), None) => code.clone(),
+            (None, Some(msg)) => msg.clone(),
+            (None, None) => {
+                let reason = status.canonical_reason().unwrap_or("no reason");
+                if body.is_empty() {
+                    format!("{reason} (empty body)")
+                } else {
+                    format!("{reason} (unrecognised body of {} bytes)", body.len())
+                }
+            }
+        };
+        if status.is_redirection() {
+            detail.push_str(" (redirects are never followed; check the configured base URL)");
+        }
+        if attempt > 0 {
+            detail.push_str(&format!(" (after {} attempts)", attempt + 1));
+        }
+        let detail = self.redact(&detail);
+        let code = parsed.code.map(|c| self.redact(&c));
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Error::Credentials {
+                api: self.api,
+                what: what.to_string(),
+                status: status.as_u16(),
+                detail,
+            };
+        }
+        Error::Status {
+            api: self.api,
+            what: what.to_string(),
+            status: status.as_u16(),
+            code,
+            detail,
+        }
+    }
+}
+
+enum Attempt {
+    Transport(reqwest::Error),
+    TooLarge(StatusCode, usize),
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(cap, base · 2^attempt)]`.
+pub fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+        .min(BACKOFF_CAP);
+    let ms = ceiling.as_millis() as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v as u64)
+}
+
+/// How long to wait after a 429, from the API's own headers; `None` when they say nothing
+/// usable (the caller then uses the exponential backoff).
+///
+/// - Okta: `X-Rate-Limit-Reset` is a UTC epoch second; the wait is `reset - Date + 1 s`,
+///   measured against the response's `Date` header (the server's clock, as Okta's SDKs do),
+///   falling back to `now` when `Date` is missing. When `X-Rate-Limit-Limit` and
+///   `X-Rate-Limit-Remaining` are both 0 (a concurrency 429, whose reset is only a
+///   suggestion) the wait is capped at 30 s.
+/// - Spot: `X-RateLimit-Reset` is the number of seconds until a request is allowed; the wait
+///   is that (at least 1 s).
+/// - Either: a `Retry-After` in seconds is used when the API's own header is missing.
+/// - Every wait is capped at [`RATE_LIMIT_WAIT_CAP`].
+pub fn rate_limit_wait(api: Api, headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let wait = match api {
+        Api::Okta => match header_u64(headers, "x-rate-limit-reset") {
+            Some(reset) => {
+                let server_now = headers
+                    .get(reqwest::header::DATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| httpdate::parse_http_date(v).ok())
+                    .unwrap_or(now);
+                let now_secs = server_now
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let wait = Duration::from_secs(reset.saturating_sub(now_secs) + 1);
+                let concurrency = header_u64(headers, "x-rate-limit-limit") == Some(0)
+                    && header_u64(headers, "x-rate-limit-remaining") == Some(0);
+                if concurrency {
+                    wait.min(CONCURRENCY_429_CAP)
+                } else {
+                    wait
+                }
+            }
+            None => Duration::from_secs(header_u64(headers, "retry-after")?),
+        },
+        Api::Spot => {
+            let secs = header_u64(headers, "x-ratelimit-reset")
+                .or_else(|| header_u64(headers, "retry-after"))?;
+            Duration::from_secs(secs.max(1))
+        }
+    };
+    Some(wait.min(RATE_LIMIT_WAIT_CAP))
+}
+
+/// The error code and message an API put in an error body.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ApiErrorBody {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Parses an error body: Okta `{errorCode, errorSummary, errorCauses[{errorSummary}]}`;
+/// Spot `{response:{errors:[{code,message}], status:{message}, data}}`. Never fails.
+pub fn parse_error_body(api: Api, body: &[u8]) -> ApiErrorBody {
+    #[derive(serde::Deserialize)]
+    struct OktaCause {
+        #[serde(rename = "errorSummary")]
+        summary: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OktaError {
+        #[serde(rename = "errorCode")]
+        code: Option<String>,
+        #[serde(rename = "errorSummary")]
+        summary: Option<String>,
+        #[serde(rename = "errorCauses", default)]
+        causes: Option<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SpotErrorItem {
+        code: Option<serde_json::Value>,
+        message: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SpotStatus {
+        message: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SpotResponse {
+        errors: Option<Vec<SpotErrorItem>>,
+        status: Option<SpotStatus>,
+        data: Option<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SpotError {
+        response: Option<SpotResponse>,
+    }
+
+    let clip = |s: String| -> String {
+        let s = s.trim().to_string();
+        if s.chars().count() > 300 {
+            let mut t: String = s.chars().take(300).collect();
+            t.push('…');
+            t
+        } else {
+            s
+        }
+    };
+    match api {
+        Api::Okta => {
+            let Ok(err) = std::str::from_utf8(body)
+                .map_err(|e| e.to_string())
+                .and_then(from_json_object::<OktaError>)
+            else {
+                return ApiErrorBody::default();
+            };
+            let cause = match err.causes {
+                Some(serde_json::Value::Array(items)) => items
+                    .into_iter()
+                    .find_map(|c| serde_json::from_value::<OktaCause>(c).ok()?.summary),
+                Some(v @ serde_json::Value::Object(_)) => serde_json::from_value::<OktaCause>(v)
+                    .ok()
+                    .and_then(|c| c.summary),
+                _ => None,
+            };
+            let message = match (err.summary, cause) {
+                (Some(s), Some(c)) => Some(format!("{s} ({c})")),
+                (Some(s), None) => Some(s),
+                (None, c) => c,
+            };
+            ApiErrorBody {
+                code: err.code.map(clip),
+                message: message.map(clip),
+            }
+        }
+        Api::Spot => {
+            let Some(resp) = std::str::from_utf8(body)
+                .map_err(|e| e.to_string())
+                .and_then(from_json_object::<SpotError>)
+                .ok()
+                .and_then(|e| e.response)
+            else {
+                return ApiErrorBody::default();
+            };
+            if let Some(first) = resp.errors.and_then(|e| e.into_iter().next()) {
+                let code = match first.code {
+                    Some(serde_json::Value::String(s)) => Some(s),
+                    Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                };
+                return ApiErrorBody {
+                    code: code.map(clip),
+                    message: first.message.map(clip),
+                };
+            }
+            let data = match resp.data {
+                Some(serde_json::Value::String(s)) => Some(s),
+                _ => None,
+            };
+            let message = match (resp.status.and_then(|s| s.message), data) {
+                (Some(s), Some(d)) => Some(format!("{s}: {d}")),
+                (s, d) => s.or(d),
+            };
+            ApiErrorBody {
+                code: None,
+                message: message.map(clip),
+            }
+        }
+    }
+}
+
+/// Deserializes `text` into `T` only when it is a JSON object. serde's derived structs also
+/// accept a JSON array (fields by position), which would read `["x"]` as `{"id":"x"}`.
+pub(crate) fn from_json_object<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, String> {
+    if !text.trim_start().starts_with('{') {
+        return Err("not a JSON object".to_string());
+    }
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// `Display` of an error and its sources, joined by `: `.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn redact_secret(text: &str, secret: &str) -> String {
+    if secret.len() >= 4 && text.contains(secret) {
+        text.replace(secret, "[redacted]")
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn okta_wait_uses_the_date_header() {
+        // The recorded 429: Date 1757607710, reset 1757607758 → 48 s + 1 s.
+        let h = headers(&[
+            ("date", "Thu, 11 Sep 2025 16:21:50 GMT"),
+            ("x-rate-limit-limit", "10"),
+            ("x-rate-limit-remaining", "0"),
+            ("x-rate-limit-reset", "1757607758"),
+        ]);
+        let far_future = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+        assert_eq!(
+            rate_limit_wait(Api::Okta, &h, far_future),
+            Some(Duration::from_secs(49))
+        );
+    }
+
+    #[test]
+    fn okta_concurrency_wait_is_capped() {
+        let h = headers(&[
+            ("date", "Thu, 11 Sep 2025 16:21:50 GMT"),
+            ("x-rate-limit-limit", "0"),
+            ("x-rate-limit-remaining", "0"),
+            ("x-rate-limit-reset", "1757607824"),
+        ]);
+        assert_eq!(
+            rate_limit_wait(Api::Okta, &h, SystemTime::now()),
+            Some(CONCURRENCY_429_CAP)
+        );
+    }
+
+    #[test]
+    fn spot_wait_is_relative_seconds() {
+        let h = headers(&[("x-ratelimit-reset", "7")]);
+        assert_eq!(
+            rate_limit_wait(Api::Spot, &h, SystemTime::now()),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            rate_limit_wait(Api::Spot, &HeaderMap::new(), SystemTime::now()),
+            None
+        );
+    }
+
+    #[test]
+    fn backoff_stays_under_its_ceiling() {
+        for attempt in 0..40 {
+            let b = backoff(attempt);
+            assert!(b <= BACKOFF_CAP);
+            assert!(b <= BACKOFF_BASE * 2u32.pow(attempt.min(20)));
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_parsed() {
+        let okta = br#"{"errorCode":"E0000011","errorSummary":"Invalid token provided","errorLink":"E0000011","errorId":"x","errorCauses":[]}"#;
+        let parsed = parse_error_body(Api::Okta, okta);
+        assert_eq!(parsed.code.as_deref(), Some("E0000011"));
+        assert_eq!(parsed.message.as_deref(), Some("Invalid token provided"));
+
+        let spot = br#"{"request":{},"response":{"status":{"code":400,"message":"Bad Request"},"errors":[{"code":"USER_ALREADY_EXISTS","message":"exists"}]}}"#;
+        let parsed = parse_error_body(Api::Spot, spot);
+        assert_eq!(parsed.code.as_deref(), Some("USER_ALREADY_EXISTS"));
+
+        let spot429 = br#"{"request":{},"response":{"status":{"code":429,"message":"Too Many Requests"},"data":"Rate limit exceeded"}}"#;
+        let parsed = parse_error_body(Api::Spot, spot429);
+        assert_eq!(parsed.code, None);
+        assert_eq!(
+            parsed.message.as_deref(),
+            Some("Too Many Requests: Rate limit exceeded")
+        );
+        assert_eq!(
+            parse_error_body(Api::Spot, b"<html>"),
+            ApiErrorBody::default()
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(redact_secret("a tok-123 b", "tok-123"), "a [redacted] b");
+    }
+}
