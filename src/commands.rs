@@ -34,7 +34,12 @@ pub fn print_report(report: &Report, output: Output) {
 }
 
 /// `plan` and `reconcile [--dry-run]`.
-pub async fn cycle(settings: &Settings, mode: Mode, options: &CycleOptions, output: Output) -> Result<i32, Error> {
+pub async fn cycle(
+    settings: &Settings,
+    mode: Mode,
+    options: &CycleOptions,
+    output: Output,
+) -> Result<i32, Error> {
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
     let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
@@ -60,7 +65,11 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                 "  ok   Okta {}: app {} readable ({}{limit})",
                 settings.okta.org_url.as_str().trim_end_matches('/'),
                 settings.okta.app_id,
-                if info.rows_on_first_page == 0 { "no assignments yet" } else { "has assignments" },
+                if info.rows_on_first_page == 0 {
+                    "no assignments yet"
+                } else {
+                    "has assignments"
+                },
             );
         }
         Err(e) => {
@@ -97,11 +106,17 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                     let spot_role = roles.spot_role(role).unwrap_or_default();
                     let policies: Vec<String> = grants
                         .iter()
-                        .map(|g| format!("policy {} on {} accounts", g.policy_id, g.account_ids.len()))
+                        .map(|g| {
+                            format!("policy {} on {} accounts", g.policy_id, g.account_ids.len())
+                        })
                         .collect();
                     println!(
                         "  ok   role {role}: Spot role {spot_role:?}{}",
-                        if policies.is_empty() { String::new() } else { format!(", {}", policies.join(", ")) }
+                        if policies.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {}", policies.join(", "))
+                        }
                     );
                 }
                 Err(e) => {

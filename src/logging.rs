@@ -16,7 +16,11 @@ pub fn init(settings: &LogSettings) {
         .with_writer(std::io::stderr)
         .with_target(false);
     let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }

@@ -12,7 +12,10 @@ use okta_spot_sync::{commands, logging, sim_commands};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -25,12 +28,24 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Emulate { okta_addr, spot_addr, fixture } => {
-            logging::init(&LogSettings { format: LogFormat::Text, level: "info".into() });
-            return report_error(sim_commands::emulate(okta_addr, spot_addr, fixture.as_deref()).await);
+        Command::Emulate {
+            okta_addr,
+            spot_addr,
+            fixture,
+        } => {
+            logging::init(&LogSettings {
+                format: LogFormat::Text,
+                level: "info".into(),
+            });
+            return report_error(
+                sim_commands::emulate(okta_addr, spot_addr, fixture.as_deref()).await,
+            );
         }
         Command::Demo => {
-            logging::init(&LogSettings { format: LogFormat::Text, level: "warn".into() });
+            logging::init(&LogSettings {
+                format: LogFormat::Text,
+                level: "warn".into(),
+            });
             return report_error(sim_commands::demo().await);
         }
         _ => {}
@@ -40,10 +55,20 @@ async fn run(cli: Cli) -> i32 {
         Err(code) => return code,
     };
     let result = match cli.command {
-        Command::Plan { output } => commands::cycle(&settings, Mode::Plan, &CycleOptions::default(), output).await,
-        Command::Reconcile { dry_run, allow_deletes, allow_empty_source, output } => {
+        Command::Plan { output } => {
+            commands::cycle(&settings, Mode::Plan, &CycleOptions::default(), output).await
+        }
+        Command::Reconcile {
+            dry_run,
+            allow_deletes,
+            allow_empty_source,
+            output,
+        } => {
             let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
-            let options = CycleOptions { allow_deletes, allow_empty_source };
+            let options = CycleOptions {
+                allow_deletes,
+                allow_empty_source,
+            };
             commands::cycle(&settings, mode, &options, output).await
         }
         Command::Check => commands::check(&settings).await,

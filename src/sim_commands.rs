@@ -22,24 +22,52 @@ fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// `emulate`: serves both emulators until Ctrl-C and prints how to point the tool at them.
-pub async fn emulate(okta_addr: SocketAddr, spot_addr: SocketAddr, fixture: Option<&Path>) -> Result<i32, Error> {
+pub async fn emulate(
+    okta_addr: SocketAddr,
+    spot_addr: SocketAddr,
+    fixture: Option<&Path>,
+) -> Result<i32, Error> {
     let fixture = match fixture {
-        Some(path) => Fixture::load(path).map_err(|e| io_error(&format!("fixture {}", path.display()), e))?,
+        Some(path) => {
+            Fixture::load(path).map_err(|e| io_error(&format!("fixture {}", path.display()), e))?
+        }
         None => Fixture::demo(),
     };
     let emulators = Emulators::start(fixture, okta_addr, spot_addr)
         .await
         .map_err(|e| io_error("starting the emulators", e))?;
     let (okta, spot) = (&emulators.okta, &emulators.spot);
-    println!("Okta emulator: {}  (SSWS token: {}, app id: {})", okta.url(), okta.token(), okta.app_id());
-    println!("Spot emulator: {}  (bearer token: {})", spot.url(), spot.token());
-    println!("Admin API:     {}/__admin/state and {}/__admin/state", okta.url(), spot.url());
+    println!(
+        "Okta emulator: {}  (SSWS token: {}, app id: {})",
+        okta.url(),
+        okta.token(),
+        okta.app_id()
+    );
+    println!(
+        "Spot emulator: {}  (bearer token: {})",
+        spot.url(),
+        spot.token()
+    );
+    println!(
+        "Admin API:     {}/__admin/state and {}/__admin/state",
+        okta.url(),
+        spot.url()
+    );
     println!();
     println!("A config for these emulators (tokens via the environment):");
     println!();
     println!("  export OKTA_SPOT_SYNC_OKTA_TOKEN={}", okta.token());
     println!("  export OKTA_SPOT_SYNC_SPOT_TOKEN={}", spot.token());
-    println!("{}", indent(&emulator_config(okta.url().as_str(), &okta.app_id(), &spot.url(), None, Path::new("./state.json"))));
+    println!(
+        "{}",
+        indent(&emulator_config(
+            okta.url().as_str(),
+            &okta.app_id(),
+            &spot.url(),
+            None,
+            Path::new("./state.json")
+        ))
+    );
     println!("Press Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
     emulators.shutdown().await;
@@ -51,7 +79,13 @@ fn indent(text: &str) -> String {
 }
 
 /// A config file for the emulators. Token files are given when `token_dir` is set.
-fn emulator_config(okta_url: &str, app_id: &str, spot_url: &str, token_dir: Option<&Path>, state: &Path) -> String {
+fn emulator_config(
+    okta_url: &str,
+    app_id: &str,
+    spot_url: &str,
+    token_dir: Option<&Path>,
+    state: &Path,
+) -> String {
     let token_line = |name: &str| match token_dir {
         Some(dir) => format!("token_file = {:?}\n", dir.join(name).display().to_string()),
         None => String::new(),
@@ -75,7 +109,9 @@ fn write_secret(path: &Path, content: &str) -> Result<(), Error> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|e| io_error(&format!("writing {}", path.display()), e))?;
+    let mut file = options
+        .open(path)
+        .map_err(|e| io_error(&format!("writing {}", path.display()), e))?;
     file.write_all(content.as_bytes())
         .map_err(|e| io_error(&format!("writing {}", path.display()), e))
 }
@@ -85,7 +121,10 @@ struct ScratchDir(PathBuf);
 
 impl ScratchDir {
     fn new() -> Result<Self, Error> {
-        let dir = std::env::temp_dir().join(format!("okta-spot-sync-demo-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "okta-spot-sync-demo-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| io_error("creating a scratch directory", e))?;
         Ok(ScratchDir(dir))
     }
@@ -121,7 +160,15 @@ impl Demo {
     async fn cycle(&self, mode: Mode) -> Result<Report, Error> {
         let okta = crate::okta::client::OktaClient::new(&self.settings.okta, &self.settings.http)?;
         let spot = crate::spot::client::SpotClient::new(&self.settings.spot, &self.settings.http)?;
-        run_cycle(&self.settings, &okta, &spot, &self.store, mode, &CycleOptions::default()).await
+        run_cycle(
+            &self.settings,
+            &okta,
+            &spot,
+            &self.store,
+            mode,
+            &CycleOptions::default(),
+        )
+        .await
     }
 
     fn spot(&self) -> &SpotSim {
@@ -138,7 +185,11 @@ impl Demo {
                 .iter()
                 .map(|(id, accounts)| format!("policy {id} on {} accounts", accounts.len()))
                 .collect();
-            let who = if u.kind == "programmatic" { format!("{} (programmatic)", u.first_name) } else { u.email.clone() };
+            let who = if u.kind == "programmatic" {
+                format!("{} (programmatic)", u.first_name)
+            } else {
+                u.email.clone()
+            };
             let _ = writeln!(
                 out,
                 "    {:<12} {:<26} {:<7} {}",
@@ -171,7 +222,13 @@ pub async fn demo() -> Result<i32, Error> {
     let state = scratch.0.join("state.json");
     std::fs::write(
         &config_path,
-        emulator_config(&emulators.okta.url(), &emulators.okta.app_id(), &emulators.spot.url(), Some(&scratch.0), &state),
+        emulator_config(
+            &emulators.okta.url(),
+            &emulators.okta.app_id(),
+            &emulators.spot.url(),
+            Some(&scratch.0),
+            &state,
+        ),
     )
     .map_err(|e| io_error("writing the demo config", e))?;
     let loaded = config::load_from_env_vars(&config_path, std::iter::empty::<(String, String)>())?;
@@ -183,7 +240,11 @@ pub async fn demo() -> Result<i32, Error> {
     };
 
     demo.say("okta-spot-sync demo: the Okta and Spot emulators run on loopback; every call below is real HTTP.");
-    demo.say(&format!("  Okta: {}   Spot: {}", demo.emulators.okta.url(), demo.emulators.spot.url()));
+    demo.say(&format!(
+        "  Okta: {}   Spot: {}",
+        demo.emulators.okta.url(),
+        demo.emulators.spot.url()
+    ));
     demo.say("");
     demo.say("The Okta app assigns alice (viewer), bob (editor), Carol@Example.com (viewer) and dave (viewer).");
     demo.say("Spot already has owner@example.com (an admin Okta does not know), carol, frank@example.com");
@@ -195,25 +256,47 @@ pub async fn demo() -> Result<i32, Error> {
     let report = demo.cycle(Mode::Plan).await?;
     print!("{}", indent(&report.to_text()));
     demo.expect(report.exit_code() == 2, "plan exits 2: changes pending");
-    demo.expect(demo.spot().write_requests() == writes_before, "plan made no write call");
+    demo.expect(
+        demo.spot().write_requests() == writes_before,
+        "plan made no write call",
+    );
     demo.say("");
 
-    demo.say("Step 2 — `okta-spot-sync reconcile`: carol is adopted, alice, bob and dave are created.");
+    demo.say(
+        "Step 2 — `okta-spot-sync reconcile`: carol is adopted, alice, bob and dave are created.",
+    );
     let report = demo.cycle(Mode::Apply).await?;
     print!("{}", indent(&report.to_text()));
-    demo.expect(applied(&report, ActionKind::Adopt, "carol@example.com"), "existing Spot user carol adopted (matched case-insensitively)");
+    demo.expect(
+        applied(&report, ActionKind::Adopt, "carol@example.com"),
+        "existing Spot user carol adopted (matched case-insensitively)",
+    );
     for email in ["alice@example.com", "bob@example.com", "dave@example.com"] {
-        demo.expect(applied(&report, ActionKind::Create, email), &format!("{email} created"));
+        demo.expect(
+            applied(&report, ActionKind::Create, email),
+            &format!("{email} created"),
+        );
     }
-    let viewer_policy = demo.spot().policy_id_by_name("Account Viewer").unwrap_or_default();
+    let viewer_policy = demo
+        .spot()
+        .policy_id_by_name("Account Viewer")
+        .unwrap_or_default();
     let accounts = demo.spot().account_ids().len();
     let alice = demo.spot().user_by_email("alice@example.com");
     demo.expect(
-        alice.as_ref().is_some_and(|u| u.role == "viewer" && u.policies.iter().any(|(p, a)| *p == viewer_policy && a.len() == accounts)),
+        alice.as_ref().is_some_and(|u| {
+            u.role == "viewer"
+                && u.policies
+                    .iter()
+                    .any(|(p, a)| *p == viewer_policy && a.len() == accounts)
+        }),
         "alice is a viewer with the Account Viewer policy on every account",
     );
     let bob = demo.spot().user_by_email("bob@example.com");
-    demo.expect(bob.is_some_and(|u| u.role == "admin"), "bob (editor) is an organization admin");
+    demo.expect(
+        bob.is_some_and(|u| u.role == "admin"),
+        "bob (editor) is an organization admin",
+    );
     demo.expect(report.exit_code() == 0, "reconcile exits 0");
     print!("{}", demo.spot_table());
     demo.say("");
@@ -222,29 +305,54 @@ pub async fn demo() -> Result<i32, Error> {
     demo.emulators.okta.deactivate("dave@example.com");
     let report = demo.cycle(Mode::Apply).await?;
     print!("{}", indent(&report.to_text()));
-    demo.expect(applied(&report, ActionKind::Delete, "dave@example.com"), "dave deleted");
-    demo.expect(demo.spot().user_by_email("dave@example.com").is_none(), "dave is gone from Spot");
+    demo.expect(
+        applied(&report, ActionKind::Delete, "dave@example.com"),
+        "dave deleted",
+    );
+    demo.expect(
+        demo.spot().user_by_email("dave@example.com").is_none(),
+        "dave is gone from Spot",
+    );
     demo.say("");
 
-    demo.say("Step 4 — dave is reactivated and reassigned in Okta; the next reconcile recreates him.");
+    demo.say(
+        "Step 4 — dave is reactivated and reassigned in Okta; the next reconcile recreates him.",
+    );
     demo.emulators.okta.reactivate("dave@example.com");
-    demo.emulators.okta.assign("dave@example.com", Some("viewer"));
+    demo.emulators
+        .okta
+        .assign("dave@example.com", Some("viewer"));
     let report = demo.cycle(Mode::Apply).await?;
     print!("{}", indent(&report.to_text()));
-    demo.expect(applied(&report, ActionKind::Recreate, "dave@example.com"), "dave recreated");
+    demo.expect(
+        applied(&report, ActionKind::Recreate, "dave@example.com"),
+        "dave recreated",
+    );
     demo.say("");
 
     demo.say("Step 5 — nothing changed in Okta: a second reconcile makes no write call.");
     let writes_before = demo.spot().write_requests();
     let report = demo.cycle(Mode::Apply).await?;
     print!("{}", indent(&report.to_text()));
-    demo.expect(report.actions.is_empty() && demo.spot().write_requests() == writes_before, "zero writes");
+    demo.expect(
+        report.actions.is_empty() && demo.spot().write_requests() == writes_before,
+        "zero writes",
+    );
     demo.say("");
 
     demo.say("Untouched throughout:");
-    demo.expect(demo.spot().user_by_email("owner@example.com").is_some(), "owner@example.com (unmanaged admin) still there");
-    demo.expect(demo.spot().user_by_email("frank@example.com").is_some(), "frank@example.com (unmanaged, no Okta user) still there");
-    demo.expect(demo.spot().users().iter().any(|u| u.kind == "programmatic"), "programmatic user ci-bot still there");
+    demo.expect(
+        demo.spot().user_by_email("owner@example.com").is_some(),
+        "owner@example.com (unmanaged admin) still there",
+    );
+    demo.expect(
+        demo.spot().user_by_email("frank@example.com").is_some(),
+        "frank@example.com (unmanaged, no Okta user) still there",
+    );
+    demo.expect(
+        demo.spot().users().iter().any(|u| u.kind == "programmatic"),
+        "programmatic user ci-bot still there",
+    );
     print!("{}", demo.spot_table());
 
     let failures = std::mem::take(&mut demo.failures);
@@ -254,7 +362,11 @@ pub async fn demo() -> Result<i32, Error> {
         println!("\nDemo finished: every step did what it should.");
         Ok(0)
     } else {
-        println!("\nDemo FAILED: {} step(s) misbehaved: {}", failures.len(), failures.join("; "));
+        println!(
+            "\nDemo FAILED: {} step(s) misbehaved: {}",
+            failures.len(),
+            failures.join("; ")
+        );
         Ok(1)
     }
 }
