@@ -43,7 +43,7 @@ pub async fn cycle(
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
     let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
-    info!(mode = ?mode, "{}", report.one_line());
+    info!(mode = mode.as_str(), "{}", report.one_line());
     print_report(&report, output);
     Ok(report.exit_code())
 }
