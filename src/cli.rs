@@ -48,6 +48,13 @@ pub enum Command {
     },
     /// Test both APIs' credentials and settings (exit 0: ok, 1: not)
     Check,
+    /// Recover from a lost or corrupt state file: adopt the Spot users that match users
+    /// currently assigned in Okta into a fresh ledger (the old file is kept aside)
+    RebuildLedger {
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
     /// Serve the bundled Okta and Spot emulators on loopback until Ctrl-C
     Emulate {
         #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]

@@ -146,9 +146,9 @@ impl LedgerStore {
         };
         let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| {
             self.error(format!(
-                "it is not a valid state file ({e}); it was left untouched. Restore it from a backup, \
-                 or move it aside: the next reconcile then re-adopts the Spot users that match users \
-                 assigned in Okta (Spot users unassigned in the meantime are left alone, not deleted)"
+                "it is not a valid state file ({e}); it was left untouched. Restore it from a backup, or run \
+                 `okta-spot-sync rebuild-ledger`: it moves the file aside and adopts only the Spot users that \
+                 match users assigned in Okta now (Spot users unassigned in the meantime are left alone, not deleted)"
             ))
         })?;
         if ledger.version > LEDGER_VERSION {

@@ -72,6 +72,7 @@ async fn run(cli: Cli) -> i32 {
             commands::cycle(&settings, mode, &options, output).await
         }
         Command::Check => commands::check(&settings).await,
+        Command::RebuildLedger { yes } => commands::rebuild_ledger(&settings, yes).await,
         Command::Emulate { .. } | Command::Demo => unreachable!("handled above"),
     };
     report_error(result)

@@ -605,3 +605,55 @@ async fn one_failed_create_does_not_stop_the_others_and_the_next_cycle_converges
     let run = env.run(&["reconcile", "--output", "json"]).await;
     assert!(actions(&run.json()).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_ledger_recovers_from_a_corrupt_state_file_without_deleting_anyone() {
+    let env = Env::new().await;
+    env.assigned("ann@example.com", None);
+    let bob = env.assigned("bob@example.com", None);
+    assert_eq!(env.run(&["reconcile"]).await.code, 0);
+    std::fs::write(&env.state, b"{\"version\":1,\"users\":{\"00u").unwrap();
+    // Bob was unassigned while the ledger was unreadable; carl is new.
+    env.okta().unassign(&bob);
+    env.assigned("carl@example.com", None);
+
+    let run = env.run(&["reconcile"]).await;
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("rebuild-ledger"), "{}", run.stderr);
+
+    let run = env.run(&["rebuild-ledger"]).await;
+    assert_eq!(run.code, 1, "must not write without confirmation");
+    assert!(run.stderr.contains("--yes"), "{}", run.stderr);
+
+    let run = env.run(&["rebuild-ledger", "--yes"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("ann@example.com") && !run.stdout.contains("bob@example.com"),
+        "{}",
+        run.stdout
+    );
+    let aside: Vec<_> = std::fs::read_dir(env.state.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".bak-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the corrupt file must be kept aside");
+    assert_eq!(env.ledger().managed_count(), 1);
+
+    let writes = env.spot().write_requests();
+    let run = env.run(&["reconcile", "--output", "json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        actions(&run.json()),
+        vec![triple("create", "carl@example.com", "applied")]
+    );
+    assert!(
+        env.spot().user_by_email("bob@example.com").is_some(),
+        "an unowned user was deleted"
+    );
+    assert_eq!(
+        env.spot().write_requests(),
+        writes + 2,
+        "only carl's create and mapping"
+    );
+}
