@@ -101,6 +101,21 @@ pub struct RequestRecord {
 /// A cheap hook called once per attempt, e.g. to count requests per (api, route, status).
 pub type Observer = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
 
+/// Client-side pacing of one API (the Spot throttle, `crate::spot::throttle`): asked before
+/// every attempt how long to wait, and shown every response's status and headers.
+pub trait Pacer: Send + Sync + std::fmt::Debug {
+    /// Reserves a slot for one request on `route` and returns how long to wait for it.
+    fn reserve(&self, method: &Method, route: &'static str) -> Duration;
+    /// Learns from a response (429s included).
+    fn observe(
+        &self,
+        method: &Method,
+        route: &'static str,
+        status: StatusCode,
+        headers: &HeaderMap,
+    );
+}
+
 /// How the token is presented in the `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthScheme {
@@ -128,6 +143,7 @@ pub struct HttpClient {
     token: SecretString,
     max_retries: u32,
     observer: Option<Observer>,
+    pacer: Option<Arc<dyn Pacer>>,
     requests: AtomicU64,
 }
 
@@ -184,6 +200,7 @@ impl HttpClient {
             token,
             max_retries: settings.max_retries,
             observer: None,
+            pacer: None,
             requests: AtomicU64::new(0),
         })
     }
@@ -191,6 +208,12 @@ impl HttpClient {
     /// Installs the per-attempt observer.
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Installs the client-side pacer (see [`Pacer`]).
+    pub fn with_pacer(mut self, pacer: Arc<dyn Pacer>) -> Self {
+        self.pacer = Some(pacer);
         self
     }
 
@@ -263,10 +286,19 @@ impl HttpClient {
             auth.set_sensitive(true);
             request.headers_mut().insert(AUTHORIZATION, auth);
 
+            if let Some(pacer) = &self.pacer {
+                let wait = pacer.reserve(&method, call.route);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
             self.requests.fetch_add(1, Ordering::Relaxed);
             let started = tokio::time::Instant::now();
             let outcome = self.execute(request).await;
             let elapsed = started.elapsed();
+            if let (Some(pacer), Ok((status, headers, _))) = (&self.pacer, &outcome) {
+                pacer.observe(&method, call.route, *status, headers);
+            }
             let status = match &outcome {
                 Ok((status, _, _)) => Some(status.as_u16()),
                 Err(Attempt::Transport(_)) => None,

@@ -13,7 +13,9 @@
 //! - `POST /setup/user` is never retried after a timeout, a connection error or a 5xx (the
 //!   user may have been created; the next cycle finds it by email), only after a 429;
 //! - the password of a new user is generated here with the OS CSPRNG, sent once, and never
-//!   logged, returned or stored; error texts are scrubbed of it.
+//!   logged, returned or stored; error texts are scrubbed of it;
+//! - every request waits for its slot in the per-route throttle ([`super::throttle`]), which
+//!   keeps each route under Spot's advertised limit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,6 +34,7 @@ use crate::http::{from_json_object, AuthScheme, Call, HttpClient, HttpResponse, 
 use crate::model::{
     Email, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy, SpotUser, SpotUserKind,
 };
+use crate::spot::throttle::SpotThrottle;
 
 pub const ROUTE_ORG_USERS: &str = "/setup/organization/user";
 pub const ROUTE_ACCOUNTS: &str = "/setup/account";
@@ -102,7 +105,9 @@ impl SpotClient {
             settings.token.clone(),
             http,
             headers,
-        )?;
+        )?
+        // Paces every route under Spot's advertised limit (`spot::throttle`).
+        .with_pacer(std::sync::Arc::new(SpotThrottle::new()));
         Ok(SpotClient {
             http: client,
             base: settings.base_url.clone(),
@@ -136,11 +141,15 @@ impl SpotClient {
         url
     }
 
-    async fn get_items(
+    /// `GET route`, each item of `response.items` turned into a `T` by `parse(index, item)`.
+    /// Items are borrowed from the body, never copied: the user list of a large organization
+    /// is tens of megabytes.
+    async fn get_items<T>(
         &self,
         route: &'static str,
         segments: &[&str],
-    ) -> Result<Vec<Box<RawValue>>, Error> {
+        parse: impl Fn(usize, &RawValue) -> Result<T, Error>,
+    ) -> Result<Vec<T>, Error> {
         let url = self.url(segments);
         let what = format!("GET {route}");
         let call = Call {
@@ -149,29 +158,32 @@ impl SpotClient {
             retry: Retry::Auto,
         };
         let response = self.http.send(call, |c| c.get(url.clone())).await?;
-        envelope_items(&response, &what)?.ok_or_else(|| Error::Malformed {
+        let items = envelope_items(&response, &what)?.ok_or_else(|| Error::Malformed {
             api: Api::Spot,
             what,
             detail: "response.items is missing".into(),
-        })
+        })?;
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| parse(i, raw))
+            .collect()
     }
 
     /// `GET /setup/organization/user`.
     pub async fn fetch_users(&self) -> Result<Vec<SpotUser>, Error> {
-        let items = self
-            .get_items(ROUTE_ORG_USERS, &["setup", "organization", "user"])
-            .await?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| {
+        self.get_items(
+            ROUTE_ORG_USERS,
+            &["setup", "organization", "user"],
+            |i, raw| {
                 parse_user(raw).map_err(|detail| Error::Malformed {
                     api: Api::Spot,
                     what: format!("GET {ROUTE_ORG_USERS}"),
                     detail: format!("item {i}: {detail}"),
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// Counts the organization's users by kind (the `check` command warns at ≤ 1 personal).
@@ -303,18 +315,15 @@ impl SpotDirectory for SpotClient {
     }
 
     async fn list_account_ids(&self) -> Result<Vec<String>, Error> {
-        let items = self
-            .get_items(ROUTE_ACCOUNTS, &["setup", "account"])
-            .await?;
         #[derive(Deserialize)]
         struct Account {
             #[serde(rename = "accountId", default)]
             account_id: Option<serde_json::Value>,
         }
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| match from_json_object::<Account>(raw.get()) {
+        self.get_items(
+            ROUTE_ACCOUNTS,
+            &["setup", "account"],
+            |i, raw| match from_json_object::<Account>(raw.get()) {
                 Ok(Account {
                     account_id: Some(serde_json::Value::String(id)),
                 }) if !id.trim().is_empty() => Ok(id),
@@ -323,14 +332,12 @@ impl SpotDirectory for SpotClient {
                     what: format!("GET {ROUTE_ACCOUNTS}"),
                     detail: format!("item {i} has no accountId string"),
                 }),
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     async fn list_policies(&self) -> Result<Vec<SpotPolicy>, Error> {
-        let items = self
-            .get_items(ROUTE_POLICIES, &["setup", "organization", "policy"])
-            .await?;
         #[derive(Deserialize)]
         struct Policy {
             #[serde(default)]
@@ -338,10 +345,10 @@ impl SpotDirectory for SpotClient {
             #[serde(default)]
             name: Option<serde_json::Value>,
         }
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, raw)| {
+        self.get_items(
+            ROUTE_POLICIES,
+            &["setup", "organization", "policy"],
+            |i, raw| {
                 let bad = |detail: &str| Error::Malformed {
                     api: Api::Spot,
                     what: format!("GET {ROUTE_POLICIES}"),
@@ -359,8 +366,9 @@ impl SpotDirectory for SpotClient {
                     _ => String::new(),
                 };
                 Ok(SpotPolicy { id, name })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     async fn create_user(&self, user: &NewSpotUser) -> Result<String, Error> {
@@ -441,19 +449,19 @@ fn scrub(err: Error, secret: &str) -> Error {
 
 /// `response.items` of a 2xx envelope: `Ok(None)` when `items` is absent, an error when the
 /// body is not JSON, has no `response` object, or `items` is not an array.
-fn envelope_items(
-    response: &HttpResponse,
+fn envelope_items<'a>(
+    response: &'a HttpResponse,
     what: &str,
-) -> Result<Option<Vec<Box<RawValue>>>, Error> {
+) -> Result<Option<Vec<&'a RawValue>>, Error> {
     #[derive(Deserialize)]
-    struct Envelope {
-        #[serde(default)]
-        response: Option<Box<RawValue>>,
+    struct Envelope<'a> {
+        #[serde(borrow, default)]
+        response: Option<&'a RawValue>,
     }
     #[derive(Deserialize)]
-    struct Inner {
-        #[serde(default)]
-        items: Option<Box<RawValue>>,
+    struct Inner<'a> {
+        #[serde(borrow, default)]
+        items: Option<&'a RawValue>,
     }
     let bad = |detail: String| Error::Malformed {
         api: Api::Spot,
@@ -473,7 +481,7 @@ fn envelope_items(
     match inner.items {
         None => Ok(None),
         Some(raw) if raw.get() == "null" => Ok(None),
-        Some(raw) => serde_json::from_str::<Vec<Box<RawValue>>>(raw.get())
+        Some(raw) => serde_json::from_str::<Vec<&RawValue>>(raw.get())
             .map(Some)
             .map_err(|_| bad("response.items is not an array".into())),
     }
