@@ -1,5 +1,8 @@
 //! Applies a guarded plan to Spot with bounded concurrency, recording every result in the
-//! ledger the moment it happens, so a crash at any point loses at most the call in flight.
+//! ledger the moment it happens. The `pending` record of a create is durable before the
+//! create is sent; results are saved in group commits and all durable before `apply` returns
+//! (the contract is on [`LedgerWriter`]), so a crash at any point loses nothing the next
+//! cycle cannot re-derive from Spot.
 //!
 //! This module owns the order of calls for each action (ledger `pending` before a create,
 //! delete-then-create for a recreate, policy mapping after a create) and the resolution of
@@ -7,7 +10,8 @@
 //! `guard`'s job. One failed action never stops the others.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
@@ -20,12 +24,36 @@ use crate::plan::{Action, ActionKind, ActionStatus, Plan};
 use crate::spot::client::is_already_exists;
 use crate::Error;
 
-/// The ledger in memory plus the file it is saved to after every change.
+/// The ledger in memory plus the file it is saved to.
+///
+/// Durability contract (what a crash at any instant may lose):
+/// - [`LedgerWriter::update`] and [`LedgerWriter::update_durable`] return only once the change
+///   is in the file (fsync'd). `apply` uses `update_durable` for the `pending` record of a
+///   create: it is durable **before** the create is sent, so a crash can never leave a Spot
+///   user that the next cycle does not find and claim by email.
+/// - [`LedgerWriter::record`] changes memory only; the change becomes durable with the next
+///   save of any kind (a later `update_durable`, a [`LedgerWriter::flush`], or `update`).
+///   `apply` records results this way (created, deleted, adopted, role applied, forgotten):
+///   losing one in a crash only makes the next cycle redo or re-derive it from Spot (a
+///   `pending` entry is adopted by email, a deleted user is forgotten, an adoption is planned
+///   again), and `apply` flushes before it returns, so every result of a cycle is durable
+///   before the cycle ends. A step that relies on an earlier result (the `pending` record of a
+///   recreate after its delete) is saved with it, in order.
+/// - Saves are group commits: callers of `update_durable`/`flush` that arrive while a save is
+///   in flight wait for the next one, which covers all of them with one write and one fsync.
+///   Every save writes the whole ledger, in change order, so the file is always a prefix of
+///   the changes.
 pub struct LedgerWriter {
     store: LedgerStore,
     ledger: Mutex<Ledger>,
     /// `false` for dry runs and tests that keep the ledger in memory only.
     persist: bool,
+    /// Sequence number of the last change applied in memory (changed under `ledger`'s lock).
+    applied: AtomicU64,
+    /// One group-commit save at a time; later callers queue here.
+    saver: tokio::sync::Mutex<()>,
+    /// Sequence number of the newest change in the file; its lock serialises file writes.
+    written: Arc<Mutex<u64>>,
 }
 
 impl LedgerWriter {
@@ -34,39 +62,108 @@ impl LedgerWriter {
             store,
             ledger: Mutex::new(ledger),
             persist: true,
+            applied: AtomicU64::new(0),
+            saver: tokio::sync::Mutex::new(()),
+            written: Arc::new(Mutex::new(0)),
         }
     }
 
     /// A writer that never touches the disk.
     pub fn in_memory(ledger: Ledger) -> Self {
         LedgerWriter {
-            store: LedgerStore::new("(memory)"),
-            ledger: Mutex::new(ledger),
             persist: false,
+            ..LedgerWriter::new(LedgerStore::new("(memory)"), ledger)
         }
     }
 
-    /// Applies `change` and saves. The lock is held across the save so the file always
-    /// reflects a prefix of the changes, in order.
-    pub fn update(&self, change: impl FnOnce(&mut Ledger)) -> Result<(), Error> {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change` in memory only and returns its sequence number (see the contract).
+    pub fn record(&self, change: impl FnOnce(&mut Ledger)) -> u64 {
+        let mut ledger = self.lock();
         change(&mut ledger);
+        self.applied.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Applies `change` and saves at once, synchronously (with everything recorded before it).
+    pub fn update(&self, change: impl FnOnce(&mut Ledger)) -> Result<(), Error> {
+        let mut ledger = self.lock();
+        change(&mut ledger);
+        let seq = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
         if self.persist {
-            self.store.save(&ledger)?;
+            let bytes = self.store.encode(&ledger)?;
+            write_if_newer(&self.store, &self.written, &bytes, seq)?;
         }
         Ok(())
     }
 
+    /// Applies `change` and returns once it is durable, sharing the save with concurrent
+    /// callers (group commit).
+    pub async fn update_durable(&self, change: impl FnOnce(&mut Ledger)) -> Result<(), Error> {
+        let seq = self.record(change);
+        self.sync_through(seq).await
+    }
+
+    /// Makes every change recorded so far durable.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.sync_through(self.applied.load(Ordering::SeqCst)).await
+    }
+
+    fn durable(&self) -> u64 {
+        *self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn sync_through(&self, seq: u64) -> Result<(), Error> {
+        if !self.persist || self.durable() >= seq {
+            return Ok(());
+        }
+        let _turn = self.saver.lock().await;
+        if self.durable() >= seq {
+            return Ok(()); // the save we waited for covered this change
+        }
+        let (bytes, upto) = {
+            let ledger = self.lock();
+            (
+                self.store.encode(&ledger)?,
+                self.applied.load(Ordering::SeqCst),
+            )
+        };
+        let store = self.store.clone();
+        let written = Arc::clone(&self.written);
+        // Off the async task, so concurrent actions keep recording while the fsync runs.
+        tokio::task::spawn_blocking(move || write_if_newer(&store, &written, &bytes, upto))
+            .await
+            .map_err(|e| Error::Ledger {
+                path: self.store.path().to_path_buf(),
+                detail: format!("the save was interrupted: {e}"),
+            })?
+    }
+
     pub fn snapshot(&self) -> Ledger {
-        self.ledger
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.lock().clone()
     }
 
     pub fn into_inner(self) -> Ledger {
         self.ledger.into_inner().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Writes `bytes` (the ledger as of change `seq`) unless a newer state is already in the file.
+fn write_if_newer(
+    store: &LedgerStore,
+    written: &Mutex<u64>,
+    bytes: &[u8],
+    seq: u64,
+) -> Result<(), Error> {
+    let mut newest = written.lock().unwrap_or_else(|e| e.into_inner());
+    if *newest >= seq {
+        return Ok(());
+    }
+    store.write_encoded(bytes)?;
+    *newest = seq;
+    Ok(())
 }
 
 /// The organization's account ids and policies.
@@ -152,7 +249,7 @@ pub async fn apply<D: SpotDirectory>(
 ) -> Result<(), Error> {
     if !plan.forget.is_empty() {
         let forget = plan.forget.clone();
-        ledger.update(|l| forget.iter().for_each(|okta_id| l.retire(okta_id, None)))?;
+        ledger.record(|l| forget.iter().for_each(|okta_id| l.retire(okta_id, None)));
     }
     for deletes in [false, true] {
         let work: Vec<(usize, Action)> = plan
@@ -186,7 +283,8 @@ pub async fn apply<D: SpotDirectory>(
             }
         }
     }
-    Ok(())
+    // Results were recorded in memory (see `LedgerWriter`): make them durable before returning.
+    ledger.flush().await
 }
 
 enum Outcome {
@@ -244,13 +342,14 @@ async fn apply_one<D: SpotDirectory>(
             let target = action.spot_user_id.clone().unwrap_or_default();
             step!(spot spot.delete_user(&target).await, format!("deleting Spot user {target}"));
             // The entry may already point at a new Spot user (an email change adopted one).
-            step!(ledger ledger.update(|l| l.retire(&okta_id, Some(&target))));
+            ledger.record(|l| l.retire(&okta_id, Some(&target)));
             Outcome::Applied { spot_user_id: None }
         }
         ActionKind::Create | ActionKind::Recreate => {
             if let Some(old) = &action.detail.delete_first {
                 step!(spot spot.delete_user(old).await, format!("deleting the old Spot user {old}"));
-                step!(ledger ledger.update(|l| l.retire(&okta_id, None)));
+                // Saved with the `pending` record that follows, before the create is sent.
+                ledger.record(|l| l.retire(&okta_id, None));
             }
             create(action, spot, ledger, roles).await
         }
@@ -266,14 +365,23 @@ async fn apply_one<D: SpotDirectory>(
             }
             let origin = action.detail.origin.unwrap_or(Origin::Adopted);
             let previous = action.detail.previous_owner.clone();
-            step!(ledger ledger.update(|l| {
+            ledger.record(|l| {
                 // Only if the previous owner still points at this Spot user: its own create or
                 // recreate may already have given it a new one.
                 if let Some(prev) = &previous {
                     l.retire(prev, Some(&target));
                 }
-                l.users.insert(okta_id.clone(), entry(&action.email, Some(target.clone()), Some(role), origin, EntryState::Managed));
-            }));
+                l.users.insert(
+                    okta_id.clone(),
+                    entry(
+                        &action.email,
+                        Some(target.clone()),
+                        Some(role),
+                        origin,
+                        EntryState::Managed,
+                    ),
+                );
+            });
             Outcome::Applied { spot_user_id: None }
         }
         ActionKind::UpdateRole => {
@@ -284,12 +392,12 @@ async fn apply_one<D: SpotDirectory>(
             if let Err(e) = map_role(&target, role, spot, roles).await {
                 return Outcome::Failed(e);
             }
-            step!(ledger ledger.update(|l| {
+            ledger.record(|l| {
                 if let Some(e) = l.users.get_mut(&okta_id) {
                     e.role = Some(role);
                     e.updated_at = Utc::now();
                 }
-            }));
+            });
             Outcome::Applied { spot_user_id: None }
         }
         ActionKind::AssignInOkta => {
@@ -335,9 +443,10 @@ async fn create<D: SpotDirectory>(
         return Outcome::Failed(format!("resolving the {role} role: {e}"));
     }
     let origin = Origin::Created;
-    step!(ledger ledger.update(|l| {
+    // Write-ahead: durable before the create is sent (see `LedgerWriter`).
+    step!(ledger ledger.update_durable(|l| {
         l.users.insert(okta_id.clone(), entry(&action.email, None, None, origin, EntryState::Pending));
-    }));
+    }).await);
     let new_user = NewSpotUser {
         email: if action.detail.email_display.is_empty() {
             action.email.clone()
@@ -364,20 +473,29 @@ async fn create<D: SpotDirectory>(
         }
         Err(err) => return Outcome::Failed(format!("creating the Spot user: {err}")),
     };
-    step!(ledger ledger.update(|l| {
-        l.users.insert(okta_id.clone(), entry(&action.email, Some(spot_user_id.clone()), None, origin, EntryState::Managed));
-    }));
+    ledger.record(|l| {
+        l.users.insert(
+            okta_id.clone(),
+            entry(
+                &action.email,
+                Some(spot_user_id.clone()),
+                None,
+                origin,
+                EntryState::Managed,
+            ),
+        );
+    });
     if let Err(e) = map_role(&spot_user_id, role, spot, roles).await {
         return Outcome::Failed(format!(
             "created Spot user {spot_user_id}, but {e}; the next cycle retries the mapping"
         ));
     }
-    step!(ledger ledger.update(|l| {
+    ledger.record(|l| {
         if let Some(e) = l.users.get_mut(&okta_id) {
             e.role = Some(role);
             e.updated_at = Utc::now();
         }
-    }));
+    });
     Outcome::Applied {
         spot_user_id: Some(spot_user_id),
     }
