@@ -72,8 +72,18 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
     mode: Mode,
     options: &CycleOptions,
 ) -> Result<Report, Error> {
-    let ledger = store.load()?;
-    let (rows, spot_users) = tokio::try_join!(okta.read_assignments(), spot.list_users())?;
+    // The state file is read (a blocking read and parse: tens of MB at 100,000 users) while
+    // both APIs are read; its error, if any, wins over theirs.
+    let loading = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.load())
+    };
+    let reads = tokio::try_join!(okta.read_assignments(), spot.list_users());
+    let ledger = loading.await.map_err(|e| Error::Ledger {
+        path: store.path().to_path_buf(),
+        detail: format!("loading it was interrupted: {e}"),
+    })??;
+    let (rows, spot_users) = reads?;
     let snapshot = classify(&rows, &settings.classify_rules());
     drop(rows);
     info!(
@@ -95,6 +105,9 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
     for trip in &the_plan.blocked_by {
         warn!(guard = %trip.guard, "{}", trip.message);
     }
+    // Neither is needed past this point; at scale they are most of the memory.
+    drop(snapshot);
+    drop(spot_users);
     if mode == Mode::Apply {
         let writer = LedgerWriter::new(store.clone(), ledger);
         let roles = RoleResolver::new(spot, &settings.spot.roles);

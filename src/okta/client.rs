@@ -24,11 +24,12 @@
 //!
 //! It must never log or return the token (see [`crate::http`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
+use rustc_hash::FxHashMap;
 use url::Url;
 
 use crate::config::{HttpSettings, OktaSettings};
@@ -130,13 +131,19 @@ impl OktaClient {
     }
 
     /// The whole walk; see the module documentation for its rules.
+    ///
+    /// Pages are pipelined: page N is parsed while the request for page N+1 is in flight (its
+    /// URL comes from page N's `Link` header, not its body), so parsing adds nothing to the
+    /// walk's time. A page that turns out unusable still aborts the read.
     pub async fn read_all(&self) -> Result<Vec<AppUserRow>, Error> {
         let mut url = self.users_url(self.page_size, true);
         let mut visited: HashSet<String> = HashSet::new();
         let mut rows: Vec<AppUserRow> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut index: FxHashMap<String, usize> = FxHashMap::default();
         let mut page: u32 = 0;
         let mut pages_without_new_users: u32 = 0;
+        // The previous page's body, fetched but not parsed yet.
+        let mut unparsed: Option<(u32, Vec<u8>)> = None;
         loop {
             page += 1;
             if !visited.insert(url.as_str().to_string()) {
@@ -153,36 +160,39 @@ impl OktaClient {
                 retry: Retry::Auto,
             };
             let request_url = url.clone();
-            let response = self
-                .http
-                .send(call, |c| c.get(request_url.clone()))
-                .await
-                .map_err(|e| match e {
-                    e @ Error::Credentials { .. } => e,
-                    // `what` already names the page.
-                    other => Error::IncompleteRead(other.to_string()),
-                })?;
+            let fetch = self.http.send(call, |c| c.get(request_url.clone()));
+            let response = match unparsed.take() {
+                None => fetch.await,
+                Some((previous, body)) => {
+                    let (response, parsed) =
+                        tokio::join!(fetch, async { self.parse_page(previous, &body) });
+                    // The earlier page's problem is the one to report.
+                    let new_users = self.merge_page(parsed?, &mut rows, &mut index);
+                    pages_without_new_users = if new_users {
+                        0
+                    } else {
+                        pages_without_new_users + 1
+                    };
+                    if pages_without_new_users >= MAX_PAGES_WITHOUT_NEW_USERS {
+                        return Err(Error::IncompleteRead(format!(
+                            "page {previous}: {pages_without_new_users} pages in a row added no new user \
+                             but still had a next link (pagination loop)"
+                        )));
+                    }
+                    response
+                }
+            };
+            let response = response.map_err(|e| match e {
+                e @ Error::Credentials { .. } => e,
+                // `what` already names the page.
+                other => Error::IncompleteRead(other.to_string()),
+            })?;
             self.pages.fetch_add(1, Ordering::Relaxed);
-
-            let page_rows =
-                parse::parse_page(&response.body, &self.role_attribute).map_err(|e| {
-                    Error::IncompleteRead(format!(
-                        "Okta {what} returned a response that could not be used: {e}"
-                    ))
-                })?;
-            let before = index.len();
-            for row in page_rows {
-                merge_row(&mut rows, &mut index, row);
-            }
-            if index.len() == before {
-                pages_without_new_users += 1;
-            } else {
-                pages_without_new_users = 0;
-            }
 
             let next = parse::next_link(&response.headers).map_err(|e| {
                 Error::IncompleteRead(format!("page {page}: unusable Link header: {e}"))
             })?;
+            unparsed = Some((page, response.body));
             let Some(target) = next else {
                 break;
             };
@@ -202,12 +212,6 @@ impl OktaClient {
             if !next_url.query_pairs().any(|(k, _)| k == "expand") {
                 next_url.query_pairs_mut().append_pair("expand", "user");
             }
-            if pages_without_new_users >= MAX_PAGES_WITHOUT_NEW_USERS {
-                return Err(Error::IncompleteRead(format!(
-                    "page {page}: {pages_without_new_users} pages in a row added no new user \
-                     but still had a next link (pagination loop)"
-                )));
-            }
             if let Some(wait) =
                 budget_wait(&response.headers, self.capacity_percent, SystemTime::now())
             {
@@ -220,8 +224,34 @@ impl OktaClient {
             }
             url = next_url;
         }
+        if let Some((last, body)) = unparsed {
+            let parsed = self.parse_page(last, &body)?;
+            self.merge_page(parsed, &mut rows, &mut index);
+        }
         tracing::debug!(pages = page, users = rows.len(), "Okta read complete");
         Ok(rows)
+    }
+
+    fn parse_page(&self, page: u32, body: &[u8]) -> Result<Vec<AppUserRow>, Error> {
+        parse::parse_page(body, &self.role_attribute).map_err(|e| {
+            Error::IncompleteRead(format!(
+                "Okta GET {ROUTE_APP_USERS} page {page} returned a response that could not be used: {e}"
+            ))
+        })
+    }
+
+    /// Adds a page's rows; `true` when it brought a user not seen before.
+    fn merge_page(
+        &self,
+        page_rows: Vec<AppUserRow>,
+        rows: &mut Vec<AppUserRow>,
+        index: &mut FxHashMap<String, usize>,
+    ) -> bool {
+        let before = index.len();
+        for row in page_rows {
+            merge_row(rows, index, row);
+        }
+        index.len() > before
     }
 
     /// Proves the token and the app id work with one `GET …/users?limit=1`.
@@ -291,7 +321,7 @@ fn preferred(row: &AppUserRow) -> bool {
 }
 
 /// Adds `row`, deduplicating by user id (rule in the module documentation).
-fn merge_row(rows: &mut Vec<AppUserRow>, index: &mut HashMap<String, usize>, row: AppUserRow) {
+fn merge_row(rows: &mut Vec<AppUserRow>, index: &mut FxHashMap<String, usize>, row: AppUserRow) {
     match index.get(&row.okta_user_id) {
         Some(&at) => {
             if preferred(&row) && !preferred(&rows[at]) {
@@ -351,7 +381,7 @@ mod tests {
     #[test]
     fn dedup_keeps_first_unless_a_later_row_is_active() {
         let mut rows = Vec::new();
-        let mut index = HashMap::new();
+        let mut index = FxHashMap::default();
         merge_row(&mut rows, &mut index, row("a", "INACTIVE"));
         merge_row(&mut rows, &mut index, row("b", "ACTIVE"));
         merge_row(&mut rows, &mut index, row("a", "PROVISIONED"));
