@@ -36,9 +36,12 @@ impl Email {
         if local.is_empty() || domain.contains('@') {
             return None;
         }
-        let labels: Vec<&str> = domain.split('.').collect();
-        if labels.len() < 2 || labels.iter().any(|l| l.is_empty()) {
+        // At least two labels, none empty (no Vec: this runs once per user per cycle).
+        if !domain.contains('.') || domain.split('.').any(str::is_empty) {
             return None;
+        }
+        if trimmed.is_ascii() {
+            return Some(Email(trimmed.to_ascii_lowercase()));
         }
         Some(Email(trimmed.to_lowercase()))
     }
@@ -66,10 +69,13 @@ pub enum Role {
 impl Role {
     /// Case-insensitive, surrounding whitespace ignored.
     pub fn parse(raw: &str) -> Option<Role> {
-        match raw.trim().to_ascii_lowercase().as_str() {
-            "viewer" => Some(Role::Viewer),
-            "editor" => Some(Role::Editor),
-            _ => None,
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("viewer") {
+            Some(Role::Viewer)
+        } else if raw.eq_ignore_ascii_case("editor") {
+            Some(Role::Editor)
+        } else {
+            None
         }
     }
 
@@ -228,6 +234,18 @@ pub trait SpotDirectory: Send + Sync {
 /// Strips the characters Spot rejects in names (`+ = @`) and falls back to a placeholder
 /// so a create is never refused for an empty name.
 pub fn spot_safe_name(raw: Option<&str>, fallback: &str) -> String {
+    let clean = |c: char| !matches!(c, '+' | '=' | '@') && !c.is_control();
+    if let Some(raw) = raw {
+        // Fast path (one allocation): nothing to strip, trim or cut.
+        let trimmed = raw.trim();
+        if !trimmed.is_empty()
+            && trimmed.len() == raw.len()
+            && raw.len() <= 50
+            && raw.chars().all(clean)
+        {
+            return raw.to_string();
+        }
+    }
     let cleaned: String = raw
         .unwrap_or("")
         .chars()

@@ -5,7 +5,10 @@
 //! Pure: no I/O, no clock. The reader hands over complete, already-fetched rows; this module
 //! decides what they mean. It must never turn doubtful data into "absent" — doubt is a hold.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use crate::model::{
     spot_safe_name, AbsentUser, AppUserRow, DesiredUser, Email, HeldUser, OktaSnapshot, Role,
@@ -36,26 +39,35 @@ pub struct ClassifyRules {
 /// that a lapsed direct grant cannot hide a live group grant. The output is sorted by Okta user
 /// id, so the order of the input rows never changes the result.
 pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
-    let mut by_id: BTreeMap<&str, &AppUserRow> = BTreeMap::new();
+    // One row per Okta user (the best one), in Okta user id order.
+    let mut chosen: Vec<&AppUserRow> = Vec::with_capacity(rows.len());
+    let mut index: FxHashMap<&str, usize> =
+        FxHashMap::with_capacity_and_hasher(rows.len(), Default::default());
     for row in rows {
-        by_id
-            .entry(row.okta_user_id.as_str())
-            .and_modify(|kept| {
+        match index.entry(row.okta_user_id.as_str()) {
+            Entry::Vacant(slot) => {
+                slot.insert(chosen.len());
+                chosen.push(row);
+            }
+            Entry::Occupied(slot) => {
+                let kept = &mut chosen[*slot.get()];
                 if row_rank(row, rules) > row_rank(kept, rules)
                     || (row_rank(row, rules) == row_rank(kept, rules) && row < *kept)
                 {
                     *kept = row;
                 }
-            })
-            .or_insert(row);
+            }
+        }
     }
+    drop(index);
+    chosen.sort_unstable_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
 
     let mut snapshot = OktaSnapshot {
-        listed: by_id.len(),
+        listed: chosen.len(),
         ..OktaSnapshot::default()
     };
-    let mut candidates: Vec<DesiredUser> = Vec::new();
-    for row in by_id.values() {
+    let mut candidates: Vec<DesiredUser> = Vec::with_capacity(chosen.len());
+    for row in chosen {
         match classify_row(row, rules) {
             RowClass::Provision(user) => candidates.push(user),
             RowClass::Hold(held) => snapshot.held.push(held),
@@ -64,30 +76,36 @@ pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
     }
 
     // Two Okta users with one email cannot both own the Spot user with that email: hold both.
-    let mut by_email: HashMap<&Email, Vec<&str>> = HashMap::new();
-    for user in &candidates {
-        by_email
-            .entry(&user.email)
-            .or_default()
-            .push(&user.okta_user_id);
+    let mut first_with: FxHashMap<&Email, usize> =
+        FxHashMap::with_capacity_and_hasher(candidates.len(), Default::default());
+    let mut shared: BTreeMap<Email, Vec<String>> = BTreeMap::new();
+    for (i, user) in candidates.iter().enumerate() {
+        if let Some(&first) = first_with.get(&user.email) {
+            shared
+                .entry(user.email.clone())
+                .or_insert_with(|| vec![candidates[first].okta_user_id.clone()])
+                .push(user.okta_user_id.clone());
+        } else {
+            first_with.insert(&user.email, i);
+        }
     }
-    let shared: HashMap<Email, Vec<String>> = by_email
-        .into_iter()
-        .filter(|(_, ids)| ids.len() > 1)
-        .map(|(email, ids)| (email.clone(), ids.into_iter().map(str::to_string).collect()))
-        .collect();
-    for user in candidates {
-        match shared.get(&user.email) {
-            Some(ids) => snapshot.held.push(HeldUser {
-                okta_user_id: user.okta_user_id.clone(),
-                email: Some(user.email.to_string()),
-                reason: format!(
-                    "duplicate email: {} is the email of Okta users {}; give each a unique email",
-                    user.email,
-                    ids.join(", ")
-                ),
-            }),
-            None => snapshot.provision.push(user),
+    drop(first_with);
+    if shared.is_empty() {
+        snapshot.provision = candidates;
+    } else {
+        for user in candidates {
+            match shared.get(&user.email) {
+                Some(ids) => snapshot.held.push(HeldUser {
+                    okta_user_id: user.okta_user_id.clone(),
+                    email: Some(user.email.to_string()),
+                    reason: format!(
+                        "duplicate email: {} is the email of Okta users {}; give each a unique email",
+                        user.email,
+                        ids.join(", ")
+                    ),
+                }),
+                None => snapshot.provision.push(user),
+            }
         }
     }
     snapshot
@@ -102,8 +120,14 @@ enum RowClass {
     Absent(AbsentUser),
 }
 
-fn upper(value: &Option<String>) -> Option<String> {
-    value.as_ref().map(|s| s.trim().to_ascii_uppercase())
+/// Is `value` (trimmed) one of `set`, ignoring ASCII case? No allocation: this runs per row.
+fn is_one_of<S: AsRef<str>>(value: &str, set: &[S]) -> bool {
+    let value = value.trim();
+    set.iter().any(|s| s.as_ref().eq_ignore_ascii_case(value))
+}
+
+fn upper(value: &str) -> String {
+    value.trim().to_ascii_uppercase()
 }
 
 /// 2 = would provision, 1 = hold, 0 = absent; used only to pick among duplicate rows.
@@ -126,27 +150,26 @@ fn classify_row(row: &AppUserRow, rules: &ClassifyRules) -> RowClass {
     if let Some(problem) = &row.malformed {
         return hold(format!("malformed Okta row: {problem}"));
     }
-    let Some(user_status) = upper(&row.user_status) else {
+    let Some(user_status) = row.user_status.as_deref() else {
         return hold(
             "Okta sent no user status for this row (the read must use expand=user)".to_string(),
         );
     };
-    if rules.hold_statuses.contains(&user_status) {
-        return hold(format!("status {user_status}"));
+    if is_one_of(user_status, &rules.hold_statuses) {
+        return hold(format!("status {}", upper(user_status)));
     }
-    let app_status = upper(&row.app_user_status);
-    if let Some(app_status) = &app_status {
-        if INACTIVE_APP_USER_STATUSES.contains(&app_status.as_str()) {
+    if let Some(app_status) = row.app_user_status.as_deref() {
+        if is_one_of(app_status, &INACTIVE_APP_USER_STATUSES) {
             return RowClass::Absent(AbsentUser {
                 okta_user_id: row.okta_user_id.clone(),
-                reason: format!("app assignment status {app_status} in Okta"),
+                reason: format!("app assignment status {} in Okta", upper(app_status)),
             });
         }
     }
-    if !rules.provision_statuses.contains(&user_status) {
+    if !is_one_of(user_status, &rules.provision_statuses) {
         return RowClass::Absent(AbsentUser {
             okta_user_id: row.okta_user_id.clone(),
-            reason: format!("status {user_status} in Okta"),
+            reason: format!("status {} in Okta", upper(user_status)),
         });
     }
     let email = match row.email.as_deref() {
