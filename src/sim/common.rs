@@ -94,8 +94,10 @@ pub(crate) fn random_hex(n: usize) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Fault {
-    /// Delay before the request is handled (`tokio::time::sleep`, so paused time works).
-    /// JSON: milliseconds.
+    /// Response time: the response leaves no sooner than this after the request arrived
+    /// (`tokio::time::sleep_until`, so paused time works). The request is handled at once and
+    /// the emulator's own work happens within the wait, so it does not add to the injected
+    /// latency (the scale benchmark relies on this). JSON: milliseconds.
     #[serde(with = "opt_millis", skip_serializing_if = "Option::is_none")]
     pub latency: Option<Duration>,
     /// Answer with this HTTP status and the API's own error body.

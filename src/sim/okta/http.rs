@@ -254,6 +254,20 @@ pub(crate) async fn entry(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
+    let mut deadline = None;
+    let response = respond(State(sim), ConnectInfo(peer), req, &mut deadline).await;
+    if let Some(at) = deadline {
+        tokio::time::sleep_until(at).await;
+    }
+    response
+}
+
+async fn respond(
+    State(sim): State<OktaSim>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    deadline: &mut Option<tokio::time::Instant>,
+) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query());
@@ -278,9 +292,8 @@ pub(crate) async fn entry(
         st.traffic.count(&key);
         st.traffic.decide(&key)
     };
-    if let Some(d) = decision.latency {
-        tokio::time::sleep(d).await;
-    }
+    // The response leaves no sooner than `latency` after arrival (see `Fault::latency`).
+    *deadline = decision.latency.map(|d| tokio::time::Instant::now() + d);
     let bucket = route.as_ref().map(Route::bucket);
     let peek = |sim: &OktaSim| -> Option<RateInfo> {
         let st = sim.lock();

@@ -231,6 +231,20 @@ pub(crate) async fn entry(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
+    let mut deadline = None;
+    let response = respond(State(sim), ConnectInfo(peer), req, &mut deadline).await;
+    if let Some(at) = deadline {
+        tokio::time::sleep_until(at).await;
+    }
+    response
+}
+
+async fn respond(
+    State(sim): State<SpotSim>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    deadline: &mut Option<tokio::time::Instant>,
+) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query());
@@ -260,9 +274,8 @@ pub(crate) async fn entry(
         st.traffic.count(&key);
         st.traffic.decide(&key)
     };
-    if let Some(d) = decision.latency {
-        tokio::time::sleep(d).await;
-    }
+    // The response leaves no sooner than `latency` after arrival (see `Fault::latency`).
+    *deadline = decision.latency.map(|d| tokio::time::Instant::now() + d);
     let mut ctx = Ctx {
         url: &url,
         method: &method,
