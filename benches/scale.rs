@@ -40,6 +40,12 @@ struct Row {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--launcher") {
+        support::Launcher::serve();
+        return;
+    }
+    // First, while this process is small (see `support::run_reconcile`).
+    let mut launcher = support::Launcher::start();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -54,22 +60,29 @@ fn main() {
         .expect("runtime");
     let mut rows = Vec::new();
     if want("steady") {
-        rows.push(runtime.block_on(steady("1 steady state", steady_users, latency)));
+        rows.push(runtime.block_on(steady(
+            &mut launcher,
+            "1 steady state",
+            steady_users,
+            latency,
+        )));
     }
     if want("steady-0ms") {
         rows.push(runtime.block_on(steady(
+            &mut launcher,
             "1b steady, 0 ms (emulator check)",
             steady_users,
             Duration::ZERO,
         )));
     }
     if want("first-sync") {
-        rows.push(runtime.block_on(first_sync(2_000, latency, 6_000, 16)));
+        rows.push(runtime.block_on(first_sync(&mut launcher, 2_000, latency, 6_000, 16)));
     }
     if want("planner") {
         rows.push(planner(1_000_000));
     }
     drop(runtime);
+    drop(launcher);
     print_table(&rows);
 }
 
@@ -84,19 +97,36 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-async fn steady(name: &str, users: usize, latency: Duration) -> Row {
+async fn steady(
+    launcher: &mut support::Launcher,
+    name: &str,
+    users: usize,
+    latency: Duration,
+) -> Row {
     eprintln!("[{name}] seeding {users} users…");
     let setup = support::steady_state(users, latency).await;
     eprintln!("[{name}] running the reconciler…");
-    let run = support::run_reconcile(BIN, &setup).await;
+    let run = launcher.run(BIN, &setup).await;
     let report = run.report();
     assert_eq!(run.code, 0, "reconcile failed:\n{}", run.stderr);
+    if std::env::var_os("SCALE_LOG").is_some() {
+        eprintln!("{}", run.stderr);
+    }
     let actions = report["actions"].as_array().map_or(0, Vec::len);
     let okta = setup.emu.okta.total_requests();
     let spot = setup.emu.spot.total_requests();
     let spot_writes = setup.emu.spot.write_requests();
     let pages = users.div_ceil(500) as u64;
     let floor = latency * pages as u32;
+    // The same walk with a bare HTTP client that does nothing with the pages: what the
+    // emulator (plus loopback) costs, i.e. the best wall time any client could reach.
+    let (bare, bare_pages) = bare_walk(&setup).await;
+    assert_eq!(bare_pages, pages);
+    eprintln!(
+        "[{name}] bare walk of the Okta emulator: {} ({:.1} ms/page)",
+        secs(bare),
+        bare.as_secs_f64() * 1000.0 / pages as f64
+    );
     let per_page = run.wall.as_secs_f64() * 1000.0 / pages as f64;
     let mut checks = vec![
         (okta == pages, format!("Okta = {pages}")),
@@ -111,7 +141,10 @@ async fn steady(name: &str, users: usize, latency: Duration) -> Row {
         ));
     }
     let mut verdict = verdict(&checks);
-    verdict.push_str(&format!("; {per_page:.1} ms/page"));
+    verdict.push_str(&format!(
+        "; {per_page:.1} ms/page; bare walk of the emulator {:.1} ms/page",
+        bare.as_secs_f64() * 1000.0 / pages as f64
+    ));
     Row {
         scenario: format!("{name} ({} ms)", latency.as_millis()),
         users,
@@ -124,7 +157,44 @@ async fn steady(name: &str, users: usize, latency: Duration) -> Row {
     }
 }
 
-async fn first_sync(users: usize, latency: Duration, per_minute: u32, concurrency: usize) -> Row {
+/// Walks every app-users page with a plain `reqwest` client (no parsing), timing it.
+async fn bare_walk(setup: &support::Setup) -> (Duration, u64) {
+    let okta = &setup.emu.okta;
+    let client = reqwest::Client::new();
+    let mut url = format!(
+        "{}/api/v1/apps/{}/users?limit=500&expand=user",
+        okta.url(),
+        okta.app_id()
+    );
+    let auth = format!("SSWS {}", okta.token());
+    let started = Instant::now();
+    let mut pages = 0;
+    loop {
+        let response = client
+            .get(&url)
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("page");
+        assert!(response.status().is_success());
+        let next = okta_spot_sync::okta::parse::next_link(response.headers()).expect("links");
+        let _body = response.bytes().await.expect("body");
+        pages += 1;
+        match next {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    (started.elapsed(), pages)
+}
+
+async fn first_sync(
+    launcher: &mut support::Launcher,
+    users: usize,
+    latency: Duration,
+    per_minute: u32,
+    concurrency: usize,
+) -> Row {
     let name = "2 first sync";
     eprintln!("[{name}] seeding {users} users…");
     let setup = support::first_sync(users, latency, per_minute, concurrency).await;
@@ -151,7 +221,7 @@ async fn first_sync(users: usize, latency: Duration, per_minute: u32, concurrenc
         (first, last)
     });
     eprintln!("[{name}] running the reconciler…");
-    let run = support::run_reconcile(BIN, &setup).await;
+    let run = launcher.run(BIN, &setup).await;
     let _ = stop_tx.send(());
     let (first, last) = sampler.await.expect("sampler");
     let report = run.report();
@@ -175,8 +245,14 @@ async fn first_sync(users: usize, latency: Duration, per_minute: u32, concurrenc
     let floor = Duration::from_secs_f64(users as f64 / allowed);
     let retried = (creates + mappings).saturating_sub(2 * users as u64);
     let checks = [
-        (rate >= 0.9 * allowed, "≥ 90 % of the create limit".to_string()),
-        (failed == 0 && created == users as u64, "0 failed".to_string()),
+        (
+            rate >= 0.9 * allowed,
+            "≥ 90 % of the create limit".to_string(),
+        ),
+        (
+            failed == 0 && created == users as u64,
+            "0 failed".to_string(),
+        ),
         (
             setup.emu.spot.users().len() == users,
             "all users exist".to_string(),
@@ -274,9 +350,15 @@ fn planner(n: usize) -> Row {
     let cpu_before = thread_cpu();
     let started = Instant::now();
     let snapshot = classify(&rows, &rules);
+    let cpu_classify = thread_cpu() - cpu_before;
     let the_plan = plan(&snapshot, &spot, &ledger, &options);
     let wall = started.elapsed();
     let cpu = thread_cpu() - cpu_before;
+    eprintln!(
+        "[{name}] CPU: classify {:.3} s, plan {:.3} s",
+        cpu_classify.as_secs_f64(),
+        (cpu - cpu_classify).as_secs_f64()
+    );
     let kinds = |k: ActionKind| the_plan.actions.iter().filter(|a| a.action == k).count();
     let (creates, deletes) = (kinds(ActionKind::Create), kinds(ActionKind::Delete));
     let expected = n / new_every;

@@ -70,9 +70,15 @@ pub async fn steady_state(n: usize, latency: Duration) -> Setup {
         );
     }
     let setup = finish(emu, "", latency);
+    let started = Instant::now();
     LedgerStore::new(&setup.state)
         .save(&ledger)
         .expect("ledger saved");
+    eprintln!(
+        "  state file of {n} users: {} MB, saved in {} ms",
+        std::fs::metadata(&setup.state).map_or(0, |m| m.len()) / 1_000_000,
+        started.elapsed().as_millis()
+    );
     setup
 }
 
@@ -167,46 +173,168 @@ impl ChildRun {
 }
 
 /// Runs `bin --config <config> reconcile --output json` and waits for it with `wait4`, on a
-/// blocking thread so the emulators (tokio tasks of this process) keep serving.
+/// blocking thread so the emulators (tokio tasks of this process) keep serving. The child's
+/// `ru_maxrss` is only meaningful when this process is small: Linux keeps, across `exec`, the
+/// peak RSS of the memory the child started with (a copy of this process). The benchmark
+/// therefore spawns through a [`Launcher`] started before the emulators grow.
 pub async fn run_reconcile(bin: &str, setup: &Setup) -> ChildRun {
-    let out = setup.dir.path().join("stdout.json");
-    let err = setup.dir.path().join("stderr.log");
-    let mut cmd = Command::new(bin);
-    cmd.arg("--config")
-        .arg(&setup.config)
-        .args(["reconcile", "--output", "json"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"));
-    let started = Instant::now();
-    let child = cmd.spawn().expect("the binary starts");
-    let pid = child.id() as libc::pid_t;
-    let (status, usage) = tokio::task::spawn_blocking(move || {
+    let request = LaunchRequest::new(bin, setup);
+    let result = tokio::task::spawn_blocking(move || request.run())
+        .await
+        .expect("wait4 thread");
+    result.into_run(setup)
+}
+
+/// One run of the reconciler, as sent to the launcher.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LaunchRequest {
+    bin: String,
+    config: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    rust_log: Option<String>,
+}
+
+/// What the launcher measured.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LaunchResult {
+    code: i32,
+    wall_ns: u64,
+    max_rss_kb: u64,
+    cpu_ns: u64,
+}
+
+impl LaunchRequest {
+    fn new(bin: &str, setup: &Setup) -> Self {
+        LaunchRequest {
+            bin: bin.to_string(),
+            config: setup.config.clone(),
+            stdout: setup.dir.path().join("stdout.json"),
+            stderr: setup.dir.path().join("stderr.log"),
+            // e.g. `SCALE_LOG=okta_spot_sync=debug`: the child's own timeline, on its stderr.
+            rust_log: std::env::var("SCALE_LOG").ok(),
+        }
+    }
+
+    /// Spawns the reconciler and reaps it with `wait4`.
+    fn run(&self) -> LaunchResult {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(["reconcile", "--output", "json"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&self.stdout).expect("stdout file"))
+            .stderr(std::fs::File::create(&self.stderr).expect("stderr file"));
+        if let Some(filter) = &self.rust_log {
+            cmd.env("RUST_LOG", filter);
+        }
+        let started = Instant::now();
+        let child = cmd.spawn().expect("the binary starts");
+        let pid = child.id() as libc::pid_t;
         let mut status: libc::c_int = 0;
-        // SAFETY: plain FFI call with valid pointers to locals; `pid` is our own child, which
-        // `std::process::Child` has not reaped (we never call `wait` on it).
+        // SAFETY: FFI with valid pointers to locals; `pid` is our child, which
+        // `std::process::Child` has not reaped (its `wait` is never called).
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
         let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        assert_eq!(rc, pid, "wait4 failed: {}", std::io::Error::last_os_error());
-        (status, usage)
-    })
-    .await
-    .expect("wait4 thread");
-    let wall = started.elapsed();
-    drop(child);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    ChildRun {
-        code: if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        },
-        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-        wall,
-        max_rss: usage.ru_maxrss as u64 * 1024,
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
+        let wall = started.elapsed();
+        drop(child);
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        LaunchResult {
+            code: if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            },
+            wall_ns: wall.as_nanos() as u64,
+            max_rss_kb: usage.ru_maxrss as u64,
+            cpu_ns: (tv(usage.ru_utime) + tv(usage.ru_stime)).as_nanos() as u64,
+        }
+    }
+}
+
+impl LaunchResult {
+    fn into_run(self, setup: &Setup) -> ChildRun {
+        ChildRun {
+            code: self.code,
+            stdout: std::fs::read_to_string(setup.dir.path().join("stdout.json"))
+                .unwrap_or_default(),
+            stderr: std::fs::read_to_string(setup.dir.path().join("stderr.log"))
+                .unwrap_or_default(),
+            wall: Duration::from_nanos(self.wall_ns),
+            max_rss: self.max_rss_kb * 1024,
+            cpu: Duration::from_nanos(self.cpu_ns),
+        }
+    }
+}
+
+/// A small helper process (this executable with `--launcher`) that spawns the reconciler for
+/// us, so the child's peak RSS is its own and not a copy of ours (see [`run_reconcile`]).
+/// Requests and results are JSON lines on its stdin and stdout.
+pub struct Launcher {
+    child: std::process::Child,
+    input: Option<std::io::BufWriter<std::process::ChildStdin>>,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Launcher {
+    /// Starts the helper; call it first thing in `main`, while this process is small.
+    pub fn start() -> Launcher {
+        let exe = std::env::current_exe().expect("current exe");
+        let mut child = Command::new(exe)
+            .arg("--launcher")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("launcher starts");
+        let input = Some(std::io::BufWriter::new(child.stdin.take().expect("stdin")));
+        let output = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Launcher {
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// The helper's loop (`--launcher`): one request per line, one result per line.
+    pub fn serve() {
+        use std::io::{BufRead, Write};
+        let stdin = std::io::stdin();
+        let mut stdout = std::io::stdout();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            let request: LaunchRequest = serde_json::from_str(&line).expect("launch request");
+            let result = request.run();
+            let text = serde_json::to_string(&result).expect("result");
+            writeln!(stdout, "{text}")
+                .and_then(|_| stdout.flush())
+                .expect("write result");
+        }
+    }
+
+    /// Runs the reconciler through the helper (blocking this thread, not the emulators).
+    pub async fn run(&mut self, bin: &str, setup: &Setup) -> ChildRun {
+        use std::io::{BufRead, Write};
+        let request = serde_json::to_string(&LaunchRequest::new(bin, setup)).expect("request");
+        let line = tokio::task::block_in_place(|| {
+            let input = self.input.as_mut().expect("launcher open");
+            writeln!(input, "{request}")
+                .and_then(|_| input.flush())
+                .expect("send to launcher");
+            let mut line = String::new();
+            self.output.read_line(&mut line).expect("launcher answers");
+            line
+        });
+        let result: LaunchResult = serde_json::from_str(&line).expect("launch result");
+        result.into_run(setup)
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        drop(self.input.take()); // EOF ends the helper's loop
+        let _ = self.child.wait();
     }
 }
