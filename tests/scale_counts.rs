@@ -24,7 +24,11 @@ async fn steady_state_reads_each_page_once_and_spot_at_most_three_times() {
     // One user list; no accounts, policies or per-user reads when nothing changes.
     let spot = setup.emu.spot.request_counts();
     assert!(setup.emu.spot.total_requests() <= 3, "{spot:?}");
-    assert_eq!(spot.get("GET /setup/organization/user"), Some(&1), "{spot:?}");
+    assert_eq!(
+        spot.get("GET /setup/organization/user"),
+        Some(&1),
+        "{spot:?}"
+    );
     assert_eq!(setup.emu.spot.write_requests(), 0, "{spot:?}");
 }
 

@@ -5,7 +5,6 @@
 //! Pure: no I/O, no clock. The reader hands over complete, already-fetched rows; this module
 //! decides what they mean. It must never turn doubtful data into "absent" — doubt is a hold.
 
-use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
@@ -39,28 +38,24 @@ pub struct ClassifyRules {
 /// that a lapsed direct grant cannot hide a live group grant. The output is sorted by Okta user
 /// id, so the order of the input rows never changes the result.
 pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
-    // One row per Okta user (the best one), in Okta user id order.
-    let mut chosen: Vec<&AppUserRow> = Vec::with_capacity(rows.len());
-    let mut index: FxHashMap<&str, usize> =
-        FxHashMap::with_capacity_and_hasher(rows.len(), Default::default());
-    for row in rows {
-        match index.entry(row.okta_user_id.as_str()) {
-            Entry::Vacant(slot) => {
-                slot.insert(chosen.len());
-                chosen.push(row);
-            }
-            Entry::Occupied(slot) => {
-                let kept = &mut chosen[*slot.get()];
+    // One row per Okta user (the best one), in Okta user id order: sort, then keep the best
+    // of each run of equal ids (the Okta client already deduplicates, so runs are short; a
+    // sort of already sorted input is linear).
+    let mut sorted: Vec<&AppUserRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
+    let mut chosen: Vec<&AppUserRow> = Vec::with_capacity(sorted.len());
+    for row in sorted {
+        match chosen.last_mut() {
+            Some(kept) if kept.okta_user_id == row.okta_user_id => {
                 if row_rank(row, rules) > row_rank(kept, rules)
                     || (row_rank(row, rules) == row_rank(kept, rules) && row < *kept)
                 {
                     *kept = row;
                 }
             }
+            _ => chosen.push(row),
         }
     }
-    drop(index);
-    chosen.sort_unstable_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
 
     let mut snapshot = OktaSnapshot {
         listed: chosen.len(),
