@@ -3,7 +3,9 @@
 //! It is not the authority on who exists — every cycle re-reads both APIs — only on ownership.
 //! This module owns the file format, loading (a corrupt file is an error that keeps the file)
 //! and atomic saving (temp file, fsync, rename, fsync of the directory, mode 0600). It must
-//! never decide what to do with a user; that is `plan`'s job.
+//! never decide what to do with a user; that is `plan`'s job. When a change must be durable
+//! (a `pending` record before its create) and which results may share a save is the
+//! contract of [`crate::apply::LedgerWriter`] (group commit).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

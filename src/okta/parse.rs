@@ -383,10 +383,136 @@ pub fn parse_page(body: &[u8], role_attribute: &str) -> Result<Vec<AppUserRow>, 
     Ok(rows)
 }
 
+/// The fast path: a row whose fields all have the expected types, read in one pass (the
+/// lenient path below reads each nested object again). Any surprise — a field of another
+/// type, a duplicate key, a missing or empty id — returns `None` and the lenient path decides,
+/// so both paths give the same result for every input.
+#[derive(Deserialize)]
+struct FastRow<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    scope: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    profile: Option<&'a RawValue>,
+    #[serde(
+        borrow,
+        default,
+        rename = "_embedded",
+        deserialize_with = "object_only"
+    )]
+    embedded: Option<FastEmbedded<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastEmbedded<'a> {
+    #[serde(borrow, default, deserialize_with = "object_only")]
+    user: Option<FastUser<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastUser<'a> {
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "object_only")]
+    profile: Option<FastProfile<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FastProfile<'a> {
+    #[serde(borrow, default)]
+    email: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "firstName")]
+    first_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "lastName")]
+    last_name: Option<Cow<'a, str>>,
+}
+
+/// `null` or a JSON object; anything else (an array included, which derived structs would
+/// accept as a sequence) is an error, so the fast path gives up.
+fn object_only<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(V(std::marker::PhantomData))
+}
+
+fn parse_row_fast(raw: &RawValue, role_attribute: &str) -> Option<AppUserRow> {
+    let fast: FastRow = serde_json::from_str(raw.get()).ok()?;
+    let id = fast.id.filter(|id| !id.trim().is_empty())?;
+    let owned = |v: Option<Cow<str>>| v.map(Cow::into_owned);
+    let mut row = AppUserRow {
+        okta_user_id: id.into_owned(),
+        scope: owned(fast.scope),
+        app_user_status: owned(fast.status),
+        ..AppUserRow::default()
+    };
+    let mut problems: Vec<String> = Vec::new();
+    read_role(fast.profile, role_attribute, &mut row, &mut problems);
+    if let Some(user) = fast.embedded.and_then(|e| e.user) {
+        row.user_status = owned(user.status);
+        if let Some(p) = user.profile {
+            row.email = owned(p.email);
+            row.first_name = owned(p.first_name);
+            row.last_name = owned(p.last_name);
+        }
+    }
+    if !problems.is_empty() {
+        row.malformed = Some(problems.join("; "));
+    }
+    Some(row)
+}
+
+/// The role attribute of the app-user profile, read without building the rest.
+fn read_role(
+    profile: Option<&RawValue>,
+    role_attribute: &str,
+    row: &mut AppUserRow,
+    problems: &mut Vec<String>,
+) {
+    if let Some(profile) = profile {
+        let mut de = serde_json::Deserializer::from_str(profile.get());
+        match OneKey(role_attribute).deserialize(&mut de) {
+            Ok(Ok(None)) | Ok(Ok(Some(Scalar::Null))) => {}
+            Ok(Ok(Some(Scalar::Str(s)))) => row.role = Some(s),
+            Ok(Ok(Some(Scalar::Other(kind)))) => problems.push(format!(
+                "role attribute \"{role_attribute}\" is {kind}, expected a string"
+            )),
+            Ok(Err(kind)) => problems.push(format!("\"profile\" is {kind}, expected an object")),
+            Err(e) => problems.push(format!("\"profile\" could not be read: {e}")),
+        }
+    }
+}
+
 /// Parses one row. `Err` only when the row cannot be attributed to a user.
 pub fn parse_row(raw: &RawValue, role_attribute: &str) -> Result<AppUserRow, String> {
     if !raw.get().trim_start().starts_with('{') {
         return Err("the row is not a JSON object".to_string());
+    }
+    if let Some(row) = parse_row_fast(raw, role_attribute) {
+        return Ok(row);
     }
     let wire: RowWire =
         from_json_object(raw.get()).map_err(|e| format!("the row could not be read: {e}"))?;
@@ -407,18 +533,7 @@ pub fn parse_row(raw: &RawValue, role_attribute: &str) -> Result<AppUserRow, Str
     row.app_user_status = string_field(wire.status, "status", &mut problems);
 
     // App-user profile: only the role attribute.
-    if let Some(profile) = wire.profile {
-        let mut de = serde_json::Deserializer::from_str(profile.get());
-        match OneKey(role_attribute).deserialize(&mut de) {
-            Ok(Ok(None)) | Ok(Ok(Some(Scalar::Null))) => {}
-            Ok(Ok(Some(Scalar::Str(s)))) => row.role = Some(s),
-            Ok(Ok(Some(Scalar::Other(kind)))) => problems.push(format!(
-                "role attribute \"{role_attribute}\" is {kind}, expected a string"
-            )),
-            Ok(Err(kind)) => problems.push(format!("\"profile\" is {kind}, expected an object")),
-            Err(e) => problems.push(format!("\"profile\" could not be read: {e}")),
-        }
-    }
+    read_role(wire.profile, role_attribute, &mut row, &mut problems);
 
     // Embedded user.
     if let Some(embedded) = wire.embedded.filter(|r| r.get() != "null") {
