@@ -46,6 +46,7 @@ fn main() {
     }
     // First, while this process is small (see `support::run_reconcile`).
     let mut launcher = support::Launcher::start();
+    let load_before = loadavg();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -84,6 +85,33 @@ fn main() {
     drop(runtime);
     drop(launcher);
     print_table(&rows);
+    println!();
+    println!(
+        "machine: {} CPUs ({}); load average (1 min) {} before, {} after",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model(),
+        load_before,
+        loadavg()
+    );
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {

@@ -76,7 +76,15 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
     // both APIs are read; its error, if any, wins over theirs.
     let loading = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.load())
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let loaded = store.load();
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "state file loaded"
+            );
+            loaded
+        })
     };
     let reads = tokio::try_join!(okta.read_assignments(), spot.list_users());
     let ledger = loading.await.map_err(|e| Error::Ledger {
@@ -84,8 +92,17 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
         detail: format!("loading it was interrupted: {e}"),
     })??;
     let (rows, spot_users) = reads?;
+    let started = std::time::Instant::now();
     let snapshot = classify(&rows, &settings.classify_rules());
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "classified"
+    );
     drop(rows);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "rows dropped"
+    );
     info!(
         okta_listed = snapshot.listed,
         provision = snapshot.provision.len(),
@@ -95,7 +112,9 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
         managed = ledger.managed_count(),
         "read both sides"
     );
+    let started = std::time::Instant::now();
     let mut the_plan = plan(&snapshot, &spot_users, &ledger, &settings.plan_options());
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "planned");
     guard(
         &mut the_plan,
         &spot_users,

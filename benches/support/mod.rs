@@ -231,6 +231,12 @@ impl LaunchRequest {
             cmd.env("RUST_LOG", filter);
         }
         let started = Instant::now();
+        if self.rust_log.is_some() {
+            eprintln!(
+                "spawning the reconciler at {}",
+                chrono::Utc::now().to_rfc3339()
+            );
+        }
         let child = cmd.spawn().expect("the binary starts");
         let pid = child.id() as libc::pid_t;
         let mut status: libc::c_int = 0;

@@ -41,10 +41,18 @@ pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
     // One row per Okta user (the best one), in Okta user id order: sort, then keep the best
     // of each run of equal ids (the Okta client already deduplicates, so runs are short; a
     // sort of already sorted input is linear).
-    let mut sorted: Vec<&AppUserRow> = rows.iter().collect();
-    sorted.sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
+    // The key's first 16 bytes travel with the reference, so most comparisons never touch
+    // the string (at 100,000 rows from many pages, chasing each pointer is most of the cost).
+    let mut sorted: Vec<(u128, &AppUserRow)> = rows
+        .iter()
+        .map(|row| (id_prefix(&row.okta_user_id), row))
+        .collect();
+    sorted.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.okta_user_id.cmp(&b.1.okta_user_id))
+    });
     let mut chosen: Vec<&AppUserRow> = Vec::with_capacity(sorted.len());
-    for row in sorted {
+    for (_, row) in sorted {
         match chosen.last_mut() {
             Some(kept) if kept.okta_user_id == row.okta_user_id => {
                 if row_rank(row, rules) > row_rank(kept, rules)
@@ -107,6 +115,15 @@ pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
         .held
         .sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
     snapshot
+}
+
+/// The first 16 bytes of `id`, zero-padded, as a big-endian number: ordering by it and then
+/// by the whole id is the same as ordering by the id.
+fn id_prefix(id: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = id.len().min(16);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u128::from_be_bytes(bytes)
 }
 
 enum RowClass {

@@ -164,8 +164,19 @@ impl OktaClient {
             let response = match unparsed.take() {
                 None => fetch.await,
                 Some((previous, body)) => {
-                    let (response, parsed) =
-                        tokio::join!(fetch, async { self.parse_page(previous, &body) });
+                    // On a blocking thread: parsing on this task would also hold back the
+                    // connection task that sends the request (tokio runs a task woken by this
+                    // one on this worker, after it yields).
+                    let role_attribute = self.role_attribute.clone();
+                    let parsing = tokio::task::spawn_blocking(move || {
+                        parse::parse_page(&body, &role_attribute)
+                    });
+                    let (response, parsed) = tokio::join!(fetch, parsing);
+                    let parsed = parsed
+                        .map_err(|e| {
+                            Error::IncompleteRead(format!("page {previous}: parsing stopped: {e}"))
+                        })?
+                        .map_err(|e| self.page_error(previous, e));
                     // The earlier page's problem is the one to report.
                     let new_users = self.merge_page(parsed?, &mut rows, &mut index);
                     pages_without_new_users = if new_users {
@@ -233,11 +244,13 @@ impl OktaClient {
     }
 
     fn parse_page(&self, page: u32, body: &[u8]) -> Result<Vec<AppUserRow>, Error> {
-        parse::parse_page(body, &self.role_attribute).map_err(|e| {
-            Error::IncompleteRead(format!(
-                "Okta GET {ROUTE_APP_USERS} page {page} returned a response that could not be used: {e}"
-            ))
-        })
+        parse::parse_page(body, &self.role_attribute).map_err(|e| self.page_error(page, e))
+    }
+
+    fn page_error(&self, page: u32, e: parse::PageError) -> Error {
+        Error::IncompleteRead(format!(
+            "Okta GET {ROUTE_APP_USERS} page {page} returned a response that could not be used: {e}"
+        ))
     }
 
     /// Adds a page's rows; `true` when it brought a user not seen before.
