@@ -15,14 +15,17 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,12}".prop_map(Value::String),
         Just(json!("a+b=c@example.com")),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z]{1,6}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -125,6 +128,9 @@ fn spot_list_with_mfa_as_a_string_and_unknown_fields_parses() {
     let users = parse_user_list(body).unwrap();
     assert_eq!(users.len(), 2);
     assert_eq!(users[0].kind, SpotUserKind::Personal);
-    assert_eq!(users[0].email.as_ref().unwrap().as_str(), "john.doe@company.com");
+    assert_eq!(
+        users[0].email.as_ref().unwrap().as_str(),
+        "john.doe@company.com"
+    );
     assert_eq!(users[1].kind, SpotUserKind::Programmatic);
 }

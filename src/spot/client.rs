@@ -431,10 +431,7 @@ fn scrub(err: Error, secret: &str) -> Error {
 
 /// `response.items` of a 2xx envelope: `Ok(None)` when `items` is absent, an error when the
 /// body is not JSON, has no `response` object, or `items` is not an array.
-fn envelope_items(
-    body: &[u8],
-    what: &str,
-) -> Result<Option<Vec<Box<RawValue>>>, Error> {
+fn envelope_items(body: &[u8], what: &str) -> Result<Option<Vec<Box<RawValue>>>, Error> {
     #[derive(Deserialize)]
     struct Envelope {
         #[serde(default)]
@@ -450,8 +447,7 @@ fn envelope_items(
         what: what.to_string(),
         detail,
     };
-    let text = std::str::from_utf8(body)
-        .map_err(|_| bad("the body is not valid UTF-8".into()))?;
+    let text = std::str::from_utf8(body).map_err(|_| bad("the body is not valid UTF-8".into()))?;
     let envelope: Envelope =
         from_json_object(text).map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
     let inner = envelope
