@@ -308,9 +308,8 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
         let matches = found.get(email).map(Vec::as_slice).unwrap_or(&[]);
         let decision = match matches {
             [] => Decision::Unmatched(match lookup {
-                Lookup::Search => "no Okta user has this email (Okta's search index is eventually \
-                                   consistent: a user created in the last minutes may not show yet; \
-                                   run import again later)"
+                Lookup::Search => "no Okta user has this email (Okta's search is eventually \
+                                   consistent: one created minutes ago may not show yet)"
                     .into(),
                 Lookup::Walk => "no active Okta user has this email (Okta's user list omits \
                                  deactivated users)"
