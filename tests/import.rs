@@ -12,7 +12,9 @@ use okta_spot_sync::okta::client::OktaClient;
 use okta_spot_sync::okta::parse::OktaUser;
 use okta_spot_sync::plan::{ActionKind, ActionStatus};
 use okta_spot_sync::report::{Mode, Report};
-use okta_spot_sync::sim::{Emulators, FailSpec, Fault, Fixture, OktaUserSpec};
+use okta_spot_sync::sim::{
+    Emulators, FailSpec, Fault, Fixture, OktaUserSpec, PageFault, PageFaultKind,
+};
 use okta_spot_sync::spot::client::SpotClient;
 use okta_spot_sync::Error;
 use serde_json::Value;
@@ -459,6 +461,32 @@ async fn a_failed_okta_read_aborts_before_any_write() {
         !s.store().path().exists(),
         "no adoption recorded after a failed read"
     );
+}
+
+#[tokio::test]
+async fn the_user_walk_refuses_a_next_link_to_another_host() {
+    let s = Setup::new().await;
+    let okta = &s.emulators.okta;
+    s.emulators
+        .spot
+        .bulk_add_users(SEARCH_THRESHOLD + 1, "w.example.com");
+    okta.bulk_add_users(SEARCH_THRESHOLD + 1, "w.example.com", false);
+    okta.set_fault(
+        USERS,
+        Fault {
+            page: Some(PageFault {
+                kind: PageFaultKind::ForeignNextLink,
+                nth: 1,
+                times: None,
+            }),
+            ..Fault::default()
+        },
+    );
+    let err = s.import(true, None).await.unwrap_err();
+    assert!(matches!(err, Error::IncompleteUserRead(_)), "{err:?}");
+    assert!(err.to_string().contains("was not followed"), "{err}");
+    assert_eq!(okta.request_count(USERS), 1);
+    assert_eq!(okta.request_count(ASSIGN), 0);
 }
 
 #[tokio::test]

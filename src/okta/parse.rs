@@ -573,6 +573,22 @@ fn describe_non_object(name: &str, raw: &RawValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_pages_need_ids_and_mark_odd_fields() {
+        let users = parse_users_page(
+            br#"[{"id":"00u1","status":"ACTIVE","profile":{"email":"A@x.com","login":"a"}},
+                 {"id":"00u2","status":7,"profile":{"email":null}}]"#,
+        )
+        .unwrap();
+        assert_eq!(users[0].email.as_deref(), Some("A@x.com"));
+        assert_eq!(users[0].status.as_deref(), Some("ACTIVE"));
+        assert_eq!(users[0].malformed, None);
+        assert_eq!(users[1].email, None);
+        assert!(users[1].malformed.as_deref().unwrap().contains("status"));
+        assert!(parse_users_page(br#"[{"status":"ACTIVE"}]"#).is_err());
+        assert!(parse_users_page(br#"{"id":"00u1"}"#).is_err());
+    }
     use reqwest::header::HeaderValue;
 
     fn link_headers(lines: &[&str]) -> HeaderMap {
