@@ -213,7 +213,8 @@ macro_rules! step {
     };
 }
 
-fn entry(
+/// A ledger entry as every action records it (also used by `import`'s adoptions).
+pub(crate) fn entry(
     email: &str,
     spot_user_id: Option<String>,
     role: Option<Role>,

@@ -10,6 +10,7 @@ use crate::apply::RoleResolver;
 use crate::cli::Output;
 use crate::config::Settings;
 use crate::cycle::{run_cycle, CycleOptions};
+use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
 use crate::model::Role;
 use crate::okta::client::OktaClient;
@@ -44,6 +45,21 @@ pub async fn cycle(
     let store = LedgerStore::new(&settings.sync.state_file);
     let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
     info!(mode = mode.as_str(), "{}", report.one_line());
+    print_report(&report, output);
+    Ok(report.exit_code())
+}
+
+/// `import [--assign] [--role R]`: adopts unmanaged Spot users that match Okta users (see
+/// [`crate::import`]).
+pub async fn import(
+    settings: &Settings,
+    options: &ImportOptions,
+    output: Output,
+) -> Result<i32, Error> {
+    let (okta, spot) = clients(settings)?;
+    let store = LedgerStore::new(&settings.sync.state_file);
+    let report = run_import(settings, &okta, &spot, &store, options).await?;
+    info!(mode = "import", "{}", report.one_line());
     print_report(&report, output);
     Ok(report.exit_code())
 }
