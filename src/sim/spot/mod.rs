@@ -171,6 +171,11 @@ impl SpotSim {
         self.lock().traffic.reset_counts()
     }
 
+    /// The passwords received on `POST /setup/user`, for secrecy tests.
+    pub fn received_passwords(&self) -> Vec<String> {
+        self.lock().received_passwords.clone()
+    }
+
     /// Resolves once at least `n` write requests (POST, PUT, DELETE) have arrived: tests wait
     /// on traffic with this instead of sleeping.
     pub async fn wait_for_writes(&self, n: u64) {
