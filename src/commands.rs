@@ -54,9 +54,15 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
     let (okta, spot) = clients(settings)?;
     let mut ok = true;
     println!("okta-spot-sync check");
-    println!("  auth: Okta SSWS API token; Spot bearer token");
+    println!("  auth: {}; Spot bearer token", okta.auth_description());
     match okta.check().await {
         Ok(info) => {
+            if let Some(granted) = okta.oauth().and_then(|p| p.granted_scopes()) {
+                println!(
+                    "  ok   Okta OAuth token: granted scopes {}",
+                    granted.join(" ")
+                );
+            }
             let limit = match (info.rate_limit_remaining, info.rate_limit_limit) {
                 (Some(r), Some(l)) => format!(", rate limit {r}/{l} remaining"),
                 _ => String::new(),
