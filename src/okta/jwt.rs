@@ -73,7 +73,7 @@ impl Clone for ClientKey {
 
 /// A parsed private key, alive only while signing.
 enum Parsed {
-    Rsa(rsa::RsaPrivateKey),
+    Rsa(Box<rsa::RsaPrivateKey>),
     Ec(p256::SecretKey),
 }
 
@@ -94,7 +94,7 @@ fn parse_pem(pem: &str) -> Result<Parsed, String> {
     }
     if text.contains("-----BEGIN RSA PRIVATE KEY-----") {
         return rsa::RsaPrivateKey::from_pkcs1_pem(text)
-            .map(Parsed::Rsa)
+            .map(|k| Parsed::Rsa(Box::new(k)))
             .map_err(|_| format!("not a valid PKCS#1 RSA private key; {fix}"));
     }
     if text.contains("-----BEGIN EC PRIVATE KEY-----") {
@@ -106,7 +106,7 @@ fn parse_pem(pem: &str) -> Result<Parsed, String> {
     }
     if text.contains("-----BEGIN PRIVATE KEY-----") {
         if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(text) {
-            return Ok(Parsed::Rsa(k));
+            return Ok(Parsed::Rsa(Box::new(k)));
         }
         return p256::SecretKey::from_pkcs8_pem(text)
             .map(Parsed::Ec)
@@ -201,7 +201,7 @@ impl ClientKey {
         let signature = match parse_pem(self.pem.expose_secret())? {
             Parsed::Rsa(k) => {
                 use rsa::signature::{SignatureEncoding as _, Signer as _};
-                let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(k);
+                let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(*k);
                 signer
                     .try_sign(input.as_bytes())
                     .map_err(|_| "RS256 signing failed".to_string())?
