@@ -268,7 +268,9 @@ mod tests {
         assert_eq!(header["alg"], "ES256");
         assert_eq!(header["kid"], "k1");
         let jwk = key.public_jwk();
-        let public = p256::PublicKey::from_jwk_str(&jwk.to_string()).unwrap();
+        assert_eq!(jwk["alg"], "ES256");
+        let bare = json!({"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]});
+        let public = p256::PublicKey::from_jwk_str(&bare.to_string()).unwrap();
         let sig =
             p256::ecdsa::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
         use p256::ecdsa::signature::Verifier as _;
