@@ -118,6 +118,12 @@ impl OktaSim {
         self.lock().oauth.revoke_all()
     }
 
+    /// Every access token issued so far and not revoked (for tests that check no output
+    /// leaks one).
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.lock().oauth.issued_tokens()
+    }
+
     /// The token endpoint's route key, for [`OktaSim::request_count`].
     pub const TOKEN_ROUTE: &'static str = oauth::ROUTE_TOKEN;
 

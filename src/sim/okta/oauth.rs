@@ -94,6 +94,10 @@ impl OAuthState {
         self.nonce = random_alnum(32);
     }
 
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        self.tokens.keys().cloned().collect()
+    }
+
     pub(crate) fn revoke_all(&mut self) {
         self.tokens.clear();
     }
