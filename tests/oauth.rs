@@ -672,11 +672,7 @@ async fn oauth_config_errors_name_the_key_and_never_the_key_material() {
         ),
         &format!("private_key_file = {:?}", not_a_key.display().to_string()),
     );
-    std::fs::write(
-        &bad,
-        swapped.replace("auth = \"oauth\"", "auth = \"oauth\""),
-    )
-    .unwrap();
+    std::fs::write(&bad, swapped).unwrap();
     let err = config::load(&bad, &|_| None).unwrap_err().to_string();
     assert!(
         err.contains("okta.private_key_file") && err.contains("not a valid"),
