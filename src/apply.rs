@@ -152,15 +152,7 @@ pub async fn apply<D: SpotDirectory>(
 ) -> Result<(), Error> {
     if !plan.forget.is_empty() {
         let forget = plan.forget.clone();
-        ledger.update(|l| {
-            for okta_id in &forget {
-                if let Some(entry) = l.users.get_mut(okta_id) {
-                    entry.state = EntryState::Deleted;
-                    entry.spot_user_id = None;
-                    entry.updated_at = Utc::now();
-                }
-            }
-        })?;
+        ledger.update(|l| forget.iter().for_each(|okta_id| l.retire(okta_id, None)))?;
     }
     for deletes in [false, true] {
         let work: Vec<(usize, Action)> = plan
@@ -221,7 +213,8 @@ macro_rules! step {
     };
 }
 
-fn entry(
+/// A ledger entry as every action records it (also used by `import`'s adoptions).
+pub(crate) fn entry(
     email: &str,
     spot_user_id: Option<String>,
     role: Option<Role>,
@@ -251,26 +244,14 @@ async fn apply_one<D: SpotDirectory>(
         ActionKind::Delete => {
             let target = action.spot_user_id.clone().unwrap_or_default();
             step!(spot spot.delete_user(&target).await, format!("deleting Spot user {target}"));
-            step!(ledger ledger.update(|l| {
-                // The entry may already point at a new Spot user (an email change adopted one).
-                if let Some(e) = l.users.get_mut(&okta_id).filter(|e| e.spot_user_id.as_deref() == Some(target.as_str())) {
-                    e.state = EntryState::Deleted;
-                    e.spot_user_id = None;
-                    e.updated_at = Utc::now();
-                }
-            }));
+            // The entry may already point at a new Spot user (an email change adopted one).
+            step!(ledger ledger.update(|l| l.retire(&okta_id, Some(&target))));
             Outcome::Applied { spot_user_id: None }
         }
         ActionKind::Create | ActionKind::Recreate => {
             if let Some(old) = &action.detail.delete_first {
                 step!(spot spot.delete_user(old).await, format!("deleting the old Spot user {old}"));
-                step!(ledger ledger.update(|l| {
-                    if let Some(e) = l.users.get_mut(&okta_id) {
-                        e.state = EntryState::Deleted;
-                        e.spot_user_id = None;
-                        e.updated_at = Utc::now();
-                    }
-                }));
+                step!(ledger ledger.update(|l| l.retire(&okta_id, None)));
             }
             create(action, spot, ledger, roles).await
         }
@@ -289,12 +270,8 @@ async fn apply_one<D: SpotDirectory>(
             step!(ledger ledger.update(|l| {
                 // Only if the previous owner still points at this Spot user: its own create or
                 // recreate may already have given it a new one.
-                if let Some(prev) = previous.and_then(|p| l.users.get_mut(&p)) {
-                    if prev.spot_user_id.as_deref() == Some(target.as_str()) {
-                        prev.state = EntryState::Deleted;
-                        prev.spot_user_id = None;
-                        prev.updated_at = Utc::now();
-                    }
+                if let Some(prev) = &previous {
+                    l.retire(prev, Some(&target));
                 }
                 l.users.insert(okta_id.clone(), entry(&action.email, Some(target.clone()), Some(role), origin, EntryState::Managed));
             }));

@@ -10,6 +10,7 @@ use crate::apply::RoleResolver;
 use crate::cli::Output;
 use crate::config::Settings;
 use crate::cycle::{run_cycle, CycleOptions};
+use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
 use crate::model::Role;
 use crate::okta::client::OktaClient;
@@ -43,7 +44,28 @@ pub async fn cycle(
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
     let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
-    info!(mode = ?mode, "{}", report.one_line());
+    info!(mode = mode.as_str(), "{}", report.one_line());
+    print_report(&report, output);
+    Ok(report.exit_code())
+}
+
+/// `import [--assign] [--role R]`: adopts unmanaged Spot users that match Okta users (see
+/// [`crate::import`]).
+pub async fn import(
+    settings: &Settings,
+    options: &ImportOptions,
+    output: Output,
+) -> Result<i32, Error> {
+    let (okta, spot) = clients(settings)?;
+    // Assigning needs okta.apps.manage on top of the configured OAuth scopes.
+    let okta = if options.assign {
+        okta.with_extra_scopes(&[crate::okta::oauth::SCOPE_APPS_MANAGE])
+    } else {
+        okta
+    };
+    let store = LedgerStore::new(&settings.sync.state_file);
+    let report = run_import(settings, &okta, &spot, &store, options).await?;
+    info!(mode = "import", "{}", report.one_line());
     print_report(&report, output);
     Ok(report.exit_code())
 }
@@ -150,4 +172,83 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         warn!("check failed");
         Ok(exit::ERROR)
     }
+}
+
+/// `rebuild-ledger`: a fresh ledger that owns exactly the Spot users matching users assigned in
+/// Okta now (what `reconcile` would adopt with an empty ledger). Users unassigned since the
+/// old ledger was lost are not owned by the new one, so they are never deleted: the safe side.
+/// The old file, if any, is renamed aside, never overwritten.
+pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error> {
+    use std::io::{BufRead, IsTerminal, Write};
+
+    use crate::apply::{apply, LedgerWriter, RoleResolver};
+    use crate::ledger::Ledger;
+    use crate::model::{IdentitySource, SpotDirectory};
+    use crate::okta::classify::classify;
+    use crate::plan::{plan, ActionKind};
+
+    let (okta, spot) = clients(settings)?;
+    let store = LedgerStore::new(&settings.sync.state_file);
+    let (rows, spot_users) = tokio::try_join!(okta.read_assignments(), spot.list_users())?;
+    let snapshot = classify(&rows, &settings.classify_rules());
+    let mut options = settings.plan_options();
+    options.adopt_existing = true;
+    let mut fresh = plan(&snapshot, &spot_users, &Ledger::default(), &options);
+    fresh.actions.retain(|a| a.action == ActionKind::Adopt);
+    fresh.forget.clear();
+    println!(
+        "A new ledger would own these {} Spot users (they match users assigned in Okta now):",
+        fresh.actions.len()
+    );
+    for a in &fresh.actions {
+        println!(
+            "  {}  {}  {}  Okta user {}",
+            a.spot_user_id.as_deref().unwrap_or("-"),
+            a.email,
+            a.role.map(|r| r.as_str()).unwrap_or("-"),
+            a.okta_user_id
+        );
+    }
+    println!(
+        "Spot users that are not listed stay unmanaged: okta-spot-sync will never delete them. \
+         Run `okta-spot-sync plan` afterwards to see the creates still needed."
+    );
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            eprintln!("error: not confirmed; run again with --yes to write the new ledger");
+            return Ok(exit::ERROR);
+        }
+        print!(
+            "Write the new ledger to {}? Type yes to continue: ",
+            store.path().display()
+        );
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            println!("Nothing written.");
+            return Ok(exit::ERROR);
+        }
+    }
+    if store.path().exists() {
+        let aside = store.path().with_extension(format!(
+            "json.bak-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ));
+        std::fs::rename(store.path(), &aside).map_err(|e| Error::Ledger {
+            path: store.path().to_path_buf(),
+            detail: format!("cannot move it aside to {}: {e}", aside.display()),
+        })?;
+        println!("The old state file was moved to {}.", aside.display());
+    }
+    let writer = LedgerWriter::new(store.clone(), Ledger::default());
+    writer.update(|_| {})?;
+    let roles = RoleResolver::new(&spot, &settings.spot.roles);
+    apply(&mut fresh, &spot, &writer, &roles, 1).await?;
+    println!(
+        "Wrote {} with {} managed users.",
+        store.path().display(),
+        writer.snapshot().managed_count()
+    );
+    Ok(exit::OK)
 }

@@ -90,6 +90,18 @@ impl Ledger {
             .count()
     }
 
+    /// Records that `okta_user_id` no longer has a Spot user. With `only_if_owning`, only when
+    /// the entry still points at that Spot user (a concurrent action may have moved it on).
+    pub fn retire(&mut self, okta_user_id: &str, only_if_owning: Option<&str>) {
+        if let Some(entry) = self.users.get_mut(okta_user_id) {
+            if only_if_owning.is_none_or(|id| entry.spot_user_id.as_deref() == Some(id)) {
+                entry.state = EntryState::Deleted;
+                entry.spot_user_id = None;
+                entry.updated_at = chrono::Utc::now();
+            }
+        }
+    }
+
     /// Does any live entry own this Spot user id?
     pub fn owns_spot_user(&self, spot_user_id: &str) -> bool {
         self.users.values().any(|e| {
@@ -134,9 +146,9 @@ impl LedgerStore {
         };
         let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| {
             self.error(format!(
-                "it is not a valid state file ({e}); it was left untouched. Restore it from a backup, \
-                 or move it aside: the next reconcile then re-adopts the Spot users that match users \
-                 assigned in Okta (Spot users unassigned in the meantime are left alone, not deleted)"
+                "it is not a valid state file ({e}); it was left untouched. Restore it from a backup, or run \
+                 `okta-spot-sync rebuild-ledger`: it moves the file aside and adopts only the Spot users that \
+                 match users assigned in Okta now (Spot users unassigned in the meantime are left alone, not deleted)"
             ))
         })?;
         if ledger.version > LEDGER_VERSION {

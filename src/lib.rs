@@ -15,6 +15,7 @@ pub mod error;
 pub mod fake;
 pub mod guard;
 pub mod http;
+pub mod import;
 pub mod ledger;
 pub mod logging;
 pub mod model;

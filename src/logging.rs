@@ -2,6 +2,8 @@
 //! for reports. `RUST_LOG` overrides `log.level`. Nothing here may format a secret; the
 //! secret types refuse to be printed anyway.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -14,6 +16,7 @@ pub fn init(settings: &LogSettings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match settings.format {
         LogFormat::Json => builder

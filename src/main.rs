@@ -7,6 +7,7 @@ use clap::Parser;
 use okta_spot_sync::cli::{Cli, Command};
 use okta_spot_sync::config::{self, LogFormat, LogSettings, Settings};
 use okta_spot_sync::cycle::CycleOptions;
+use okta_spot_sync::import::ImportOptions;
 use okta_spot_sync::report::{exit, Mode};
 use okta_spot_sync::{commands, logging, sim_commands};
 
@@ -71,7 +72,13 @@ async fn run(cli: Cli) -> i32 {
             };
             commands::cycle(&settings, mode, &options, output).await
         }
+        Command::Import {
+            assign,
+            role,
+            output,
+        } => commands::import(&settings, &ImportOptions { assign, role }, output).await,
         Command::Check => commands::check(&settings).await,
+        Command::RebuildLedger { yes } => commands::rebuild_ledger(&settings, yes).await,
         Command::Emulate { .. } | Command::Demo => unreachable!("handled above"),
     };
     report_error(result)

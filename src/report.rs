@@ -37,6 +37,17 @@ pub enum Mode {
     Import,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Plan => "plan",
+            Mode::DryRun => "dry_run",
+            Mode::Apply => "apply",
+            Mode::Import => "import",
+        }
+    }
+}
+
 /// An unmanaged Spot user that `import` could not match, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unmatched {

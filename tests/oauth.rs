@@ -381,6 +381,40 @@ async fn extra_scopes_are_requested_for_import_assign() {
 }
 
 #[tokio::test]
+async fn import_assign_requests_apps_manage_through_the_binary() {
+    let mut case = Case::ec();
+    case.granted = vec!["okta.apps.manage", "okta.users.read"];
+    let env = Env::start(case).await;
+    env.emu.okta.add_user(okta_spot_sync::sim::OktaUserSpec {
+        email: "frank@example.com".into(),
+        first_name: "Frank".into(),
+        last_name: "Fischer".into(),
+        ..Default::default()
+    });
+    let out = env.run(&["import", "--assign", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(
+        env.emu
+            .okta
+            .request_count("POST /api/v1/apps/{appId}/users"),
+        1
+    );
+
+    // Without the grant, `import --assign` fails at the token endpoint and changes nothing.
+    let env = Env::start(Case::ec()).await;
+    let out = env.run(&["import", "--assign", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid_scope"), "{}", stderr(&out));
+    assert_eq!(
+        env.emu
+            .okta
+            .request_count("POST /api/v1/apps/{appId}/users"),
+        0
+    );
+    assert_eq!(env.emu.spot.write_requests(), 0);
+}
+
+#[tokio::test]
 async fn a_wrong_key_is_invalid_client() {
     let mut case = Case::ec();
     case.registered = with_kid(ec_key().1, KID); // another key is registered

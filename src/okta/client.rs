@@ -40,7 +40,7 @@ use url::Url;
 use crate::config::{HttpSettings, OktaAuth, OktaSettings};
 use crate::error::{Api, Error};
 use crate::http::{AuthScheme, Call, HttpClient, Observer, Retry, RATE_LIMIT_WAIT_CAP};
-use crate::model::{AppUserRow, IdentitySource};
+use crate::model::{AppUserRow, IdentitySource, Role};
 use crate::okta::oauth::OAuthProvider;
 use crate::okta::parse;
 
@@ -186,25 +186,70 @@ impl OktaClient {
 
     /// The whole walk; see the module documentation for its rules.
     pub async fn read_all(&self) -> Result<Vec<AppUserRow>, Error> {
-        let mut url = self.users_url(self.page_size, true);
-        let mut visited: HashSet<String> = HashSet::new();
+        let url = self.users_url(self.page_size, true);
         let mut rows: Vec<AppUserRow> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
+        let end = self
+            .walk(
+                url,
+                ROUTE_APP_USERS,
+                &[("expand", "user")],
+                None,
+                Error::IncompleteRead,
+                |body| {
+                    let page_rows =
+                        parse::parse_page(body, &self.role_attribute).map_err(|e| e.to_string())?;
+                    let before = index.len();
+                    for row in page_rows {
+                        merge_row(&mut rows, &mut index, row);
+                    }
+                    Ok(index.len() - before)
+                },
+            )
+            .await?;
+        tracing::debug!(
+            pages = end.pages(),
+            users = rows.len(),
+            "Okta read complete"
+        );
+        Ok(rows)
+    }
+
+    /// Walks one Okta list from `url`, following `rel="next"` links with the safety rules of
+    /// the module documentation (origin check, loop detection, the rate-limit budget, every
+    /// failure fatal). `on_page` gets each page's body and returns how many *new* distinct
+    /// objects it held (for loop detection) or why the page is unusable. `sticky` query
+    /// parameters are put back on a next link that dropped them. With `max_pages`, the walk
+    /// stops (without error) once that many pages were read and a next link remains.
+    /// Failures other than refused credentials become `incomplete(message)`.
+    async fn walk<F>(
+        &self,
+        mut url: Url,
+        route: &'static str,
+        sticky: &[(&str, &str)],
+        max_pages: Option<u32>,
+        incomplete: fn(String) -> Error,
+        mut on_page: F,
+    ) -> Result<WalkEnd, Error>
+    where
+        F: FnMut(&[u8]) -> Result<usize, String>,
+    {
+        let mut visited: HashSet<String> = HashSet::new();
         let mut page: u32 = 0;
-        let mut pages_without_new_users: u32 = 0;
+        let mut seen: usize = 0;
+        let mut pages_without_new: u32 = 0;
         loop {
             page += 1;
             if !visited.insert(url.as_str().to_string()) {
-                return Err(Error::IncompleteRead(format!(
+                return Err(incomplete(format!(
                     "page {page}: the next link repeats the URL of an earlier page \
-                     (pagination loop) after {} users",
-                    rows.len()
+                     (pagination loop) after {seen} users"
                 )));
             }
-            let what = format!("GET {ROUTE_APP_USERS} page {page}");
+            let what = format!("GET {route} page {page}");
             let call = Call {
                 what: &what,
-                route: ROUTE_APP_USERS,
+                route,
                 retry: Retry::Auto,
             };
             let request_url = url.clone();
@@ -215,53 +260,53 @@ impl OktaClient {
                 .map_err(|e| match e {
                     e @ Error::Credentials { .. } => e,
                     // `what` already names the page.
-                    other => Error::IncompleteRead(other.to_string()),
+                    other => incomplete(other.to_string()),
                 })?;
             self.pages.fetch_add(1, Ordering::Relaxed);
 
-            let page_rows =
-                parse::parse_page(&response.body, &self.role_attribute).map_err(|e| {
-                    Error::IncompleteRead(format!(
-                        "Okta {what} returned a response that could not be used: {e}"
-                    ))
-                })?;
-            let before = index.len();
-            for row in page_rows {
-                merge_row(&mut rows, &mut index, row);
-            }
-            if index.len() == before {
-                pages_without_new_users += 1;
+            let new = on_page(&response.body).map_err(|e| {
+                incomplete(format!(
+                    "Okta {what} returned a response that could not be used: {e}"
+                ))
+            })?;
+            seen += new;
+            if new == 0 {
+                pages_without_new += 1;
             } else {
-                pages_without_new_users = 0;
+                pages_without_new = 0;
             }
 
-            let next = parse::next_link(&response.headers).map_err(|e| {
-                Error::IncompleteRead(format!("page {page}: unusable Link header: {e}"))
-            })?;
+            let next = parse::next_link(&response.headers)
+                .map_err(|e| incomplete(format!("page {page}: unusable Link header: {e}")))?;
             let Some(target) = next else {
-                break;
+                return Ok(WalkEnd::Complete { pages: page });
             };
             let mut next_url = url.join(&target).map_err(|e| {
-                Error::IncompleteRead(format!(
+                incomplete(format!(
                     "page {page}: the next link is not a valid URL: {e}"
                 ))
             })?;
             if next_url.origin() != self.org_url.origin() {
-                return Err(Error::IncompleteRead(format!(
+                return Err(incomplete(format!(
                     "page {page}: the next link points to {}, not to the configured Okta org {}; \
                      it was not followed and the token was not sent there",
                     next_url.origin().ascii_serialization(),
                     self.org_url.origin().ascii_serialization()
                 )));
             }
-            if !next_url.query_pairs().any(|(k, _)| k == "expand") {
-                next_url.query_pairs_mut().append_pair("expand", "user");
+            for (key, value) in sticky {
+                if !next_url.query_pairs().any(|(k, _)| k == *key) {
+                    next_url.query_pairs_mut().append_pair(key, value);
+                }
             }
-            if pages_without_new_users >= MAX_PAGES_WITHOUT_NEW_USERS {
-                return Err(Error::IncompleteRead(format!(
-                    "page {page}: {pages_without_new_users} pages in a row added no new user \
+            if pages_without_new >= MAX_PAGES_WITHOUT_NEW_USERS {
+                return Err(incomplete(format!(
+                    "page {page}: {pages_without_new} pages in a row added no new user \
                      but still had a next link (pagination loop)"
                 )));
+            }
+            if max_pages.is_some_and(|max| page >= max) {
+                return Ok(WalkEnd::Stopped { pages: page });
             }
             if let Some(wait) =
                 budget_wait(&response.headers, self.capacity_percent, SystemTime::now())
@@ -275,8 +320,6 @@ impl OktaClient {
             }
             url = next_url;
         }
-        tracing::debug!(pages = page, users = rows.len(), "Okta read complete");
-        Ok(rows)
     }
 
     /// Proves the token and the app id work with one `GET …/users?limit=1`.
@@ -326,6 +369,151 @@ impl OktaClient {
             rows_on_first_page: rows.len(),
             has_more: matches!(parse::next_link(&response.headers), Ok(Some(_))),
         })
+    }
+}
+
+/// How a [`OktaClient::walk`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WalkEnd {
+    /// The last page had no `next` link.
+    Complete { pages: u32 },
+    /// `max_pages` pages were read and a `next` link remained.
+    Stopped { pages: u32 },
+}
+
+impl WalkEnd {
+    fn pages(self) -> u32 {
+        match self {
+            WalkEnd::Complete { pages } | WalkEnd::Stopped { pages } => pages,
+        }
+    }
+}
+
+/// Route template of the org's user list, for metrics (`import`).
+pub const ROUTE_USERS: &str = "/api/v1/users";
+
+/// Page size of `GET /api/v1/users`: Okta's documented default and maximum (okta-api.md §1.4).
+pub const USERS_PAGE_SIZE: u32 = 200;
+
+/// `import`'s calls: finding Okta users by email and assigning them to the app. These are the
+/// only calls of this client that are not the assignment walk, and `assign_user` is the only
+/// one that changes Okta.
+impl OktaClient {
+    fn org_users_url(&self) -> Url {
+        let mut url = self.org_url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.clear().extend(["api", "v1", "users"]);
+        }
+        url.query_pairs_mut()
+            .append_pair("limit", &USERS_PAGE_SIZE.to_string());
+        url
+    }
+
+    /// Walks `GET /api/v1/users` from `url` with the assignment walk's safety rules, collecting
+    /// users deduplicated by id. `None` when `max_pages` stopped the walk before its end.
+    async fn collect_users(
+        &self,
+        url: Url,
+        sticky: &[(&str, &str)],
+        max_pages: Option<u32>,
+    ) -> Result<Option<Vec<parse::OktaUser>>, Error> {
+        let mut users: Vec<parse::OktaUser> = Vec::new();
+        let mut ids: HashSet<String> = HashSet::new();
+        let end = self
+            .walk(
+                url,
+                ROUTE_USERS,
+                sticky,
+                max_pages,
+                Error::IncompleteUserRead,
+                |body| {
+                    let before = ids.len();
+                    for user in parse::parse_users_page(body).map_err(|e| e.to_string())? {
+                        if ids.insert(user.id.clone()) {
+                            users.push(user);
+                        }
+                    }
+                    Ok(ids.len() - before)
+                },
+            )
+            .await?;
+        Ok(match end {
+            WalkEnd::Complete { .. } => Some(users),
+            WalkEnd::Stopped { .. } => None,
+        })
+    }
+
+    /// Every Okta user whose `profile.email` equals `email`:
+    /// `GET /api/v1/users?search=profile.email eq "…"` (every page). `search` compares string
+    /// values case-insensitively and includes `DEPROVISIONED` users, but it is served from an
+    /// eventually consistent index: a user created or changed in the last moments may be
+    /// missing (okta-api.md §1.4, §8.2).
+    pub async fn search_users_by_email(&self, email: &str) -> Result<Vec<parse::OktaUser>, Error> {
+        let escaped = email.replace('\\', "\\\\").replace('"', "\\\"");
+        let expression = format!("profile.email eq \"{escaped}\"");
+        let mut url = self.org_users_url();
+        url.query_pairs_mut().append_pair("search", &expression);
+        let users = self
+            .collect_users(url, &[("search", expression.as_str())], None)
+            .await?;
+        Ok(users.unwrap_or_default())
+    }
+
+    /// The org's users, one walk of `GET /api/v1/users?limit=200`. Without a query Okta omits
+    /// `DEPROVISIONED` users (okta-api.md §1.4). With `max_pages`, gives up (returns `None`)
+    /// once that many pages were read and more remain.
+    pub async fn list_org_users(
+        &self,
+        max_pages: Option<u32>,
+    ) -> Result<Option<Vec<parse::OktaUser>>, Error> {
+        self.collect_users(self.org_users_url(), &[], max_pages)
+            .await
+    }
+
+    /// Assigns the user to the app directly (`POST /api/v1/apps/{appId}/users`, scope `USER`)
+    /// with `role` in the app-user profile's role attribute (okta-api.md §1.3, §3.5).
+    /// Repeating it is harmless (it sets the same profile again), so transient failures are
+    /// retried. Afterwards the rate-limit budget of the apps bucket is honoured like the walk's.
+    pub async fn assign_user(&self, okta_user_id: &str, role: Role) -> Result<(), Error> {
+        let mut url = self.org_url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .clear()
+                .extend(["api", "v1", "apps", self.app_id.as_str(), "users"]);
+        }
+        let mut profile = serde_json::Map::new();
+        profile.insert(
+            self.role_attribute.clone(),
+            serde_json::Value::String(role.as_str().to_string()),
+        );
+        let body = serde_json::json!({
+            "id": okta_user_id,
+            "scope": "USER",
+            "profile": profile,
+        });
+        let what = format!("POST {ROUTE_APP_USERS} (assign {okta_user_id})");
+        let call = Call {
+            what: &what,
+            route: ROUTE_APP_USERS,
+            retry: Retry::Always,
+        };
+        let response = self
+            .http
+            .send(call, |c| c.post(url.clone()).json(&body))
+            .await?;
+        if let Some(wait) = budget_wait(&response.headers, self.capacity_percent, SystemTime::now())
+        {
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "Okta rate-limit budget reached, pausing the assignments"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
     }
 }
 

@@ -282,4 +282,12 @@ impl OktaSim {
         let clock = *self.clock();
         self.lock().bulk_add_assigned(n, email_domain, &clock)
     }
+
+    /// `n` ACTIVE users `userNNNNNN@email_domain` (the numbering continues that of
+    /// `bulk_add_assigned_users`, and matches the Spot emulator's `bulk_add_users`), directly
+    /// assigned with role `viewer` only when `assigned`.
+    pub fn bulk_add_users(&self, n: usize, email_domain: &str, assigned: bool) {
+        let clock = *self.clock();
+        self.lock().bulk_add(n, email_domain, assigned, &clock)
+    }
 }
