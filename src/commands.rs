@@ -57,6 +57,12 @@ pub async fn import(
     output: Output,
 ) -> Result<i32, Error> {
     let (okta, spot) = clients(settings)?;
+    // Assigning needs okta.apps.manage on top of the configured OAuth scopes.
+    let okta = if options.assign {
+        okta.with_extra_scopes(&[crate::okta::oauth::SCOPE_APPS_MANAGE])
+    } else {
+        okta
+    };
     let store = LedgerStore::new(&settings.sync.state_file);
     let report = run_import(settings, &okta, &spot, &store, options).await?;
     info!(mode = "import", "{}", report.one_line());
@@ -70,9 +76,15 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
     let (okta, spot) = clients(settings)?;
     let mut ok = true;
     println!("okta-spot-sync check");
-    println!("  auth: Okta SSWS API token; Spot bearer token");
+    println!("  auth: {}; Spot bearer token", okta.auth_description());
     match okta.check().await {
         Ok(info) => {
+            if let Some(granted) = okta.oauth().and_then(|p| p.granted_scopes()) {
+                println!(
+                    "  ok   Okta OAuth token: granted scopes {}",
+                    granted.join(" ")
+                );
+            }
             let limit = match (info.rate_limit_remaining, info.rate_limit_limit) {
                 (Some(r), Some(l)) => format!(", rate limit {r}/{l} remaining"),
                 _ => String::new(),

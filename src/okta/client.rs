@@ -22,19 +22,26 @@
 //! waits until `X-Rate-Limit-Reset` (measured against the response's `Date`) before asking
 //! for the next page.
 //!
+//! Authentication (`okta.auth`): an SSWS token, or an OAuth 2.0 service app whose access
+//! tokens and DPoP proofs come from [`OAuthProvider`] on every request. A caller that needs
+//! more than the configured scopes (`import --assign` needs `okta.apps.manage`) asks with
+//! [`OktaClient::with_extra_scopes`].
+//!
 //! It must never log or return the token (see [`crate::http`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use url::Url;
 
-use crate::config::{HttpSettings, OktaSettings};
+use crate::config::{HttpSettings, OktaAuth, OktaSettings};
 use crate::error::{Api, Error};
 use crate::http::{AuthScheme, Call, HttpClient, Observer, Retry, RATE_LIMIT_WAIT_CAP};
 use crate::model::{AppUserRow, IdentitySource, Role};
+use crate::okta::oauth::OAuthProvider;
 use crate::okta::parse;
 
 /// Route template of the list call, for metrics.
@@ -66,6 +73,8 @@ pub struct OktaClient {
     page_size: u32,
     capacity_percent: u8,
     pages: AtomicU64,
+    /// Set when `okta.auth = "oauth"`.
+    oauth: Option<Arc<OAuthProvider>>,
 }
 
 impl OktaClient {
@@ -75,14 +84,30 @@ impl OktaClient {
         }
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let client = HttpClient::new(
-            Api::Okta,
-            &settings.org_url,
-            AuthScheme::Ssws,
-            settings.token.clone(),
-            http,
-            headers,
-        )?;
+        let (client, oauth) = match &settings.auth {
+            OktaAuth::Ssws => (
+                HttpClient::new(
+                    Api::Okta,
+                    &settings.org_url,
+                    AuthScheme::Ssws,
+                    settings.token.clone(),
+                    http,
+                    headers,
+                )?,
+                None,
+            ),
+            OktaAuth::OAuth(oauth) => {
+                let provider = Arc::new(OAuthProvider::new(&settings.org_url, oauth, http)?);
+                let client = HttpClient::with_auth_provider(
+                    Api::Okta,
+                    &settings.org_url,
+                    provider.clone(),
+                    http,
+                    headers,
+                )?;
+                (client, Some(provider))
+            }
+        };
         Ok(OktaClient {
             http: client,
             org_url: settings.org_url.clone(),
@@ -91,7 +116,37 @@ impl OktaClient {
             page_size: settings.page_size.clamp(1, 500),
             capacity_percent: settings.max_api_capacity_percent.clamp(1, 100),
             pages: AtomicU64::new(0),
+            oauth,
         })
+    }
+
+    /// Requests these OAuth scopes on top of `okta.scopes` (e.g.
+    /// [`crate::okta::oauth::SCOPE_APPS_MANAGE`] for `import --assign`); call it before the
+    /// first request. No effect with an SSWS token, whose rights are its creator's.
+    pub fn with_extra_scopes(self, scopes: &[&str]) -> Self {
+        if let Some(p) = &self.oauth {
+            p.add_scopes(scopes);
+        }
+        self
+    }
+
+    /// The OAuth provider, when `okta.auth = "oauth"`.
+    pub fn oauth(&self) -> Option<&OAuthProvider> {
+        self.oauth.as_deref()
+    }
+
+    /// One line saying how this client authenticates (no secrets).
+    pub fn auth_description(&self) -> String {
+        match &self.oauth {
+            None => "Okta SSWS API token".to_string(),
+            Some(p) => format!(
+                "Okta OAuth 2.0 service app {} (private_key_jwt {}{}; requested scopes: {})",
+                p.client_id(),
+                p.alg(),
+                if p.dpop() { ", DPoP" } else { ", no DPoP" },
+                p.requested_scopes().join(" ")
+            ),
+        }
     }
 
     /// Installs a per-request observer (metrics).

@@ -103,6 +103,8 @@ pub(crate) struct OktaState {
     pub traffic: Traffic,
     cursor_salt: u64,
     bulk_seq: u64,
+    /// The org authorization server (OAuth clients, issued tokens, DPoP nonce).
+    pub oauth: super::oauth::OAuthState,
 }
 
 impl OktaState {
@@ -135,6 +137,7 @@ impl OktaState {
             traffic: Traffic::default(),
             cursor_salt: rand::random::<u64>() | 1,
             bulk_seq: 0,
+            oauth: super::oauth::OAuthState::new(&fx.oauth_clients, fx.token_lifetime_secs),
         };
         for u in &fx.users {
             st.add_user(
