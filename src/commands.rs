@@ -11,6 +11,7 @@ use crate::cli::Output;
 use crate::config::Settings;
 use crate::cycle::{run_cycle, CycleOptions};
 use crate::ledger::LedgerStore;
+use crate::lock::InstanceLock;
 use crate::model::Role;
 use crate::okta::client::OktaClient;
 use crate::report::{exit, Mode, Report};
@@ -40,6 +41,12 @@ pub async fn cycle(
     options: &CycleOptions,
     output: Output,
 ) -> Result<i32, Error> {
+    // Applying runs under the instance lock, so it never overlaps the daemon; `plan` and
+    // `--dry-run` write nothing and read an atomically replaced file, so they need none.
+    let _lock = match mode {
+        Mode::Apply | Mode::Import => Some(InstanceLock::acquire(&settings.sync.state_file, "reconcile")?),
+        Mode::Plan | Mode::DryRun => None,
+    };
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
     let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
