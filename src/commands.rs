@@ -44,7 +44,10 @@ pub async fn cycle(
     // Applying runs under the instance lock, so it never overlaps the daemon; `plan` and
     // `--dry-run` write nothing and read an atomically replaced file, so they need none.
     let _lock = match mode {
-        Mode::Apply | Mode::Import => Some(InstanceLock::acquire(&settings.sync.state_file, "reconcile")?),
+        Mode::Apply | Mode::Import => Some(InstanceLock::acquire(
+            &settings.sync.state_file,
+            "reconcile",
+        )?),
         Mode::Plan | Mode::DryRun => None,
     };
     let (okta, spot) = clients(settings)?;

@@ -134,7 +134,10 @@ mod tests {
         let err = InstanceLock::acquire(&state, "reconcile")
             .unwrap_err()
             .to_string();
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         assert!(err.contains("`okta-spot-sync run`"), "{err}");
         drop(first);
         let again = InstanceLock::acquire(&state, "reconcile").unwrap();

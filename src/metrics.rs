@@ -69,7 +69,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 }
 
 fn describe() {
-    describe_counter!(CYCLES, "Reconcile cycles by result (ok, blocked, actions_failed, error).");
+    describe_counter!(
+        CYCLES,
+        "Reconcile cycles by result (ok, blocked, actions_failed, error)."
+    );
     describe_histogram!(
         CYCLE_DURATION,
         metrics::Unit::Seconds,
@@ -123,11 +126,25 @@ fn describe() {
 /// Gives the bounded label sets their zero series, so dashboards and alerts see them before
 /// the first event.
 fn initialise() {
-    for r in [result::OK, result::BLOCKED, result::ACTIONS_FAILED, result::ERROR] {
+    for r in [
+        result::OK,
+        result::BLOCKED,
+        result::ACTIONS_FAILED,
+        result::ERROR,
+    ] {
         counter!(CYCLES, "result" => r).increment(0);
     }
     for reason in ["cycle_running", "backoff", "halted"] {
         counter!(TICKS_SKIPPED, "reason" => reason).increment(0);
+    }
+    for guard in [
+        "empty_source",
+        "max_deletes",
+        "max_delete_percent",
+        "last_personal_user",
+        "never_touch",
+    ] {
+        counter!(GUARD_TRIPS, "guard" => guard).increment(0);
     }
     for r in ["applied", "rejected"] {
         counter!(CONFIG_RELOADS, "result" => r).increment(0);
@@ -187,6 +204,21 @@ pub fn set_halted(halted: bool) {
     gauge!(HALTED).set(if halted { 1.0 } else { 0.0 });
 }
 
+/// A route template as a label: `/api/v1/apps/{appId}/users` -> `/api/v1/apps/:appId/users`.
+/// Braces are legal in label values, but some exposition parsers and shell tools choke on a
+/// `}` inside a label, and `:param` is the usual route-label style.
+pub fn route_label(route: &str) -> String {
+    let mut out = String::with_capacity(route.len());
+    for c in route.chars() {
+        match c {
+            '{' => out.push(':'),
+            '}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The HTTP observer that counts every attempt and keeps the rate-limit gauges.
 pub fn observer() -> Observer {
     Arc::new(|r: &RequestRecord| {
@@ -198,11 +230,24 @@ pub fn observer() -> Observer {
             .status
             .map(|s| s.to_string())
             .unwrap_or_else(|| "error".into());
-        counter!(API_REQUESTS, "api" => api, "route" => r.route, "status" => status).increment(1);
-        histogram!(API_REQUEST_DURATION, "api" => api, "route" => r.route)
+        let route = route_label(r.route);
+        counter!(API_REQUESTS, "api" => api, "route" => route.clone(), "status" => status)
+            .increment(1);
+        histogram!(API_REQUEST_DURATION, "api" => api, "route" => route.clone())
             .record(r.elapsed.as_secs_f64());
         if let Some(remaining) = r.rate_limit_remaining {
-            gauge!(RATE_LIMIT_REMAINING, "api" => api, "route" => r.route).set(remaining as f64);
+            gauge!(RATE_LIMIT_REMAINING, "api" => api, "route" => route).set(remaining as f64);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn route_labels_use_colon_parameters() {
+        assert_eq!(
+            super::route_label("/setup/user/{userId}/policyMapping"),
+            "/setup/user/:userId/policyMapping"
+        );
+    }
 }

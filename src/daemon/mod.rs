@@ -57,9 +57,7 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// The delay before the next cycle after `failures` failed cycles in a row (≥ 1).
 pub fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
-    BACKOFF_BASE
-        .saturating_mul(1u32 << exp)
-        .min(BACKOFF_CAP)
+    BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP)
 }
 
 /// What the daemon tells its supervisor (systemd's `sd_notify`).
@@ -88,7 +86,11 @@ impl Notifier for NoNotifier {
 
 /// Runs one cycle with the given settings. The production runner is [`ApiCycles`].
 pub trait CycleRunner: Send + Sync {
-    fn run(&self, settings: Settings, control: CycleControl) -> BoxFuture<'static, Result<Report, Error>>;
+    fn run(
+        &self,
+        settings: Settings,
+        control: CycleControl,
+    ) -> BoxFuture<'static, Result<Report, Error>>;
 }
 
 /// Produces the schedule's ticks.
@@ -334,7 +336,10 @@ impl Daemon {
 
     /// A schedule tick while idle: `true` when it should start a cycle.
     fn on_tick(&mut self) -> bool {
-        if let Some(why) = self.status().halted.clone() {
+        // (Not `if let Some(..) = self.status()…`: the guard would live through the body,
+        // and `skip` locks the status again.)
+        let halted = self.status().halted.clone();
+        if let Some(why) = halted {
             self.skip("halted", &format!("halted: {why}"));
             return false;
         }
@@ -343,7 +348,10 @@ impl Daemon {
                 let wait = at - Instant::now();
                 self.skip(
                     "backoff",
-                    &format!("backing off after failed cycles, next try in {}s", wait.as_secs()),
+                    &format!(
+                        "backing off after failed cycles, next try in {}s",
+                        wait.as_secs()
+                    ),
                 );
                 return false;
             }
@@ -445,7 +453,8 @@ impl Daemon {
                     self.notifier.notify(Notice::Ready);
                 }
                 let line = report.one_line();
-                self.notifier.notify(Notice::Status(format!("last cycle: {line}")));
+                self.notifier
+                    .notify(Notice::Status(format!("last cycle: {line}")));
                 self.retry_at = None;
                 metrics::set_consecutive_failures(0);
                 let mut s = self.status();

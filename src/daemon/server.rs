@@ -48,7 +48,10 @@ async fn readyz(State(status): State<SharedStatus>) -> impl IntoResponse {
             StatusCode::OK,
             format!("ready: last complete cycle {}s ago\n", age.as_secs()),
         ),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 
@@ -56,7 +59,10 @@ async fn metrics_text() -> impl IntoResponse {
     match metrics::handle() {
         Some(handle) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             handle.render(),
         ),
         None => (

@@ -27,7 +27,8 @@ use crate::Error;
 /// until SIGTERM or SIGINT. Returns the exit code.
 pub async fn service(settings: Settings, config_path: PathBuf) -> Result<i32, Error> {
     let _lock = InstanceLock::acquire(&settings.sync.state_file, "run")?;
-    let signal_error = |e: std::io::Error| Error::Config(format!("cannot install a signal handler: {e}"));
+    let signal_error =
+        |e: std::io::Error| Error::Config(format!("cannot install a signal handler: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut int = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut hup = signal(SignalKind::hangup()).map_err(signal_error)?;
@@ -52,8 +53,10 @@ pub async fn service(settings: Settings, config_path: PathBuf) -> Result<i32, Er
         })?),
         None => None,
     };
-    let mut usec = 0u64;
-    let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+    let watchdog = watchdog_interval(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+    );
     let reload = Box::new(move || {
         let loaded = config::load_from_process_env(&config_path)?;
         for warning in &loaded.warnings {
@@ -76,11 +79,26 @@ pub async fn service(settings: Settings, config_path: PathBuf) -> Result<i32, Er
     Ok(exit::OK)
 }
 
+/// systemd's watchdog interval, as `sd_watchdog_enabled(3)` reads it: `WATCHDOG_USEC`, for
+/// this process when `WATCHDOG_PID` is unset or names it. (`sd_notify::watchdog_enabled`
+/// insists on `WATCHDOG_PID`.)
+pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|u| *u > 0)?;
+    match pid {
+        Some(p) if p.trim().parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => Some(Duration::from_micros(usec)),
+    }
+}
+
 /// Cycles against the real APIs, counting every request in the metrics.
 pub struct ApiCycles;
 
 impl CycleRunner for ApiCycles {
-    fn run(&self, settings: Settings, control: CycleControl) -> BoxFuture<'static, Result<Report, Error>> {
+    fn run(
+        &self,
+        settings: Settings,
+        control: CycleControl,
+    ) -> BoxFuture<'static, Result<Report, Error>> {
         Box::pin(async move {
             let (okta, spot) = clients(&settings)?;
             let okta = okta.with_observer(metrics::observer());
@@ -170,5 +188,21 @@ impl Notifier for SdNotifier {
         if let Err(e) = result {
             tracing::debug!("sd_notify {notice:?} failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_follows_sd_watchdog_enabled() {
+        let me = std::process::id().to_string();
+        let two_s = Some(Duration::from_secs(2));
+        assert_eq!(watchdog_interval(Some("2000000"), None), two_s);
+        assert_eq!(watchdog_interval(Some("2000000"), Some(&me)), two_s);
+        assert_eq!(watchdog_interval(Some("2000000"), Some("1")), None);
+        assert_eq!(watchdog_interval(Some("0"), None), None);
+        assert_eq!(watchdog_interval(None, None), None);
     }
 }
