@@ -278,8 +278,9 @@ impl Daemon {
         metrics::handle();
         self.publish_settings();
         if let Some(listener) = self.listener.take() {
-            let addr = listener.local_addr().ok();
-            info!(addr = ?addr, "serving /healthz, /readyz and /metrics");
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "serving /healthz, /readyz and /metrics");
+            }
             tokio::spawn(serve(listener, self.status.clone(), self.stop.clone()));
         }
         self.ticks = self.ticker.start(&self.settings.sync.schedule).await?;
