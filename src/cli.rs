@@ -62,6 +62,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// The daemon: cycles on sync.schedule until SIGTERM; SIGHUP reloads the config (exit 0: clean stop)
+    Run,
     /// Test both APIs' credentials and settings (exit 0: ok, 1: not)
     Check,
     /// Recover from a lost or corrupt state file: adopt the Spot users that match users

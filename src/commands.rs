@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::cycle::{run_cycle, CycleOptions};
 use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
+use crate::lock::InstanceLock;
 use crate::model::Role;
 use crate::okta::client::OktaClient;
 use crate::report::{exit, Mode, Report};
@@ -41,6 +42,15 @@ pub async fn cycle(
     options: &CycleOptions,
     output: Output,
 ) -> Result<i32, Error> {
+    // Applying runs under the instance lock, so it never overlaps the daemon; `plan` and
+    // `--dry-run` write nothing and read an atomically replaced file, so they need none.
+    let _lock = match mode {
+        Mode::Apply | Mode::Import => Some(InstanceLock::acquire(
+            &settings.sync.state_file,
+            "reconcile",
+        )?),
+        Mode::Plan | Mode::DryRun => None,
+    };
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
     let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
@@ -64,6 +74,8 @@ pub async fn import(
         okta
     };
     let store = LedgerStore::new(&settings.sync.state_file);
+    // Import writes the ledger (and Okta assignments): never at the same time as a reconcile.
+    let _lock = InstanceLock::acquire(&settings.sync.state_file, "import")?;
     let report = run_import(settings, &okta, &spot, &store, options).await?;
     info!(mode = "import", "{}", report.one_line());
     print_report(&report, output);
@@ -189,6 +201,7 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
 
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
+    let _lock = InstanceLock::acquire(&settings.sync.state_file, "rebuild-ledger")?;
     let (rows, spot_users) = tokio::try_join!(okta.read_assignments(), spot.list_users())?;
     let snapshot = classify(&rows, &settings.classify_rules());
     let mut options = settings.plan_options();

@@ -113,6 +113,7 @@ pub const KEYS: &[&str] = &[
     "http.max_retries",
     "http.allow_insecure_http",
     "daemon.listen",
+    "daemon.readiness_max_age",
     "log.format",
     "log.level",
 ];
@@ -475,12 +476,14 @@ impl Default for RawHttp {
 #[serde(default, deny_unknown_fields)]
 struct RawDaemon {
     listen: String,
+    readiness_max_age: String,
 }
 
 impl Default for RawDaemon {
     fn default() -> Self {
         RawDaemon {
             listen: "127.0.0.1:9464".into(),
+            readiness_max_age: "30m".into(),
         }
     }
 }
@@ -732,6 +735,8 @@ pub struct HttpSettings {
 pub struct DaemonSettings {
     /// `None` when `listen = ""` (the health/metrics server is off).
     pub listen: Option<SocketAddr>,
+    /// `/readyz` answers 200 only while the last complete cycle is younger than this.
+    pub readiness_max_age: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -975,6 +980,11 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
 
     // [daemon]
     let listen = p.check(validate_listen(&raw.daemon.listen));
+    let readiness_max_age = p.check(validate_duration(
+        "daemon.readiness_max_age",
+        &raw.daemon.readiness_max_age,
+        "\"30m\" (keep it above the schedule's interval)",
+    ));
 
     // [log]
     let format = match raw.log.format.trim().to_ascii_lowercase().as_str() {
@@ -1031,6 +1041,7 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
         },
         daemon: DaemonSettings {
             listen: listen.ok_or_else(missing)?,
+            readiness_max_age: readiness_max_age.ok_or_else(missing)?,
         },
         log: LogSettings {
             format: format.ok_or_else(missing)?,
@@ -1264,6 +1275,19 @@ fn validate_timeout(raw: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// A positive humantime duration for `key`; `example` is the fix offered.
+fn validate_duration(key: &str, raw: &str, example: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(raw.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!(
+            "{key} = {raw:?} must be greater than zero; use e.g. {example}"
+        )),
+        Err(e) => Err(format!(
+            "{key} = {raw:?} is not a duration ({e}); use a number with a unit, e.g. {example}"
+        )),
+    }
 }
 
 fn validate_listen(raw: &str) -> Result<Option<SocketAddr>, String> {

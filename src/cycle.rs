@@ -5,11 +5,13 @@
 //! Scheduling, signals and error policy belong to the caller (`daemon`, `main`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apply::{apply, LedgerWriter, RoleResolver};
+use crate::apply::{apply_until, LedgerWriter, RoleResolver};
 use crate::config::Settings;
 use crate::guard::{guard, GuardLimits};
 use crate::ledger::{LastRun, LedgerStore};
@@ -72,8 +74,35 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
     mode: Mode,
     options: &CycleOptions,
 ) -> Result<Report, Error> {
+    let control = CycleControl::default();
+    run_cycle_controlled(settings, okta, spot, store, mode, options, &control).await
+}
+
+/// What the daemon passes into a cycle: when to stop starting actions, and whom to tell that
+/// both sides were read.
+#[derive(Clone, Default)]
+pub struct CycleControl {
+    /// Cancelled on shutdown: actions in flight finish, no new one starts.
+    pub stop: CancellationToken,
+    /// Called once both APIs have been read completely (systemd `READY=1`).
+    pub after_read: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// [`run_cycle`] with a [`CycleControl`].
+pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
+    settings: &Settings,
+    okta: &I,
+    spot: &D,
+    store: &LedgerStore,
+    mode: Mode,
+    options: &CycleOptions,
+    control: &CycleControl,
+) -> Result<Report, Error> {
     let ledger = store.load()?;
     let (rows, spot_users) = tokio::try_join!(okta.read_assignments(), spot.list_users())?;
+    if let Some(after_read) = &control.after_read {
+        after_read();
+    }
     let snapshot = classify(&rows, &settings.classify_rules());
     drop(rows);
     info!(
@@ -98,14 +127,23 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
     if mode == Mode::Apply {
         let writer = LedgerWriter::new(store.clone(), ledger);
         let roles = RoleResolver::new(spot, &settings.spot.roles);
-        apply(
+        apply_until(
             &mut the_plan,
             spot,
             &writer,
             &roles,
             settings.spot.write_concurrency,
+            &control.stop,
         )
         .await?;
+        let not_started = the_plan
+            .actions
+            .iter()
+            .filter(|a| a.status == ActionStatus::Planned)
+            .count();
+        if not_started > 0 {
+            warn!(not_started, "stopping: {not_started} planned action(s) were not started; the next run applies them");
+        }
         for action in &the_plan.actions {
             match action.status {
                 ActionStatus::Applied => info!(

@@ -102,10 +102,23 @@ pub struct RequestRecord {
     /// 0 for the first attempt.
     pub attempt: u32,
     pub elapsed: Duration,
+    /// The response's rate-limit remaining count (Okta `X-Rate-Limit-Remaining`, Spot
+    /// `X-RateLimit-Remaining`), when it sent one.
+    pub rate_limit_remaining: Option<u64>,
 }
 
 /// A cheap hook called once per attempt, e.g. to count requests per (api, route, status).
 pub type Observer = Arc<dyn Fn(&RequestRecord) + Send + Sync>;
+
+/// The rate-limit remaining count of a response: Okta's `X-Rate-Limit-Remaining` or Spot's
+/// `X-RateLimit-Remaining`.
+fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("x-rate-limit-remaining")
+        .or_else(|| headers.get("x-ratelimit-remaining"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
 
 /// How the token is presented in the `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,7 +424,11 @@ impl HttpClient {
             Err(Attempt::Transport(_)) => None,
             Err(Attempt::TooLarge(status, _)) => Some(status.as_u16()),
         };
-        self.record(&method, call.route, status, attempt, elapsed);
+        let remaining = match &outcome {
+            Ok((_, headers, _)) => rate_limit_remaining(headers),
+            Err(_) => None,
+        };
+        self.record(&method, call.route, status, attempt, elapsed, remaining);
         match outcome {
             Ok((status, headers, body)) => Ok(HttpResponse {
                 status,
@@ -476,7 +493,11 @@ impl HttpClient {
                 Err(Attempt::Transport(_)) => None,
                 Err(Attempt::TooLarge(status, _)) => Some(status.as_u16()),
             };
-            self.record(&method, call.route, status, attempt, elapsed);
+            let remaining = match &outcome {
+                Ok((_, headers, _)) => rate_limit_remaining(headers),
+                Err(_) => None,
+            };
+            self.record(&method, call.route, status, attempt, elapsed, remaining);
 
             let can_retry = attempt < self.max_retries;
             match outcome {
@@ -600,6 +621,7 @@ impl HttpClient {
         status: Option<u16>,
         attempt: u32,
         elapsed: Duration,
+        rate_limit_remaining: Option<u64>,
     ) {
         tracing::debug!(
             api = %self.api,
@@ -618,6 +640,7 @@ impl HttpClient {
                 status,
                 attempt,
                 elapsed,
+                rate_limit_remaining,
             });
         }
     }
