@@ -314,6 +314,12 @@ async fn readyz_turns_503_when_cycles_fail_past_the_staleness_and_metrics_parse(
         ) >= 0.0
     );
     assert!(count("okta_spot_sync_consecutive_failures", &[]) >= 0.0);
+    for secret in [emu.okta.token(), emu.spot.token()]
+        .into_iter()
+        .chain(emu.spot.received_passwords())
+    {
+        assert!(!text.contains(&secret), "a secret leaked into /metrics");
+    }
     assert!(
         count(
             "okta_spot_sync_ticks_skipped_total",
