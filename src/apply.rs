@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::SpotRoleSettings;
 use crate::ledger::{EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
@@ -247,6 +248,28 @@ pub async fn apply<D: SpotDirectory>(
     roles: &RoleResolver<'_, D>,
     concurrency: usize,
 ) -> Result<(), Error> {
+    apply_until(
+        plan,
+        spot,
+        ledger,
+        roles,
+        concurrency,
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// [`apply`] that stops starting actions once `stop` is cancelled (the daemon's shutdown):
+/// actions already in flight finish and are recorded; the others stay `planned` in the plan
+/// and untouched in the ledger, for the next run.
+pub async fn apply_until<D: SpotDirectory>(
+    plan: &mut Plan,
+    spot: &D,
+    ledger: &LedgerWriter,
+    roles: &RoleResolver<'_, D>,
+    concurrency: usize,
+    stop: &CancellationToken,
+) -> Result<(), Error> {
     if !plan.forget.is_empty() {
         let forget = plan.forget.clone();
         ledger.record(|l| forget.iter().for_each(|okta_id| l.retire(okta_id, None)));
@@ -262,6 +285,7 @@ pub async fn apply<D: SpotDirectory>(
             .map(|(i, a)| (i, a.clone()))
             .collect();
         let results: Vec<(usize, Outcome)> = stream::iter(work)
+            .take_while(|_| futures::future::ready(!stop.is_cancelled()))
             .map(|(i, action)| async move { (i, apply_one(&action, spot, ledger, roles).await) })
             .buffer_unordered(concurrency.max(1))
             .collect()
@@ -311,7 +335,8 @@ macro_rules! step {
     };
 }
 
-fn entry(
+/// A ledger entry as every action records it (also used by `import`'s adoptions).
+pub(crate) fn entry(
     email: &str,
     spot_user_id: Option<String>,
     role: Option<Role>,

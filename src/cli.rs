@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::model::Role;
+
 /// Keeps a Spot (Spotinst) organization's users in line with the Okta app that grants access.
 #[derive(Debug, Parser)]
 #[command(name = "okta-spot-sync", version, about, long_about = None)]
@@ -46,6 +48,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Match the Spot users this tool does not manage to Okta users and adopt them; with
+    /// --assign, assign active unassigned Okta users to the app first (exit 0: ok, 1: error or
+    /// a failed action, 3: blocked)
+    Import {
+        /// Assign matching active Okta users who are not assigned to the app (otherwise they
+        /// are only listed as "would assign")
+        #[arg(long)]
+        assign: bool,
+        /// Role given to users assigned by --assign [default: sync.default_role]
+        #[arg(long, value_parser = parse_role, value_name = "viewer|editor")]
+        role: Option<Role>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// The daemon: cycles on sync.schedule until SIGTERM; SIGHUP reloads the config (exit 0: clean stop)
+    Run,
     /// Test both APIs' credentials and settings (exit 0: ok, 1: not)
     Check,
     /// Recover from a lost or corrupt state file: adopt the Spot users that match users
@@ -67,4 +85,8 @@ pub enum Command {
     },
     /// Start the emulators in-process and run a narrated story against them
     Demo,
+}
+
+fn parse_role(raw: &str) -> Result<Role, String> {
+    Role::parse(raw).ok_or_else(|| format!("{raw:?} is not a role; use viewer or editor"))
 }

@@ -10,7 +10,9 @@ use crate::apply::RoleResolver;
 use crate::cli::Output;
 use crate::config::Settings;
 use crate::cycle::{run_cycle, CycleOptions};
+use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
+use crate::lock::InstanceLock;
 use crate::model::Role;
 use crate::okta::client::OktaClient;
 use crate::report::{exit, Mode, Report};
@@ -40,10 +42,42 @@ pub async fn cycle(
     options: &CycleOptions,
     output: Output,
 ) -> Result<i32, Error> {
+    // Applying runs under the instance lock, so it never overlaps the daemon; `plan` and
+    // `--dry-run` write nothing and read an atomically replaced file, so they need none.
+    let _lock = match mode {
+        Mode::Apply | Mode::Import => Some(InstanceLock::acquire(
+            &settings.sync.state_file,
+            "reconcile",
+        )?),
+        Mode::Plan | Mode::DryRun => None,
+    };
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
     let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
     info!(mode = mode.as_str(), "{}", report.one_line());
+    print_report(&report, output);
+    Ok(report.exit_code())
+}
+
+/// `import [--assign] [--role R]`: adopts unmanaged Spot users that match Okta users (see
+/// [`crate::import`]).
+pub async fn import(
+    settings: &Settings,
+    options: &ImportOptions,
+    output: Output,
+) -> Result<i32, Error> {
+    let (okta, spot) = clients(settings)?;
+    // Assigning needs okta.apps.manage on top of the configured OAuth scopes.
+    let okta = if options.assign {
+        okta.with_extra_scopes(&[crate::okta::oauth::SCOPE_APPS_MANAGE])
+    } else {
+        okta
+    };
+    let store = LedgerStore::new(&settings.sync.state_file);
+    // Import writes the ledger (and Okta assignments): never at the same time as a reconcile.
+    let _lock = InstanceLock::acquire(&settings.sync.state_file, "import")?;
+    let report = run_import(settings, &okta, &spot, &store, options).await?;
+    info!(mode = "import", "{}", report.one_line());
     print_report(&report, output);
     Ok(report.exit_code())
 }
@@ -54,9 +88,15 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
     let (okta, spot) = clients(settings)?;
     let mut ok = true;
     println!("okta-spot-sync check");
-    println!("  auth: Okta SSWS API token; Spot bearer token");
+    println!("  auth: {}; Spot bearer token", okta.auth_description());
     match okta.check().await {
         Ok(info) => {
+            if let Some(granted) = okta.oauth().and_then(|p| p.granted_scopes()) {
+                println!(
+                    "  ok   Okta OAuth token: granted scopes {}",
+                    granted.join(" ")
+                );
+            }
             let limit = match (info.rate_limit_remaining, info.rate_limit_limit) {
                 (Some(r), Some(l)) => format!(", rate limit {r}/{l} remaining"),
                 _ => String::new(),
@@ -161,6 +201,7 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
 
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
+    let _lock = InstanceLock::acquire(&settings.sync.state_file, "rebuild-ledger")?;
     let (rows, spot_users) = tokio::try_join!(okta.read_assignments(), spot.list_users())?;
     let snapshot = classify(&rows, &settings.classify_rules());
     let mut options = settings.plan_options();

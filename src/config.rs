@@ -24,6 +24,12 @@
 //! an empty token is an error; a token file accessible by group or others yields a warning.
 //! Tokens go straight into [`SecretString`].
 //!
+//! Okta authentication (`okta.auth`): `ssws` (the default) uses the token above; `oauth`
+//! uses an OAuth 2.0 service app instead (`okta.client_id`, `okta.private_key_file` or
+//! `$CREDENTIALS_DIRECTORY/okta-private-key`, `okta.key_id`, `okta.scopes`, `okta.dpop`), and
+//! then no SSWS token is read. The private key is parsed and test-signed at load, so a bad key
+//! is an error at start; it lives in a [`SecretString`] and is never shown.
+//!
 //! Nothing here logs: non-fatal findings are returned in [`Loaded::warnings`] for the caller
 //! to log once logging is set up. This module must never log or print a token; errors and
 //! `Debug` output never contain one.
@@ -61,6 +67,10 @@ pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
 /// Credential names looked up in `$CREDENTIALS_DIRECTORY`.
 pub const OKTA_TOKEN_CREDENTIAL: &str = "okta-token";
 pub const SPOT_TOKEN_CREDENTIAL: &str = "spot-token";
+/// Credential name of the Okta service app's private key in `$CREDENTIALS_DIRECTORY`.
+pub const OKTA_PRIVATE_KEY_CREDENTIAL: &str = "okta-private-key";
+/// Scopes requested when `okta.scopes` is not set: listing the app's users and reading users.
+pub const DEFAULT_OKTA_SCOPES: &[&str] = &["okta.apps.read", "okta.users.read"];
 
 /// Token files larger than this are refused (a token is a few dozen bytes).
 const MAX_TOKEN_FILE_BYTES: u64 = 64 * 1024;
@@ -76,6 +86,12 @@ pub const KEYS: &[&str] = &[
     "okta.provision_statuses",
     "okta.hold_statuses",
     "okta.max_api_capacity_percent",
+    "okta.auth",
+    "okta.client_id",
+    "okta.private_key_file",
+    "okta.key_id",
+    "okta.scopes",
+    "okta.dpop",
     "spot.base_url",
     "spot.token",
     "spot.token_file",
@@ -97,6 +113,7 @@ pub const KEYS: &[&str] = &[
     "http.max_retries",
     "http.allow_insecure_http",
     "daemon.listen",
+    "daemon.readiness_max_age",
     "log.format",
     "log.level",
 ];
@@ -315,6 +332,13 @@ struct RawOkta {
     #[serde(deserialize_with = "string_list")]
     hold_statuses: Vec<String>,
     max_api_capacity_percent: i64,
+    auth: String,
+    client_id: Option<String>,
+    private_key_file: Option<String>,
+    key_id: Option<String>,
+    #[serde(deserialize_with = "string_list")]
+    scopes: Vec<String>,
+    dpop: bool,
 }
 
 impl Default for RawOkta {
@@ -335,6 +359,12 @@ impl Default for RawOkta {
             ]),
             hold_statuses: strings(&["SUSPENDED", "STAGED"]),
             max_api_capacity_percent: 50,
+            auth: "ssws".into(),
+            client_id: None,
+            private_key_file: None,
+            key_id: None,
+            scopes: strings(DEFAULT_OKTA_SCOPES),
+            dpop: true,
         }
     }
 }
@@ -446,12 +476,14 @@ impl Default for RawHttp {
 #[serde(default, deny_unknown_fields)]
 struct RawDaemon {
     listen: String,
+    readiness_max_age: String,
 }
 
 impl Default for RawDaemon {
     fn default() -> Self {
         RawDaemon {
             listen: "127.0.0.1:9464".into(),
+            readiness_max_age: "30m".into(),
         }
     }
 }
@@ -618,7 +650,10 @@ pub struct OktaSettings {
     /// `join("api/v1/…")` or trim it when concatenating.
     pub org_url: Url,
     pub app_id: String,
+    /// The SSWS API token; empty when `auth` is [`OktaAuth::OAuth`].
     pub token: SecretString,
+    /// How to authenticate (`okta.auth`).
+    pub auth: OktaAuth,
     pub role_attribute: String,
     /// 1..=500.
     pub page_size: u32,
@@ -628,6 +663,29 @@ pub struct OktaSettings {
     pub hold_statuses: Vec<String>,
     /// 1..=100.
     pub max_api_capacity_percent: u8,
+}
+
+/// How the tool authenticates to Okta (`okta.auth`).
+#[derive(Debug, Clone)]
+pub enum OktaAuth {
+    /// `Authorization: SSWS <okta.token>`.
+    Ssws,
+    /// An OAuth 2.0 service app: `private_key_jwt` client credentials, with DPoP.
+    OAuth(OAuthSettings),
+}
+
+/// The OAuth 2.0 service app (`okta.auth = "oauth"`).
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    /// `okta.client_id`: the service app's client ID.
+    pub client_id: String,
+    /// The client-authentication key from `okta.private_key_file` (with `okta.key_id` as
+    /// `kid`), parsed and checked at load. Its `Debug` never shows the key.
+    pub key: crate::okta::jwt::ClientKey,
+    /// `okta.scopes`, de-duplicated, in order.
+    pub scopes: Vec<String>,
+    /// `okta.dpop`: send DPoP proofs (required by new service apps).
+    pub dpop: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -677,6 +735,8 @@ pub struct HttpSettings {
 pub struct DaemonSettings {
     /// `None` when `listen = ""` (the health/metrics server is off).
     pub listen: Option<SocketAddr>,
+    /// `/readyz` answers 200 only while the last complete cycle is younger than this.
+    pub readiness_max_age: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -742,13 +802,72 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
         Some(u) => p.check(validate_base_url("okta.org_url", u, insecure)),
     };
     let app_id = p.check(validate_app_id(raw.okta.app_id.as_deref()));
-    let okta_token = p.check(resolve_token(
-        &TokenSource::OKTA,
-        raw.okta.token,
-        raw.okta.token_file.as_deref(),
-        vars,
-        &mut warnings,
-    ));
+    let (okta_token, okta_auth) = match raw.okta.auth.trim().to_ascii_lowercase().as_str() {
+        "oauth" => {
+            for (key, set) in [
+                ("okta.token", raw.okta.token.is_some()),
+                (
+                    "okta.token_file",
+                    raw.okta
+                        .token_file
+                        .as_deref()
+                        .is_some_and(|f| !f.trim().is_empty()),
+                ),
+            ] {
+                if set {
+                    warnings.push(format!(
+                        "{key} is ignored because okta.auth = \"oauth\"; remove it (the service \
+                         app authenticates with okta.private_key_file)"
+                    ));
+                }
+            }
+            let oauth = p.check(validate_oauth(&raw.okta, vars, &mut warnings));
+            (
+                Some(SecretString::from(String::new())),
+                oauth.map(OktaAuth::OAuth),
+            )
+        }
+        "ssws" => {
+            for (key, set) in [
+                ("okta.client_id", raw.okta.client_id.is_some()),
+                ("okta.private_key_file", raw.okta.private_key_file.is_some()),
+                ("okta.key_id", raw.okta.key_id.is_some()),
+            ] {
+                if set {
+                    warnings.push(format!(
+                        "{key} is ignored because okta.auth = \"ssws\"; set okta.auth = \
+                         \"oauth\" to use the OAuth service app, or remove it"
+                    ));
+                }
+            }
+            let token = resolve_token(
+                &TokenSource::OKTA,
+                raw.okta.token,
+                raw.okta.token_file.as_deref(),
+                vars,
+                &mut warnings,
+            )
+            .map_err(|e| {
+                if raw.okta.client_id.is_some() {
+                    format!(
+                        "{e}; okta.client_id is set: to use the OAuth service app instead, set \
+                         okta.auth = \"oauth\""
+                    )
+                } else {
+                    e
+                }
+            });
+            (p.check(token), Some(OktaAuth::Ssws))
+        }
+        _ => {
+            p.0.push(format!(
+                "okta.auth = {:?} is not an authentication method; use \"ssws\" (API token) or \
+                 \"oauth\" (OAuth 2.0 service app, preferred)",
+                raw.okta.auth
+            ));
+            (None, None)
+        }
+    };
     let role_attribute = p.check(validate_role_attribute(&raw.okta.role_attribute));
     let page_size = p.check(in_range("okta.page_size", raw.okta.page_size, 1, 500));
     let max_api_capacity_percent = p.check(in_range(
@@ -861,6 +980,11 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
 
     // [daemon]
     let listen = p.check(validate_listen(&raw.daemon.listen));
+    let readiness_max_age = p.check(validate_duration(
+        "daemon.readiness_max_age",
+        &raw.daemon.readiness_max_age,
+        "\"30m\" (keep it above the schedule's interval)",
+    ));
 
     // [log]
     let format = match raw.log.format.trim().to_ascii_lowercase().as_str() {
@@ -886,6 +1010,7 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
             org_url: org_url.ok_or_else(missing)?,
             app_id: app_id.ok_or_else(missing)?,
             token: okta_token.ok_or_else(missing)?,
+            auth: okta_auth.ok_or_else(missing)?,
             role_attribute: role_attribute.ok_or_else(missing)?,
             page_size: page_size.ok_or_else(missing)?,
             provision_statuses: provision_statuses.ok_or_else(missing)?,
@@ -916,6 +1041,7 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
         },
         daemon: DaemonSettings {
             listen: listen.ok_or_else(missing)?,
+            readiness_max_age: readiness_max_age.ok_or_else(missing)?,
         },
         log: LogSettings {
             format: format.ok_or_else(missing)?,
@@ -1151,6 +1277,19 @@ fn validate_timeout(raw: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A positive humantime duration for `key`; `example` is the fix offered.
+fn validate_duration(key: &str, raw: &str, example: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(raw.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!(
+            "{key} = {raw:?} must be greater than zero; use e.g. {example}"
+        )),
+        Err(e) => Err(format!(
+            "{key} = {raw:?} is not a duration ({e}); use a number with a unit, e.g. {example}"
+        )),
+    }
+}
+
 fn validate_listen(raw: &str) -> Result<Option<SocketAddr>, String> {
     let t = raw.trim();
     if t.is_empty() {
@@ -1183,6 +1322,209 @@ fn validate_log_level(raw: &str) -> Result<String, String> {
         .parse(t)
         .map(|_| t.to_string())
         .map_err(|e| format!("log.level = {raw:?} is not a valid filter ({e}); {fix}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// OAuth service app.
+
+/// `okta.client_id`, `okta.private_key_file` (or the systemd credential), `okta.key_id`,
+/// `okta.scopes`, `okta.dpop` for `okta.auth = "oauth"`.
+fn validate_oauth(
+    raw: &RawOkta,
+    vars: &BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Result<OAuthSettings, String> {
+    let mut p = Problems::default();
+    let client_id = match raw.client_id.as_deref().map(str::trim) {
+        None | Some("") => {
+            p.0.push(format!(
+                "okta.client_id is not set but okta.auth = \"oauth\"; set it to the Client ID of \
+                 the Okta API Services app (Applications → the app → General), or set {}",
+                env_var_for_key("okta.client_id")
+            ));
+            None
+        }
+        Some(id)
+            if id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+        {
+            Some(id.to_string())
+        }
+        Some(id) => {
+            p.0.push(format!(
+                "okta.client_id = {id:?} is not an Okta client ID (letters, digits, '-' and '_', \
+                 e.g. \"0oa1serviceapp\"); copy it from the service app's General tab"
+            ));
+            None
+        }
+    };
+    let key_id = match raw.key_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(k) if k.len() <= 200 && !k.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Some(k.to_string())
+        }
+        Some(k) => {
+            p.0.push(format!(
+                "okta.key_id = {k:?} is not a key ID; copy the KID of the public key from the \
+                 service app (General → Public keys), or remove it"
+            ));
+            None
+        }
+    };
+    let pem = p.check(resolve_private_key(
+        raw.private_key_file.as_deref(),
+        vars,
+        warnings,
+    ));
+    let key = pem.and_then(|(label, pem)| {
+        p.check(
+            crate::okta::jwt::ClientKey::from_pem(pem, key_id.clone())
+                .map_err(|e| format!("{label}: {e}")),
+        )
+    });
+    let scopes = p.check(validate_scopes(&raw.scopes));
+    if let Some(scopes) = &scopes {
+        for (needed, why) in [
+            ("okta.apps.read", "listing the app's users"),
+            ("okta.users.read", "reading users"),
+        ] {
+            let manage = needed.replace(".read", ".manage");
+            if !scopes.iter().any(|s| *s == needed || *s == manage) {
+                warnings.push(format!(
+                    "okta.scopes does not include {needed}, which {why} needs; add it (and grant \
+                     it to the service app under Okta API Scopes)"
+                ));
+            }
+        }
+    }
+    if !p.0.is_empty() {
+        return Err(join_problems(p.0));
+    }
+    let missing = || "internal error: an OAuth setting was neither valid nor reported".to_string();
+    Ok(OAuthSettings {
+        client_id: client_id.ok_or_else(missing)?,
+        key: key.ok_or_else(missing)?,
+        scopes: scopes.ok_or_else(missing)?,
+        dpop: raw.dpop,
+    })
+}
+
+/// Okta API scopes: `okta.<resource>.<read|manage|…>`, de-duplicated, at least one.
+fn validate_scopes(raw: &[String]) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut bad = Vec::new();
+    for s in raw {
+        let t = s.trim();
+        let ok = t.starts_with("okta.")
+            && t.len() > 5
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+        if !ok {
+            bad.push(format!("{s:?}"));
+        } else if !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+    }
+    if !bad.is_empty() {
+        return Err(format!(
+            "okta.scopes contains {} which {} not an Okta API scope; use scopes such as {}",
+            bad.join(", "),
+            if bad.len() == 1 { "is" } else { "are" },
+            DEFAULT_OKTA_SCOPES.join(", ")
+        ));
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "okta.scopes is empty; list the scopes to request, e.g. [{}]",
+            DEFAULT_OKTA_SCOPES
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The PEM text of the client key and the label to name it by: `okta.private_key_file`, else
+/// `$CREDENTIALS_DIRECTORY/okta-private-key`.
+fn resolve_private_key(
+    file: Option<&str>,
+    vars: &BTreeMap<String, String>,
+    warnings: &mut Vec<String>,
+) -> Result<(String, SecretString), String> {
+    if let Some(f) = file.map(str::trim).filter(|f| !f.is_empty()) {
+        let label = "okta.private_key_file".to_string();
+        let fix = "create the file with the service app's private key (PEM), or set \
+                   okta.private_key_file to the right path";
+        return read_secret_file(&label, Path::new(f), fix, warnings).map(|pem| (label, pem));
+    }
+    if let Some(dir) = vars
+        .get(CREDENTIALS_DIRECTORY_ENV)
+        .map(|d| d.trim())
+        .filter(|d| !d.is_empty())
+    {
+        let path = Path::new(dir).join(OKTA_PRIVATE_KEY_CREDENTIAL);
+        if path.exists() {
+            let label = format!("${CREDENTIALS_DIRECTORY_ENV}/{OKTA_PRIVATE_KEY_CREDENTIAL}");
+            let fix = format!(
+                "check the LoadCredential={OKTA_PRIVATE_KEY_CREDENTIAL}:… line of the service unit"
+            );
+            return read_secret_file(&label, &path, &fix, warnings).map(|pem| (label, pem));
+        }
+    }
+    Err(format!(
+        "okta.auth = \"oauth\" needs the service app's private key: set okta.private_key_file to \
+         a PEM file holding it (mode 0600), or load it with systemd \
+         LoadCredential={OKTA_PRIVATE_KEY_CREDENTIAL}:/path"
+    ))
+}
+
+/// Reads a small secret file (a PEM key) whole, warning when group or others can read it.
+/// Messages never include its content.
+fn read_secret_file(
+    label: &str,
+    path: &Path,
+    fix: &str,
+    warnings: &mut Vec<String>,
+) -> Result<SecretString, String> {
+    let shown = path.display();
+    let cannot = |e: &dyn fmt::Display| format!("{label}: cannot read {shown}: {e}; {fix}");
+    let file = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    let meta = file.metadata().map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warnings.push(format!(
+                "{label}: {shown} is accessible by group or others (mode {mode:04o}); restrict \
+                 it with chmod 600 {shown}"
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = warnings;
+    let mut buf = Vec::new();
+    file.take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| cannot(&e))?;
+    if buf.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "{label}: {shown} is larger than {MAX_TOKEN_FILE_BYTES} bytes; it must hold only \
+             the private key; {fix}"
+        ));
+    }
+    let text =
+        String::from_utf8(buf).map_err(|_| format!("{label}: {shown} is not UTF-8 text; {fix}"))?;
+    if text.trim().is_empty() {
+        return Err(format!("{label}: {shown} is empty; {fix}"));
+    }
+    Ok(SecretString::from(text))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,11 +5,13 @@
 //! Scheduling, signals and error policy belong to the caller (`daemon`, `main`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Utc;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apply::{apply, LedgerWriter, RoleResolver};
+use crate::apply::{apply_until, LedgerWriter, RoleResolver};
 use crate::config::Settings;
 use crate::guard::{guard, GuardLimits};
 use crate::ledger::{LastRun, LedgerStore};
@@ -72,6 +74,30 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
     mode: Mode,
     options: &CycleOptions,
 ) -> Result<Report, Error> {
+    let control = CycleControl::default();
+    run_cycle_controlled(settings, okta, spot, store, mode, options, &control).await
+}
+
+/// What the daemon passes into a cycle: when to stop starting actions, and whom to tell that
+/// both sides were read.
+#[derive(Clone, Default)]
+pub struct CycleControl {
+    /// Cancelled on shutdown: actions in flight finish, no new one starts.
+    pub stop: CancellationToken,
+    /// Called once both APIs have been read completely (systemd `READY=1`).
+    pub after_read: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+/// [`run_cycle`] with a [`CycleControl`].
+pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
+    settings: &Settings,
+    okta: &I,
+    spot: &D,
+    store: &LedgerStore,
+    mode: Mode,
+    options: &CycleOptions,
+    control: &CycleControl,
+) -> Result<Report, Error> {
     // The state file is read (a blocking read and parse: tens of MB at 100,000 users) while
     // both APIs are read; its error, if any, wins over theirs.
     let loading = {
@@ -92,6 +118,9 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
         detail: format!("loading it was interrupted: {e}"),
     })??;
     let (rows, spot_users) = reads?;
+    if let Some(after_read) = &control.after_read {
+        after_read();
+    }
     let started = std::time::Instant::now();
     let snapshot = classify(&rows, &settings.classify_rules());
     tracing::debug!(
@@ -99,10 +128,6 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
         "classified"
     );
     drop(rows);
-    tracing::debug!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "rows dropped"
-    );
     info!(
         okta_listed = snapshot.listed,
         provision = snapshot.provision.len(),
@@ -130,14 +155,23 @@ pub async fn run_cycle<I: IdentitySource, D: SpotDirectory>(
     if mode == Mode::Apply {
         let writer = LedgerWriter::new(store.clone(), ledger);
         let roles = RoleResolver::new(spot, &settings.spot.roles);
-        apply(
+        apply_until(
             &mut the_plan,
             spot,
             &writer,
             &roles,
             settings.spot.write_concurrency,
+            &control.stop,
         )
         .await?;
+        let not_started = the_plan
+            .actions
+            .iter()
+            .filter(|a| a.status == ActionStatus::Planned)
+            .count();
+        if not_started > 0 {
+            warn!(not_started, "stopping: {not_started} planned action(s) were not started; the next run applies them");
+        }
         for action in &the_plan.actions {
             match action.status {
                 ActionStatus::Applied => info!(

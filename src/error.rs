@@ -66,6 +66,10 @@ pub enum Error {
     #[error("incomplete read of the Okta app's assignments, nothing was changed: {0}")]
     IncompleteRead(String),
 
+    /// `import`'s read of the Okta user list did not complete cleanly; nothing was changed.
+    #[error("incomplete read of the Okta user list, nothing was changed: {0}")]
+    IncompleteUserRead(String),
+
     /// The state file could not be read, parsed or written.
     #[error("state file {path}: {detail}")]
     Ledger { path: PathBuf, detail: String },

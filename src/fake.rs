@@ -49,6 +49,17 @@ pub struct FakeSpotDirectory {
     pub writes: AtomicU64,
     /// Emails whose create fails, to test partial failure.
     pub fail_create_for: Mutex<Vec<String>>,
+    /// Scheduled failures by write-call number (1-based, all write kinds counted together).
+    pub faults: Mutex<BTreeMap<u64, FakeFault>>,
+}
+
+/// How a scheduled write failure behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeFault {
+    /// Refused: nothing happened (a 5xx before the server acted).
+    Refuse,
+    /// The write happened but the answer was lost (a timeout or reset after the server acted).
+    LandThenFail,
 }
 
 impl Default for FakeSpotDirectory {
@@ -69,6 +80,7 @@ impl Default for FakeSpotDirectory {
             next_id: AtomicU64::new(1),
             writes: AtomicU64::new(0),
             fail_create_for: Mutex::new(Vec::new()),
+            faults: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -103,32 +115,7 @@ impl FakeSpotDirectory {
         self.users.lock().unwrap().get(user_id).cloned()
     }
 
-    fn status(what: &str, code: &str, detail: &str) -> Error {
-        Error::Status {
-            api: Api::Spot,
-            what: what.into(),
-            status: 400,
-            code: Some(code.into()),
-            detail: detail.into(),
-        }
-    }
-}
-
-impl SpotDirectory for FakeSpotDirectory {
-    async fn list_users(&self) -> Result<Vec<SpotUser>, Error> {
-        Ok(self.snapshot())
-    }
-
-    async fn list_account_ids(&self) -> Result<Vec<String>, Error> {
-        Ok(self.accounts.clone())
-    }
-
-    async fn list_policies(&self) -> Result<Vec<SpotPolicy>, Error> {
-        Ok(self.policies.clone())
-    }
-
-    async fn create_user(&self, user: &NewSpotUser) -> Result<String, Error> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
+    fn create_now(&self, user: &NewSpotUser) -> Result<String, Error> {
         if self
             .fail_create_for
             .lock()
@@ -176,24 +163,82 @@ impl SpotDirectory for FakeSpotDirectory {
         Ok(id)
     }
 
+    /// Counts a write and returns the fault scheduled for it, if any.
+    fn next_fault(&self) -> Option<FakeFault> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        self.faults.lock().unwrap().get(&n).copied()
+    }
+
+    fn lost(what: &str) -> Error {
+        Error::Transport {
+            api: Api::Spot,
+            what: what.into(),
+            detail: "injected: connection reset".into(),
+        }
+    }
+
+    /// Runs `write` unless the fault refuses it; reports a lost answer after it when asked.
+    fn faulty<T>(&self, what: &str, write: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        match self.next_fault() {
+            Some(FakeFault::Refuse) => {
+                Err(Self::status(what, "INTERNAL_ERROR", "injected failure"))
+            }
+            Some(FakeFault::LandThenFail) => {
+                write()?;
+                Err(Self::lost(what))
+            }
+            None => write(),
+        }
+    }
+
+    fn status(what: &str, code: &str, detail: &str) -> Error {
+        Error::Status {
+            api: Api::Spot,
+            what: what.into(),
+            status: 400,
+            code: Some(code.into()),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl SpotDirectory for FakeSpotDirectory {
+    async fn list_users(&self) -> Result<Vec<SpotUser>, Error> {
+        Ok(self.snapshot())
+    }
+
+    async fn list_account_ids(&self) -> Result<Vec<String>, Error> {
+        Ok(self.accounts.clone())
+    }
+
+    async fn list_policies(&self) -> Result<Vec<SpotPolicy>, Error> {
+        Ok(self.policies.clone())
+    }
+
+    async fn create_user(&self, user: &NewSpotUser) -> Result<String, Error> {
+        self.faulty("POST /setup/user", || self.create_now(user))
+    }
+
     async fn delete_user(&self, user_id: &str) -> Result<(), Error> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.users.lock().unwrap().remove(user_id);
-        Ok(())
+        self.faulty("DELETE /setup/user/{userId}", || {
+            self.users.lock().unwrap().remove(user_id);
+            Ok(())
+        })
     }
 
     async fn set_policy_mapping(&self, user_id: &str, grants: &[PolicyGrant]) -> Result<(), Error> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        match self.users.lock().unwrap().get_mut(user_id) {
-            Some(u) => {
-                u.policies = grants.to_vec();
-                Ok(())
+        self.faulty("PUT /setup/user/{userId}/policyMapping", || {
+            match self.users.lock().unwrap().get_mut(user_id) {
+                Some(u) => {
+                    u.policies = grants.to_vec();
+                    Ok(())
+                }
+                None => Err(Self::status(
+                    "PUT /setup/user/{userId}/policyMapping",
+                    "USER_DOESNT_EXIST",
+                    "no such user",
+                )),
             }
-            None => Err(Self::status(
-                "PUT /setup/user/{userId}/policyMapping",
-                "USER_DOESNT_EXIST",
-                "no such user",
-            )),
-        }
+        })
     }
 }

@@ -22,13 +22,19 @@
 //! - 429 is retried for every request, POST included: a 429 means the request was refused
 //!   before it was processed, so repeating it cannot act twice;
 //! - every retry counts against `HttpSettings.max_retries`.
+//!
+//! Credentials come in one of three ways: a static token ([`HttpClient::new`], `SSWS` or
+//! `Bearer`), an [`AuthProvider`] asked for fresh headers on every attempt
+//! ([`HttpClient::with_auth_provider`]; Okta OAuth access tokens with DPoP proofs), or none
+//! ([`HttpClient::without_auth`]; the OAuth token endpoint, which authenticates in its body).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use rand::Rng;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, USER_AGENT};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -96,6 +102,9 @@ pub struct RequestRecord {
     /// 0 for the first attempt.
     pub attempt: u32,
     pub elapsed: Duration,
+    /// The response's rate-limit remaining count (Okta `X-Rate-Limit-Remaining`, Spot
+    /// `X-RateLimit-Remaining`), when it sent one.
+    pub rate_limit_remaining: Option<u64>,
 }
 
 /// A cheap hook called once per attempt, e.g. to count requests per (api, route, status).
@@ -116,6 +125,16 @@ pub trait Pacer: Send + Sync + std::fmt::Debug {
     );
 }
 
+/// The rate-limit remaining count of a response: Okta's `X-Rate-Limit-Remaining` or Spot's
+/// `X-RateLimit-Remaining`.
+fn rate_limit_remaining(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("x-rate-limit-remaining")
+        .or_else(|| headers.get("x-ratelimit-remaining"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// How the token is presented in the `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthScheme {
@@ -134,13 +153,71 @@ impl AuthScheme {
     }
 }
 
-/// The shared HTTP client of one API: one base URL, one token.
+/// What an [`AuthProvider`] wants done with a 401/403 answer.
+#[derive(Debug)]
+pub enum Rejection {
+    /// The provider dropped the credentials it used (e.g. an access token Okta no longer
+    /// accepts); try again with fresh ones. Counts as a retry.
+    Retry,
+    /// Fail with this error (it explains the rejection, e.g. a missing OAuth scope).
+    Fail(Error),
+    /// Use the default mapping ([`Error::Credentials`] from the body).
+    Default,
+}
+
+/// Supplies the credentials of each attempt, for APIs whose credentials change over time
+/// (Okta OAuth 2.0 access tokens, with a fresh DPoP proof per request).
+///
+/// Implementations must never put a secret in an error, a log line or `Debug` output.
+pub trait AuthProvider: Send + Sync {
+    /// The headers (e.g. `Authorization`, `DPoP`) for one attempt of `method url`. Called
+    /// once per attempt, so a retry gets fresh ones. Values holding secrets should be marked
+    /// sensitive.
+    fn authorize<'a>(
+        &'a self,
+        method: &'a Method,
+        url: &'a Url,
+    ) -> BoxFuture<'a, Result<Vec<(HeaderName, HeaderValue)>, Error>>;
+
+    /// Called on a final-or-retryable 401/403 answer to a request this provider authorized.
+    /// `can_retry` says whether the retry budget allows [`Rejection::Retry`].
+    fn on_rejected(&self, rejected: &Rejected<'_>, can_retry: bool) -> Rejection;
+
+    /// Replaces any secret this provider holds in `text` (defense in depth for error texts).
+    fn redact(&self, text: &str) -> String;
+}
+
+/// A 401/403 answer, as shown to [`AuthProvider::on_rejected`].
+#[derive(Debug)]
+pub struct Rejected<'a> {
+    pub what: &'a str,
+    /// The route template of the call (e.g. `/api/v1/apps/{appId}/users`).
+    pub route: &'static str,
+    pub method: &'a Method,
+    pub status: StatusCode,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// How a client presents its credentials.
+enum Auth {
+    /// A fixed token with a scheme prefix.
+    Static {
+        scheme: AuthScheme,
+        token: SecretString,
+    },
+    /// Fresh headers per attempt.
+    Provider(std::sync::Arc<dyn AuthProvider>),
+    /// No credentials at all.
+    None,
+}
+
+/// The shared HTTP client of one API: one base URL, one way to authenticate.
 pub struct HttpClient {
     client: reqwest::Client,
     api: Api,
     base: Url,
-    scheme: AuthScheme,
-    token: SecretString,
+    auth: Auth,
     max_retries: u32,
     observer: Option<Observer>,
     pacer: Option<Arc<dyn Pacer>>,
@@ -169,9 +246,6 @@ impl HttpClient {
         settings: &HttpSettings,
         default_headers: HeaderMap,
     ) -> Result<Self, Error> {
-        if base.cannot_be_a_base() || base.host_str().is_none() {
-            return Err(Error::Config(format!("{api} base URL {base} has no host")));
-        }
         if token.expose_secret().trim().is_empty() {
             return Err(Error::Config(format!("{api} token is empty")));
         }
@@ -180,6 +254,53 @@ impl HttpClient {
             return Err(Error::Config(format!(
                 "{api} token contains characters that cannot be sent in an HTTP header"
             )));
+        }
+        Self::build(
+            api,
+            base,
+            Auth::Static { scheme, token },
+            settings,
+            default_headers,
+        )
+    }
+
+    /// Like [`HttpClient::new`], but every attempt asks `provider` for its credential headers.
+    pub fn with_auth_provider(
+        api: Api,
+        base: &Url,
+        provider: Arc<dyn AuthProvider>,
+        settings: &HttpSettings,
+        default_headers: HeaderMap,
+    ) -> Result<Self, Error> {
+        Self::build(
+            api,
+            base,
+            Auth::Provider(provider),
+            settings,
+            default_headers,
+        )
+    }
+
+    /// A client that sends no credentials (the caller authenticates in the request body, as
+    /// the OAuth token endpoint requires).
+    pub fn without_auth(
+        api: Api,
+        base: &Url,
+        settings: &HttpSettings,
+        default_headers: HeaderMap,
+    ) -> Result<Self, Error> {
+        Self::build(api, base, Auth::None, settings, default_headers)
+    }
+
+    fn build(
+        api: Api,
+        base: &Url,
+        auth: Auth,
+        settings: &HttpSettings,
+        default_headers: HeaderMap,
+    ) -> Result<Self, Error> {
+        if base.cannot_be_a_base() || base.host_str().is_none() {
+            return Err(Error::Config(format!("{api} base URL {base} has no host")));
         }
         let mut headers = default_headers;
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
@@ -196,8 +317,7 @@ impl HttpClient {
             client,
             api,
             base: base.clone(),
-            scheme,
-            token,
+            auth,
             max_retries: settings.max_retries,
             observer: None,
             pacer: None,
@@ -238,7 +358,117 @@ impl HttpClient {
 
     /// Replaces any occurrence of the token in `text` (defense in depth for error texts).
     pub fn redact(&self, text: &str) -> String {
-        redact_secret(text, self.token.expose_secret())
+        match &self.auth {
+            Auth::Static { token, .. } => redact_secret(text, token.expose_secret()),
+            Auth::Provider(p) => p.redact(text),
+            Auth::None => text.to_string(),
+        }
+    }
+
+    /// Adds this client's credentials to one attempt.
+    async fn attach_auth(&self, what: &str, request: &mut reqwest::Request) -> Result<(), Error> {
+        match &self.auth {
+            Auth::Static { scheme, token } => {
+                let mut auth =
+                    HeaderValue::from_str(&format!("{}{}", scheme.prefix(), token.expose_secret()))
+                        .map_err(|_| {
+                            Error::Config(format!("{} token is not a valid header value", self.api))
+                        })?;
+                auth.set_sensitive(true);
+                request.headers_mut().insert(AUTHORIZATION, auth);
+            }
+            Auth::Provider(provider) => {
+                let method = request.method().clone();
+                let url = request.url().clone();
+                let headers = provider
+                    .authorize(&method, &url)
+                    .await
+                    .map_err(|e| match e {
+                        // Name the call that needed the credentials in transport-level failures.
+                        Error::Transport {
+                            api,
+                            what: w,
+                            detail,
+                        } => Error::Transport {
+                            api,
+                            what: format!("{w} (for {what})"),
+                            detail,
+                        },
+                        other => other,
+                    })?;
+                for (name, value) in headers {
+                    request.headers_mut().insert(name, value);
+                }
+            }
+            Auth::None => {}
+        }
+        Ok(())
+    }
+
+    /// One attempt, no retries: sends the request (with this client's credentials, if any)
+    /// and returns the response **whatever its status**, fully read. For callers whose
+    /// non-2xx answers carry data they act on, such as the OAuth token endpoint (`400
+    /// use_dpop_nonce` with a `dpop-nonce` header); they run their own retry loop with
+    /// [`backoff`] and [`rate_limit_wait`]. `attempt` is passed to the observer.
+    pub async fn send_once<F>(
+        &self,
+        call: Call<'_>,
+        attempt: u32,
+        make: F,
+    ) -> Result<HttpResponse, Error>
+    where
+        F: FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
+    {
+        let mut request = make(&self.client).build().map_err(|e| {
+            Error::Config(format!(
+                "{} {}: cannot build the request: {}",
+                self.api,
+                call.what,
+                self.redact(&error_chain(&e.without_url()))
+            ))
+        })?;
+        if !self.same_origin(request.url()) {
+            return Err(Error::Config(format!(
+                "{} {}: refusing to send a request to {}, which is not the configured {}",
+                self.api,
+                call.what,
+                request.url().origin().ascii_serialization(),
+                self.base.origin().ascii_serialization()
+            )));
+        }
+        self.attach_auth(call.what, &mut request).await?;
+        let method = request.method().clone();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        let outcome = self.execute(request).await;
+        let elapsed = started.elapsed();
+        let status = match &outcome {
+            Ok((status, _, _)) => Some(status.as_u16()),
+            Err(Attempt::Transport(_)) => None,
+            Err(Attempt::TooLarge(status, _)) => Some(status.as_u16()),
+        };
+        let remaining = match &outcome {
+            Ok((_, headers, _)) => rate_limit_remaining(headers),
+            Err(_) => None,
+        };
+        self.record(&method, call.route, status, attempt, elapsed, remaining);
+        match outcome {
+            Ok((status, headers, body)) => Ok(HttpResponse {
+                status,
+                headers,
+                body,
+            }),
+            Err(Attempt::TooLarge(_, limit)) => Err(Error::Malformed {
+                api: self.api,
+                what: call.what.to_string(),
+                detail: format!("response body larger than {limit} bytes"),
+            }),
+            Err(Attempt::Transport(e)) => Err(Error::Transport {
+                api: self.api,
+                what: call.what.to_string(),
+                detail: self.redact(&error_chain(&e)),
+            }),
+        }
     }
 
     /// Sends one logical request, retrying per the module rules, and returns the 2xx response.
@@ -275,23 +505,14 @@ impl HttpClient {
                 Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
             );
             let retry_transient = idempotent || call.retry == Retry::Always;
-            let mut auth = HeaderValue::from_str(&format!(
-                "{}{}",
-                self.scheme.prefix(),
-                self.token.expose_secret()
-            ))
-            .map_err(|_| {
-                Error::Config(format!("{} token is not a valid header value", self.api))
-            })?;
-            auth.set_sensitive(true);
-            request.headers_mut().insert(AUTHORIZATION, auth);
-
+            // Wait for the slot first, so credentials (e.g. a DPoP proof) are fresh when sent.
             if let Some(pacer) = &self.pacer {
                 let wait = pacer.reserve(&method, call.route);
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
             }
+            self.attach_auth(call.what, &mut request).await?;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let started = tokio::time::Instant::now();
             let outcome = self.execute(request).await;
@@ -304,7 +525,11 @@ impl HttpClient {
                 Err(Attempt::Transport(_)) => None,
                 Err(Attempt::TooLarge(status, _)) => Some(status.as_u16()),
             };
-            self.record(&method, call.route, status, attempt, elapsed);
+            let remaining = match &outcome {
+                Ok((_, headers, _)) => rate_limit_remaining(headers),
+                Err(_) => None,
+            };
+            self.record(&method, call.route, status, attempt, elapsed, remaining);
 
             let can_retry = attempt < self.max_retries;
             match outcome {
@@ -357,6 +582,27 @@ impl HttpClient {
                         attempt += 1;
                         continue;
                     }
+                    if let (Auth::Provider(provider), true) = (
+                        &self.auth,
+                        status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN,
+                    ) {
+                        let rejected = Rejected {
+                            what: call.what,
+                            route: call.route,
+                            method: &method,
+                            status,
+                            headers: &headers,
+                            body: &body,
+                        };
+                        match provider.on_rejected(&rejected, can_retry) {
+                            Rejection::Retry if can_retry => {
+                                attempt += 1;
+                                continue;
+                            }
+                            Rejection::Fail(e) => return Err(e),
+                            Rejection::Retry | Rejection::Default => {}
+                        }
+                    }
                     return Err(self.status_error(call.what, status, &body, attempt));
                 }
             }
@@ -407,6 +653,7 @@ impl HttpClient {
         status: Option<u16>,
         attempt: u32,
         elapsed: Duration,
+        rate_limit_remaining: Option<u64>,
     ) {
         tracing::debug!(
             api = %self.api,
@@ -425,6 +672,7 @@ impl HttpClient {
                 status,
                 attempt,
                 elapsed,
+                rate_limit_remaining,
             });
         }
     }

@@ -7,8 +7,9 @@ use clap::Parser;
 use okta_spot_sync::cli::{Cli, Command};
 use okta_spot_sync::config::{self, LogFormat, LogSettings, Settings};
 use okta_spot_sync::cycle::CycleOptions;
+use okta_spot_sync::import::ImportOptions;
 use okta_spot_sync::report::{exit, Mode};
-use okta_spot_sync::{commands, logging, sim_commands};
+use okta_spot_sync::{commands, daemon, logging, sim_commands};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -50,7 +51,11 @@ async fn run(cli: Cli) -> i32 {
         }
         _ => {}
     }
-    let settings = match load_settings(cli.config) {
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| config::default_config_path(&|k| std::env::var(k).ok()));
+    let settings = match load_settings(Some(config_path.clone())) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -71,8 +76,14 @@ async fn run(cli: Cli) -> i32 {
             };
             commands::cycle(&settings, mode, &options, output).await
         }
+        Command::Import {
+            assign,
+            role,
+            output,
+        } => commands::import(&settings, &ImportOptions { assign, role }, output).await,
         Command::Check => commands::check(&settings).await,
         Command::RebuildLedger { yes } => commands::rebuild_ledger(&settings, yes).await,
+        Command::Run => daemon::service(settings, config_path).await,
         Command::Emulate { .. } | Command::Demo => unreachable!("handled above"),
     };
     report_error(result)

@@ -68,6 +68,14 @@ pub struct Summary {
     pub assign_in_okta: Option<usize>,
     pub failed: usize,
     pub blocked: usize,
+    /// Applying runs only: actions left unstarted because the daemon was stopping. Omitted
+    /// when zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub not_started: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The report of one cycle: DESIGN.md's JSON shape.
@@ -94,6 +102,7 @@ impl Report {
             match action.status {
                 ActionStatus::Failed => summary.failed += 1,
                 ActionStatus::Blocked => summary.blocked += 1,
+                ActionStatus::Planned if matches!(mode, Mode::Apply) => summary.not_started += 1,
                 ActionStatus::Planned | ActionStatus::Applied => match action.action {
                     ActionKind::Create => summary.create += 1,
                     ActionKind::Delete => summary.delete += 1,
@@ -260,6 +269,9 @@ impl Report {
         }
         parts.push(format!("{} failed", s.failed));
         parts.push(format!("{} blocked", s.blocked));
+        if s.not_started > 0 {
+            parts.push(format!("{} not started (shutting down)", s.not_started));
+        }
         let verb = if matches!(self.mode, Mode::Apply | Mode::Import) {
             "Done"
         } else {
@@ -277,8 +289,13 @@ impl Report {
     /// The one-line summary used in logs and systemd STATUS=.
     pub fn one_line(&self) -> String {
         let s = &self.summary;
+        let unstarted = if s.not_started > 0 {
+            format!(", {} not started", s.not_started)
+        } else {
+            String::new()
+        };
         format!(
-            "{} create, {} delete, {} recreate, {} adopt, {} update_role, {} failed, {} blocked, {} held",
+            "{} create, {} delete, {} recreate, {} adopt, {} update_role, {} failed, {} blocked, {} held{unstarted}",
             s.create, s.delete, s.recreate, s.adopt, s.update_role, s.failed, s.blocked, self.held.len()
         )
     }

@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Settings};
 use crate::cycle::{run_cycle, CycleOptions};
+use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
 use crate::plan::{ActionKind, ActionStatus};
 use crate::report::{Mode, Report};
-use crate::sim::{Emulators, Fixture, SpotSim};
+use crate::sim::{Emulators, Fixture, OktaUserSpec, SpotSim};
 use crate::Error;
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -171,6 +172,19 @@ impl Demo {
         .await
     }
 
+    async fn import(&self, assign: bool) -> Result<Report, Error> {
+        let okta = crate::okta::client::OktaClient::new(&self.settings.okta, &self.settings.http)?;
+        let spot = crate::spot::client::SpotClient::new(&self.settings.spot, &self.settings.http)?;
+        run_import(
+            &self.settings,
+            &okta,
+            &spot,
+            &self.store,
+            &ImportOptions { assign, role: None },
+        )
+        .await
+    }
+
     fn spot(&self) -> &SpotSim {
         &self.emulators.spot
     }
@@ -248,7 +262,7 @@ pub async fn demo() -> Result<i32, Error> {
     demo.say("");
     demo.say("The Okta app assigns alice (viewer), bob (editor), Carol@Example.com (viewer) and dave (viewer).");
     demo.say("Spot already has owner@example.com (an admin Okta does not know), carol, frank@example.com");
-    demo.say("(no Okta user) and the programmatic user ci-bot.");
+    demo.say("(no Okta user yet: he is imported in step 7) and the programmatic user ci-bot.");
     demo.say(&demo.spot_table());
 
     demo.say("Step 1 — `okta-spot-sync plan`: what would change, nothing written.");
@@ -340,14 +354,82 @@ pub async fn demo() -> Result<i32, Error> {
     );
     demo.say("");
 
+    demo.say(
+        "Step 6 — frank@example.com has been in Spot all along; now he joins Okta (active, but not",
+    );
+    demo.say("assigned to the app). `okta-spot-sync import` matches him by email and lists him as \"would assign\";");
+    demo.say("owner@example.com has no Okta user and is left alone.");
+    let frank_spot_id = demo
+        .spot()
+        .user_by_email("frank@example.com")
+        .map(|u| u.user_id)
+        .unwrap_or_default();
+    demo.emulators.okta.add_user(OktaUserSpec {
+        email: "frank@example.com".into(),
+        first_name: "Frank".into(),
+        last_name: "Fischer".into(),
+        ..OktaUserSpec::default()
+    });
+    const ASSIGN: &str = "POST /api/v1/apps/{appId}/users";
+    let assigns_before = demo.emulators.okta.request_count(ASSIGN);
+    let report = demo.import(false).await?;
+    print!("{}", indent(&report.to_text()));
+    demo.expect(
+        report.actions.iter().any(|a| {
+            a.action == ActionKind::AssignInOkta
+                && a.email == "frank@example.com"
+                && a.status == ActionStatus::Planned
+        }),
+        "import lists frank as \"would assign\"",
+    );
+    demo.expect(
+        report.unmatched.as_ref().is_some_and(|u| {
+            u.iter()
+                .any(|u| u.email.as_deref() == Some("owner@example.com"))
+        }),
+        "owner@example.com (no Okta user) is reported as not imported",
+    );
+    demo.expect(
+        demo.emulators.okta.request_count(ASSIGN) == assigns_before && report.exit_code() == 0,
+        "import without --assign changed nothing in Okta and exits 0",
+    );
+    demo.say("");
+
+    demo.say("Step 7 — `okta-spot-sync import --assign`: frank is assigned to the Okta app (as the default");
+    demo.say("role, viewer) and his existing Spot user is adopted: same user id, API tokens and settings kept.");
+    let report = demo.import(true).await?;
+    print!("{}", indent(&report.to_text()));
+    demo.expect(
+        applied(&report, ActionKind::AssignInOkta, "frank@example.com"),
+        "frank assigned to the app in Okta",
+    );
+    demo.expect(
+        applied(&report, ActionKind::Adopt, "frank@example.com"),
+        "frank's existing Spot user adopted",
+    );
+    demo.expect(report.exit_code() == 0, "import --assign exits 0");
+    demo.say("");
+
+    demo.say("Step 8 — a reconcile after the import: Okta and Spot agree, no write call.");
+    let writes_before = demo.spot().write_requests();
+    let report = demo.cycle(Mode::Apply).await?;
+    print!("{}", indent(&report.to_text()));
+    demo.expect(
+        report.actions.is_empty() && demo.spot().write_requests() == writes_before,
+        "zero writes after the import",
+    );
+    demo.expect(
+        demo.spot()
+            .user_by_email("frank@example.com")
+            .is_some_and(|u| u.user_id == frank_spot_id),
+        "frank kept his Spot user id (imported, not recreated)",
+    );
+    demo.say("");
+
     demo.say("Untouched throughout:");
     demo.expect(
         demo.spot().user_by_email("owner@example.com").is_some(),
         "owner@example.com (unmanaged admin) still there",
-    );
-    demo.expect(
-        demo.spot().user_by_email("frank@example.com").is_some(),
-        "frank@example.com (unmanaged, no Okta user) still there",
     );
     demo.expect(
         demo.spot().users().iter().any(|u| u.kind == "programmatic"),

@@ -26,6 +26,7 @@ fn settings(base: &str, page_size: u32) -> OktaSettings {
         org_url: url::Url::parse(base).unwrap(),
         app_id: APP.into(),
         token: SecretString::from(TOKEN.to_string()),
+        auth: okta_spot_sync::config::OktaAuth::Ssws,
         role_attribute: "role".into(),
         page_size,
         provision_statuses: vec!["ACTIVE".into()],

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::Utc;
 use okta_spot_sync::apply::{apply, LedgerWriter, RoleResolver};
 use okta_spot_sync::config::SpotRoleSettings;
-use okta_spot_sync::fake::FakeSpotDirectory;
+use okta_spot_sync::fake::{FakeFault, FakeSpotDirectory};
 use okta_spot_sync::guard::{guard, GuardLimits};
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
 use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind};
@@ -222,7 +222,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn never_writes_to_a_spot_user_it_does_not_own(w in world()) {
@@ -275,4 +275,84 @@ proptest! {
         let shuffled = plan(&classify(&rows, &rules()), &spot, &w.ledger, &options(&w.protected));
         prop_assert_eq!(expected, shuffled);
     }
+
+    #[test]
+    fn random_failures_then_a_clean_cycle_keep_every_invariant(
+        w in world(),
+        faults in prop::collection::btree_map(1u64..24, prop_oneof![Just(FakeFault::Refuse), Just(FakeFault::LandThenFail)], 0..8),
+    ) {
+        let rt = runtime();
+        let snap = classify(&w.rows, &rules());
+        let spot = FakeSpotDirectory::default();
+        for u in &w.spot {
+            spot.add(&u.user_id, u.email.as_ref().map(|e| e.as_str()).unwrap_or(""), u.kind);
+        }
+        // A protected break-glass admin, as every real organization has: the last-personal-user
+        // guard then never has to step in, and the property is about convergence.
+        let mut w = w;
+        spot.add("u-ffffffff", "owner@protected.example", SpotUserKind::Personal);
+        w.protected.insert(Email::parse("owner@protected.example").unwrap());
+        *spot.faults.lock().unwrap() = faults;
+        let roles = role_settings();
+        let writer = LedgerWriter::in_memory(w.ledger.clone());
+        // A faulty cycle, then clean ones until nothing is left to do (at most two).
+        for cycle in 0..3 {
+            if cycle == 1 {
+                spot.faults.lock().unwrap().clear();
+            }
+            let ledger = writer.snapshot();
+            let current = spot.snapshot();
+            let mut p = plan(&snap, &current, &ledger, &options(&w.protected));
+            guard(&mut p, &current, &ledger, &open_limits(&w.protected));
+            let resolver = RoleResolver::new(&spot, &roles);
+            rt.block_on(apply(&mut p, &spot, &writer, &resolver, 3)).unwrap();
+            if cycle == 1 {
+                prop_assert!(
+                    p.actions.iter().all(|a| a.status == ActionStatus::Applied),
+                    "a clean cycle failed: {:#?}", p.actions
+                );
+            }
+        }
+        let ledger = writer.snapshot();
+        let current = spot.snapshot();
+        let again = plan(&snap, &current, &ledger, &options(&w.protected));
+        prop_assert!(again.is_empty(), "did not converge: {:#?}", again.actions);
+
+        // Nothing duplicated.
+        let mut seen = BTreeSet::new();
+        for u in current.iter().filter(|u| u.is_personal()) {
+            prop_assert!(seen.insert(u.email.clone()), "duplicated {:?}", u.email);
+        }
+        // Nothing deleted that it did not own, nor anything programmatic or protected.
+        for u in &w.spot {
+            let owned = w.ledger.owns_spot_user(&u.user_id)
+                || w.ledger.users.values().any(|e| e.state == EntryState::Pending && Some(e.email.as_str()) == u.email.as_ref().map(|e| e.as_str()));
+            let protected = u.email.as_ref().is_some_and(|e| w.protected.contains(e));
+            if !owned || !u.is_personal() || protected {
+                let still = current.iter().any(|c| c.user_id == u.user_id);
+                // An unowned user may only vanish if it was adopted and later deleted.
+                let adopted_then_gone = ledger.users.values().any(|e| e.state == EntryState::Deleted && Some(e.email.as_str()) == u.email.as_ref().map(|e| e.as_str()));
+                prop_assert!(still || (adopted_then_gone && u.is_personal() && !protected), "{} was deleted", u.user_id);
+            }
+        }
+        // Everyone provisioned exists and is managed with the right Spot user.
+        for d in &snap.provision {
+            if w.protected.contains(&d.email) || again.held.iter().any(|h| h.okta_user_id == d.okta_user_id) {
+                continue;
+            }
+            let entry = ledger.users.get(&d.okta_user_id);
+            prop_assert!(entry.is_some_and(|e| e.state == EntryState::Managed), "{} not managed", d.okta_user_id);
+            let id = entry.unwrap().spot_user_id.clone().unwrap();
+            let user = current.iter().find(|u| u.user_id == id);
+            prop_assert!(user.is_some_and(|u| u.email.as_ref() == Some(&d.email)), "{} not in Spot as {}", d.email, id);
+        }
+    }
+}
+
+/// 1,000 cases by default; `PROPTEST_CASES` raises it for a deeper run.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
 }

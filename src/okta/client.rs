@@ -22,20 +22,26 @@
 //! waits until `X-Rate-Limit-Reset` (measured against the response's `Date`) before asking
 //! for the next page.
 //!
+//! Authentication (`okta.auth`): an SSWS token, or an OAuth 2.0 service app whose access
+//! tokens and DPoP proofs come from [`OAuthProvider`] on every request. A caller that needs
+//! more than the configured scopes (`import --assign` needs `okta.apps.manage`) asks with
+//! [`OktaClient::with_extra_scopes`].
+//!
 //! It must never log or return the token (see [`crate::http`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
-use rustc_hash::FxHashMap;
 use url::Url;
 
-use crate::config::{HttpSettings, OktaSettings};
+use crate::config::{HttpSettings, OktaAuth, OktaSettings};
 use crate::error::{Api, Error};
 use crate::http::{AuthScheme, Call, HttpClient, Observer, Retry, RATE_LIMIT_WAIT_CAP};
-use crate::model::{AppUserRow, IdentitySource};
+use crate::model::{AppUserRow, IdentitySource, Role};
+use crate::okta::oauth::OAuthProvider;
 use crate::okta::parse;
 
 /// Route template of the list call, for metrics.
@@ -67,6 +73,8 @@ pub struct OktaClient {
     page_size: u32,
     capacity_percent: u8,
     pages: AtomicU64,
+    /// Set when `okta.auth = "oauth"`.
+    oauth: Option<Arc<OAuthProvider>>,
 }
 
 impl OktaClient {
@@ -76,14 +84,30 @@ impl OktaClient {
         }
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let client = HttpClient::new(
-            Api::Okta,
-            &settings.org_url,
-            AuthScheme::Ssws,
-            settings.token.clone(),
-            http,
-            headers,
-        )?;
+        let (client, oauth) = match &settings.auth {
+            OktaAuth::Ssws => (
+                HttpClient::new(
+                    Api::Okta,
+                    &settings.org_url,
+                    AuthScheme::Ssws,
+                    settings.token.clone(),
+                    http,
+                    headers,
+                )?,
+                None,
+            ),
+            OktaAuth::OAuth(oauth) => {
+                let provider = Arc::new(OAuthProvider::new(&settings.org_url, oauth, http)?);
+                let client = HttpClient::with_auth_provider(
+                    Api::Okta,
+                    &settings.org_url,
+                    provider.clone(),
+                    http,
+                    headers,
+                )?;
+                (client, Some(provider))
+            }
+        };
         Ok(OktaClient {
             http: client,
             org_url: settings.org_url.clone(),
@@ -92,7 +116,37 @@ impl OktaClient {
             page_size: settings.page_size.clamp(1, 500),
             capacity_percent: settings.max_api_capacity_percent.clamp(1, 100),
             pages: AtomicU64::new(0),
+            oauth,
         })
+    }
+
+    /// Requests these OAuth scopes on top of `okta.scopes` (e.g.
+    /// [`crate::okta::oauth::SCOPE_APPS_MANAGE`] for `import --assign`); call it before the
+    /// first request. No effect with an SSWS token, whose rights are its creator's.
+    pub fn with_extra_scopes(self, scopes: &[&str]) -> Self {
+        if let Some(p) = &self.oauth {
+            p.add_scopes(scopes);
+        }
+        self
+    }
+
+    /// The OAuth provider, when `okta.auth = "oauth"`.
+    pub fn oauth(&self) -> Option<&OAuthProvider> {
+        self.oauth.as_deref()
+    }
+
+    /// One line saying how this client authenticates (no secrets).
+    pub fn auth_description(&self) -> String {
+        match &self.oauth {
+            None => "Okta SSWS API token".to_string(),
+            Some(p) => format!(
+                "Okta OAuth 2.0 service app {} (private_key_jwt {}{}; requested scopes: {})",
+                p.client_id(),
+                p.alg(),
+                if p.dpop() { ", DPoP" } else { ", no DPoP" },
+                p.requested_scopes().join(" ")
+            ),
+        }
     }
 
     /// Installs a per-request observer (metrics).
@@ -131,32 +185,92 @@ impl OktaClient {
     }
 
     /// The whole walk; see the module documentation for its rules.
-    ///
-    /// Pages are pipelined: page N is parsed while the request for page N+1 is in flight (its
-    /// URL comes from page N's `Link` header, not its body), so parsing adds nothing to the
-    /// walk's time. A page that turns out unusable still aborts the read.
     pub async fn read_all(&self) -> Result<Vec<AppUserRow>, Error> {
-        let mut url = self.users_url(self.page_size, true);
-        let mut visited: HashSet<String> = HashSet::new();
+        let url = self.users_url(self.page_size, true);
         let mut rows: Vec<AppUserRow> = Vec::new();
-        let mut index: FxHashMap<String, usize> = FxHashMap::default();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let end = self
+            .walk(
+                url,
+                ROUTE_APP_USERS,
+                &[("expand", "user")],
+                None,
+                Error::IncompleteRead,
+                |body| {
+                    let page_rows =
+                        parse::parse_page(body, &self.role_attribute).map_err(|e| e.to_string())?;
+                    let before = index.len();
+                    for row in page_rows {
+                        merge_row(&mut rows, &mut index, row);
+                    }
+                    Ok(index.len() - before)
+                },
+            )
+            .await?;
+        tracing::debug!(
+            pages = end.pages(),
+            users = rows.len(),
+            "Okta read complete"
+        );
+        Ok(rows)
+    }
+
+    /// Walks one Okta list from `url`, following `rel="next"` links with the safety rules of
+    /// the module documentation (origin check, loop detection, the rate-limit budget, every
+    /// failure fatal). `on_page` gets each page's body and returns how many *new* distinct
+    /// objects it held (for loop detection) or why the page is unusable. `sticky` query
+    /// parameters are put back on a next link that dropped them. With `max_pages`, the walk
+    /// stops (without error) once that many pages were read and a next link remains.
+    /// Failures other than refused credentials become `incomplete(message)`.
+    async fn walk<F>(
+        &self,
+        mut url: Url,
+        route: &'static str,
+        sticky: &[(&str, &str)],
+        max_pages: Option<u32>,
+        incomplete: fn(String) -> Error,
+        mut on_page: F,
+    ) -> Result<WalkEnd, Error>
+    where
+        F: FnMut(&[u8]) -> Result<usize, String>,
+    {
+        let mut visited: HashSet<String> = HashSet::new();
         let mut page: u32 = 0;
-        let mut pages_without_new_users: u32 = 0;
-        // The previous page's body, fetched but not parsed yet.
-        let mut unparsed: Option<(u32, Vec<u8>)> = None;
+        let mut seen: usize = 0;
+        let mut pages_without_new: u32 = 0;
+        // Pipelining: page N's body is handed to `on_page` while the request for page N+1
+        // (whose URL comes from N's `Link` header) is in flight, so parsing adds nothing to
+        // the walk's time. One request may therefore go out before a page proves unusable.
+        let mut unparsed: Option<(String, Vec<u8>)> = None;
+        // Hands a page to `on_page` and applies the loop rule; `Err` ends the walk.
+        macro_rules! take_page {
+            ($what:expr, $result:expr) => {{
+                let new = $result.map_err(|e| {
+                    incomplete(format!(
+                        "Okta {} returned a response that could not be used: {e}",
+                        $what
+                    ))
+                })?;
+                seen += new;
+                if new == 0 {
+                    pages_without_new += 1;
+                } else {
+                    pages_without_new = 0;
+                }
+            }};
+        }
         loop {
             page += 1;
             if !visited.insert(url.as_str().to_string()) {
-                return Err(Error::IncompleteRead(format!(
+                return Err(incomplete(format!(
                     "page {page}: the next link repeats the URL of an earlier page \
-                     (pagination loop) after {} users",
-                    rows.len()
+                     (pagination loop) after {seen} users"
                 )));
             }
-            let what = format!("GET {ROUTE_APP_USERS} page {page}");
+            let what = format!("GET {route} page {page}");
             let call = Call {
                 what: &what,
-                route: ROUTE_APP_USERS,
+                route,
                 retry: Retry::Auto,
             };
             let request_url = url.clone();
@@ -164,29 +278,12 @@ impl OktaClient {
             let response = match unparsed.take() {
                 None => fetch.await,
                 Some((previous, body)) => {
-                    // On a blocking thread: parsing on this task would also hold back the
-                    // connection task that sends the request (tokio runs a task woken by this
-                    // one on this worker, after it yields).
-                    let role_attribute = self.role_attribute.clone();
-                    let parsing = tokio::task::spawn_blocking(move || {
-                        parse::parse_page(&body, &role_attribute)
-                    });
-                    let (response, parsed) = tokio::join!(fetch, parsing);
-                    let parsed = parsed
-                        .map_err(|e| {
-                            Error::IncompleteRead(format!("page {previous}: parsing stopped: {e}"))
-                        })?
-                        .map_err(|e| self.page_error(previous, e));
+                    let (response, result) = tokio::join!(fetch, async { on_page(&body) });
                     // The earlier page's problem is the one to report.
-                    let new_users = self.merge_page(parsed?, &mut rows, &mut index);
-                    pages_without_new_users = if new_users {
-                        0
-                    } else {
-                        pages_without_new_users + 1
-                    };
-                    if pages_without_new_users >= MAX_PAGES_WITHOUT_NEW_USERS {
-                        return Err(Error::IncompleteRead(format!(
-                            "page {previous}: {pages_without_new_users} pages in a row added no new user \
+                    take_page!(previous, result);
+                    if pages_without_new >= MAX_PAGES_WITHOUT_NEW_USERS {
+                        return Err(incomplete(format!(
+                            "{previous}: {pages_without_new} pages in a row added no new user \
                              but still had a next link (pagination loop)"
                         )));
                     }
@@ -196,36 +293,49 @@ impl OktaClient {
             let response = response.map_err(|e| match e {
                 e @ Error::Credentials { .. } => e,
                 // `what` already names the page.
-                other => Error::IncompleteRead(other.to_string()),
+                other => incomplete(other.to_string()),
             })?;
             self.pages.fetch_add(1, Ordering::Relaxed);
 
-            let next = parse::next_link(&response.headers).map_err(|e| {
-                Error::IncompleteRead(format!("page {page}: unusable Link header: {e}"))
-            })?;
-            unparsed = Some((page, response.body));
+            let next = parse::next_link(&response.headers)
+                .map_err(|e| incomplete(format!("page {page}: unusable Link header: {e}")))?;
             let Some(target) = next else {
-                break;
+                on_page(&response.body).map_err(|e| {
+                    incomplete(format!(
+                        "Okta {what} returned a response that could not be used: {e}"
+                    ))
+                })?;
+                return Ok(WalkEnd::Complete { pages: page });
             };
             let mut next_url = url.join(&target).map_err(|e| {
-                Error::IncompleteRead(format!(
+                incomplete(format!(
                     "page {page}: the next link is not a valid URL: {e}"
                 ))
             })?;
             if next_url.origin() != self.org_url.origin() {
-                return Err(Error::IncompleteRead(format!(
+                return Err(incomplete(format!(
                     "page {page}: the next link points to {}, not to the configured Okta org {}; \
                      it was not followed and the token was not sent there",
                     next_url.origin().ascii_serialization(),
                     self.org_url.origin().ascii_serialization()
                 )));
             }
-            if !next_url.query_pairs().any(|(k, _)| k == "expand") {
-                next_url.query_pairs_mut().append_pair("expand", "user");
+            for (key, value) in sticky {
+                if !next_url.query_pairs().any(|(k, _)| k == *key) {
+                    next_url.query_pairs_mut().append_pair(key, value);
+                }
             }
-            if let Some(wait) =
-                budget_wait(&response.headers, self.capacity_percent, SystemTime::now())
-            {
+            if max_pages.is_some_and(|max| page >= max) {
+                on_page(&response.body).map_err(|e| {
+                    incomplete(format!(
+                        "Okta {what} returned a response that could not be used: {e}"
+                    ))
+                })?;
+                return Ok(WalkEnd::Stopped { pages: page });
+            }
+            let wait = budget_wait(&response.headers, self.capacity_percent, SystemTime::now());
+            unparsed = Some((what, response.body));
+            if let Some(wait) = wait {
                 tracing::debug!(
                     wait_ms = wait.as_millis() as u64,
                     page,
@@ -235,36 +345,6 @@ impl OktaClient {
             }
             url = next_url;
         }
-        if let Some((last, body)) = unparsed {
-            let parsed = self.parse_page(last, &body)?;
-            self.merge_page(parsed, &mut rows, &mut index);
-        }
-        tracing::debug!(pages = page, users = rows.len(), "Okta read complete");
-        Ok(rows)
-    }
-
-    fn parse_page(&self, page: u32, body: &[u8]) -> Result<Vec<AppUserRow>, Error> {
-        parse::parse_page(body, &self.role_attribute).map_err(|e| self.page_error(page, e))
-    }
-
-    fn page_error(&self, page: u32, e: parse::PageError) -> Error {
-        Error::IncompleteRead(format!(
-            "Okta GET {ROUTE_APP_USERS} page {page} returned a response that could not be used: {e}"
-        ))
-    }
-
-    /// Adds a page's rows; `true` when it brought a user not seen before.
-    fn merge_page(
-        &self,
-        page_rows: Vec<AppUserRow>,
-        rows: &mut Vec<AppUserRow>,
-        index: &mut FxHashMap<String, usize>,
-    ) -> bool {
-        let before = index.len();
-        for row in page_rows {
-            merge_row(rows, index, row);
-        }
-        index.len() > before
     }
 
     /// Proves the token and the app id work with one `GET …/users?limit=1`.
@@ -317,6 +397,151 @@ impl OktaClient {
     }
 }
 
+/// How a [`OktaClient::walk`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WalkEnd {
+    /// The last page had no `next` link.
+    Complete { pages: u32 },
+    /// `max_pages` pages were read and a `next` link remained.
+    Stopped { pages: u32 },
+}
+
+impl WalkEnd {
+    fn pages(self) -> u32 {
+        match self {
+            WalkEnd::Complete { pages } | WalkEnd::Stopped { pages } => pages,
+        }
+    }
+}
+
+/// Route template of the org's user list, for metrics (`import`).
+pub const ROUTE_USERS: &str = "/api/v1/users";
+
+/// Page size of `GET /api/v1/users`: Okta's documented default and maximum (okta-api.md §1.4).
+pub const USERS_PAGE_SIZE: u32 = 200;
+
+/// `import`'s calls: finding Okta users by email and assigning them to the app. These are the
+/// only calls of this client that are not the assignment walk, and `assign_user` is the only
+/// one that changes Okta.
+impl OktaClient {
+    fn org_users_url(&self) -> Url {
+        let mut url = self.org_url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.clear().extend(["api", "v1", "users"]);
+        }
+        url.query_pairs_mut()
+            .append_pair("limit", &USERS_PAGE_SIZE.to_string());
+        url
+    }
+
+    /// Walks `GET /api/v1/users` from `url` with the assignment walk's safety rules, collecting
+    /// users deduplicated by id. `None` when `max_pages` stopped the walk before its end.
+    async fn collect_users(
+        &self,
+        url: Url,
+        sticky: &[(&str, &str)],
+        max_pages: Option<u32>,
+    ) -> Result<Option<Vec<parse::OktaUser>>, Error> {
+        let mut users: Vec<parse::OktaUser> = Vec::new();
+        let mut ids: HashSet<String> = HashSet::new();
+        let end = self
+            .walk(
+                url,
+                ROUTE_USERS,
+                sticky,
+                max_pages,
+                Error::IncompleteUserRead,
+                |body| {
+                    let before = ids.len();
+                    for user in parse::parse_users_page(body).map_err(|e| e.to_string())? {
+                        if ids.insert(user.id.clone()) {
+                            users.push(user);
+                        }
+                    }
+                    Ok(ids.len() - before)
+                },
+            )
+            .await?;
+        Ok(match end {
+            WalkEnd::Complete { .. } => Some(users),
+            WalkEnd::Stopped { .. } => None,
+        })
+    }
+
+    /// Every Okta user whose `profile.email` equals `email`:
+    /// `GET /api/v1/users?search=profile.email eq "…"` (every page). `search` compares string
+    /// values case-insensitively and includes `DEPROVISIONED` users, but it is served from an
+    /// eventually consistent index: a user created or changed in the last moments may be
+    /// missing (okta-api.md §1.4, §8.2).
+    pub async fn search_users_by_email(&self, email: &str) -> Result<Vec<parse::OktaUser>, Error> {
+        let escaped = email.replace('\\', "\\\\").replace('"', "\\\"");
+        let expression = format!("profile.email eq \"{escaped}\"");
+        let mut url = self.org_users_url();
+        url.query_pairs_mut().append_pair("search", &expression);
+        let users = self
+            .collect_users(url, &[("search", expression.as_str())], None)
+            .await?;
+        Ok(users.unwrap_or_default())
+    }
+
+    /// The org's users, one walk of `GET /api/v1/users?limit=200`. Without a query Okta omits
+    /// `DEPROVISIONED` users (okta-api.md §1.4). With `max_pages`, gives up (returns `None`)
+    /// once that many pages were read and more remain.
+    pub async fn list_org_users(
+        &self,
+        max_pages: Option<u32>,
+    ) -> Result<Option<Vec<parse::OktaUser>>, Error> {
+        self.collect_users(self.org_users_url(), &[], max_pages)
+            .await
+    }
+
+    /// Assigns the user to the app directly (`POST /api/v1/apps/{appId}/users`, scope `USER`)
+    /// with `role` in the app-user profile's role attribute (okta-api.md §1.3, §3.5).
+    /// Repeating it is harmless (it sets the same profile again), so transient failures are
+    /// retried. Afterwards the rate-limit budget of the apps bucket is honoured like the walk's.
+    pub async fn assign_user(&self, okta_user_id: &str, role: Role) -> Result<(), Error> {
+        let mut url = self.org_url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .clear()
+                .extend(["api", "v1", "apps", self.app_id.as_str(), "users"]);
+        }
+        let mut profile = serde_json::Map::new();
+        profile.insert(
+            self.role_attribute.clone(),
+            serde_json::Value::String(role.as_str().to_string()),
+        );
+        let body = serde_json::json!({
+            "id": okta_user_id,
+            "scope": "USER",
+            "profile": profile,
+        });
+        let what = format!("POST {ROUTE_APP_USERS} (assign {okta_user_id})");
+        let call = Call {
+            what: &what,
+            route: ROUTE_APP_USERS,
+            retry: Retry::Always,
+        };
+        let response = self
+            .http
+            .send(call, |c| c.post(url.clone()).json(&body))
+            .await?;
+        if let Some(wait) = budget_wait(&response.headers, self.capacity_percent, SystemTime::now())
+        {
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "Okta rate-limit budget reached, pausing the assignments"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+}
+
 impl IdentitySource for OktaClient {
     async fn read_assignments(&self) -> Result<Vec<AppUserRow>, Error> {
         self.read_all().await
@@ -334,7 +559,7 @@ fn preferred(row: &AppUserRow) -> bool {
 }
 
 /// Adds `row`, deduplicating by user id (rule in the module documentation).
-fn merge_row(rows: &mut Vec<AppUserRow>, index: &mut FxHashMap<String, usize>, row: AppUserRow) {
+fn merge_row(rows: &mut Vec<AppUserRow>, index: &mut HashMap<String, usize>, row: AppUserRow) {
     match index.get(&row.okta_user_id) {
         Some(&at) => {
             if preferred(&row) && !preferred(&rows[at]) {
@@ -394,7 +619,7 @@ mod tests {
     #[test]
     fn dedup_keeps_first_unless_a_later_row_is_active() {
         let mut rows = Vec::new();
-        let mut index = FxHashMap::default();
+        let mut index = HashMap::new();
         merge_row(&mut rows, &mut index, row("a", "INACTIVE"));
         merge_row(&mut rows, &mut index, row("b", "ACTIVE"));
         merge_row(&mut rows, &mut index, row("a", "PROVISIONED"));

@@ -3,9 +3,15 @@
 //!
 //! The client only reads (`GET /api/v1/apps/{appId}/users`); it never changes Okta except
 //! through explicit calls made by `import --assign`.
+//!
+//! Authentication is an SSWS API token or an OAuth 2.0 service app (`oauth`, with `jwt` for
+//! the client key and `dpop` for the proofs).
 
 pub mod classify;
 pub mod client;
+pub mod dpop;
+pub mod jwt;
+pub mod oauth;
 pub mod parse;
 
 pub use client::{CheckInfo, OktaClient};

@@ -583,6 +583,87 @@ pub fn parse_row(raw: &RawValue, role_attribute: &str) -> Result<AppUserRow, Str
     Ok(row)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Users (`GET /api/v1/users`, for `import`)
+// ---------------------------------------------------------------------------------------------
+
+/// One user of `GET /api/v1/users`, reduced to what `import` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OktaUser {
+    pub id: String,
+    /// `UserStatus` as Okta sent it.
+    pub status: Option<String>,
+    /// `profile.email` as Okta sent it (original case).
+    pub email: Option<String>,
+    /// Set when a field had an unexpected type; `import` then leaves the match alone.
+    pub malformed: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListedUserWire<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    profile: Option<&'a RawValue>,
+}
+
+/// Parses one page of `GET /api/v1/users`: a JSON array of `User` objects, each with a
+/// non-empty string `id` (the same leniency rules as [`parse_page`]).
+pub fn parse_users_page(body: &[u8]) -> Result<Vec<OktaUser>, PageError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        PageError(format!(
+            "the body is not valid UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
+        if text.trim_start().starts_with('[') {
+            PageError(format!("the body is not valid JSON: {e}"))
+        } else {
+            PageError("the body is not a JSON array".to_string())
+        }
+    })?;
+    let mut users = Vec::with_capacity(items.len());
+    for (index, raw) in items.into_iter().enumerate() {
+        users.push(parse_listed_user(raw).map_err(|e| PageError(format!("user {index}: {e}")))?);
+    }
+    Ok(users)
+}
+
+fn parse_listed_user(raw: &RawValue) -> Result<OktaUser, String> {
+    if !raw.get().trim_start().starts_with('{') {
+        return Err("the user is not a JSON object".to_string());
+    }
+    let wire: ListedUserWire =
+        from_json_object(raw.get()).map_err(|e| format!("the user could not be read: {e}"))?;
+    let id = match Scalar::from_raw(wire.id) {
+        Scalar::Str(s) if !s.trim().is_empty() => s,
+        Scalar::Str(_) => return Err("the user has an empty \"id\"".to_string()),
+        Scalar::Null => return Err("the user has no \"id\"".to_string()),
+        Scalar::Other(kind) => {
+            return Err(format!("the user's \"id\" is {kind}, expected a string"))
+        }
+    };
+    let mut problems = Vec::new();
+    let mut user = OktaUser {
+        id,
+        status: string_field(wire.status, "status", &mut problems),
+        ..OktaUser::default()
+    };
+    if let Some(p) = wire.profile.filter(|r| r.get() != "null") {
+        match from_json_object::<UserProfileWire>(p.get()) {
+            Err(_) => problems.push(describe_non_object("profile", p)),
+            Ok(p) => user.email = string_field(p.email, "profile.email", &mut problems),
+        }
+    }
+    if !problems.is_empty() {
+        user.malformed = Some(problems.join("; "));
+    }
+    Ok(user)
+}
+
 fn string_field(raw: Option<&RawValue>, name: &str, problems: &mut Vec<String>) -> Option<String> {
     match Scalar::from_raw(raw) {
         Scalar::Null => None,
@@ -607,6 +688,22 @@ fn describe_non_object(name: &str, raw: &RawValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_pages_need_ids_and_mark_odd_fields() {
+        let users = parse_users_page(
+            br#"[{"id":"00u1","status":"ACTIVE","profile":{"email":"A@x.com","login":"a"}},
+                 {"id":"00u2","status":7,"profile":{"email":null}}]"#,
+        )
+        .unwrap();
+        assert_eq!(users[0].email.as_deref(), Some("A@x.com"));
+        assert_eq!(users[0].status.as_deref(), Some("ACTIVE"));
+        assert_eq!(users[0].malformed, None);
+        assert_eq!(users[1].email, None);
+        assert!(users[1].malformed.as_deref().unwrap().contains("status"));
+        assert!(parse_users_page(br#"[{"status":"ACTIVE"}]"#).is_err());
+        assert!(parse_users_page(br#"{"id":"00u1"}"#).is_err());
+    }
     use reqwest::header::HeaderValue;
 
     fn link_headers(lines: &[&str]) -> HeaderMap {

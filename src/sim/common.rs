@@ -215,15 +215,33 @@ pub(crate) struct FaultDecision {
 }
 
 /// Per-route faults plus per-route request counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Traffic {
     faults: HashMap<String, (Fault, u64)>,
     counts: BTreeMap<String, u64>,
+    /// Bumped on every counted request, so tests can wait for traffic instead of polling.
+    seen: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic {
+            faults: HashMap::new(),
+            counts: BTreeMap::new(),
+            seen: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Traffic {
     pub(crate) fn count(&mut self, route: &str) {
         *self.counts.entry(route.to_string()).or_default() += 1;
+        self.seen.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that wakes on every counted request.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.seen.subscribe()
     }
 
     pub(crate) fn counts(&self) -> BTreeMap<String, u64> {

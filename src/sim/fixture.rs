@@ -60,6 +60,25 @@ pub struct OktaFixture {
     pub enforce_rate_limits: bool,
     /// Server-side cap on `limit` for the app-users list (below the documented 500).
     pub max_limit: Option<u32>,
+    /// OAuth 2.0 service apps that may get access tokens from `POST /oauth2/v1/token`
+    /// (alongside the SSWS token, which keeps working).
+    pub oauth_clients: Vec<OAuthClientFixture>,
+    /// Lifetime of issued access tokens in seconds (Okta's is fixed at 3600).
+    pub token_lifetime_secs: u64,
+}
+
+/// An API Services app (`private_key_jwt` client credentials).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthClientFixture {
+    pub client_id: String,
+    /// The registered public keys (JWKs: RSA, or EC P-256), chosen by `kid` when the client
+    /// assertion names one.
+    pub jwks: Vec<serde_json::Value>,
+    /// The Okta API scopes granted to the app (Okta API Scopes tab).
+    pub scopes: Vec<String>,
+    /// "Require Demonstrating Proof of Possession (DPoP) header in token requests".
+    pub dpop_required: bool,
 }
 
 impl Default for OktaFixture {
@@ -74,6 +93,8 @@ impl Default for OktaFixture {
             rate_limits: BTreeMap::new(),
             enforce_rate_limits: true,
             max_limit: None,
+            oauth_clients: Vec::new(),
+            token_lifetime_secs: 3600,
         }
     }
 }

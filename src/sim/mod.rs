@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 pub use common::{Burst429, FailSpec, Fault, PageFault, PageFaultKind};
 pub use fixture::{
-    AssignmentFixture, Fixture, OktaFixture, OktaUserFixture, SpotAccountFixture, SpotFixture,
-    SpotPolicyFixture, SpotProgrammaticFixture, SpotUserFixture,
+    AssignmentFixture, Fixture, OAuthClientFixture, OktaFixture, OktaUserFixture,
+    SpotAccountFixture, SpotFixture, SpotPolicyFixture, SpotProgrammaticFixture, SpotUserFixture,
 };
 pub use okta::{OktaSim, OktaUserSpec};
 pub use spot::{SimSpotUser, SpotSim};

@@ -30,7 +30,7 @@ use url::Url;
 
 use crate::config::{HttpSettings, SpotSettings};
 use crate::error::{Api, Error};
-use crate::http::{from_json_object, AuthScheme, Call, HttpClient, HttpResponse, Observer, Retry};
+use crate::http::{from_json_object, AuthScheme, Call, HttpClient, Observer, Retry};
 use crate::model::{
     Email, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy, SpotUser, SpotUserKind,
 };
@@ -158,7 +158,7 @@ impl SpotClient {
             retry: Retry::Auto,
         };
         let response = self.http.send(call, |c| c.get(url.clone())).await?;
-        let items = envelope_items(&response, &what)?.ok_or_else(|| Error::Malformed {
+        let items = envelope_items(&response.body, &what)?.ok_or_else(|| Error::Malformed {
             api: Api::Spot,
             what,
             detail: "response.items is missing".into(),
@@ -240,7 +240,7 @@ impl SpotClient {
             })
             .await;
         let response = result.map_err(|e| scrub(e, password.expose_secret()))?;
-        let items = envelope_items(&response, &what)?.unwrap_or_default();
+        let items = envelope_items(&response.body, &what)?.unwrap_or_default();
         let first = items.first().ok_or_else(|| Error::Malformed {
             api: Api::Spot,
             what: what.clone(),
@@ -449,10 +449,7 @@ fn scrub(err: Error, secret: &str) -> Error {
 
 /// `response.items` of a 2xx envelope: `Ok(None)` when `items` is absent, an error when the
 /// body is not JSON, has no `response` object, or `items` is not an array.
-fn envelope_items<'a>(
-    response: &'a HttpResponse,
-    what: &str,
-) -> Result<Option<Vec<&'a RawValue>>, Error> {
+fn envelope_items<'a>(body: &'a [u8], what: &str) -> Result<Option<Vec<&'a RawValue>>, Error> {
     #[derive(Deserialize)]
     struct Envelope<'a> {
         #[serde(borrow, default)]
@@ -468,8 +465,7 @@ fn envelope_items<'a>(
         what: what.to_string(),
         detail,
     };
-    let text = std::str::from_utf8(&response.body)
-        .map_err(|_| bad("the body is not valid UTF-8".into()))?;
+    let text = std::str::from_utf8(body).map_err(|_| bad("the body is not valid UTF-8".into()))?;
     let envelope: Envelope =
         from_json_object(text).map_err(|e| bad(format!("the body is not a JSON object: {e}")))?;
     let inner = envelope
@@ -485,6 +481,32 @@ fn envelope_items<'a>(
             .map(Some)
             .map_err(|_| bad("response.items is not an array".into())),
     }
+}
+
+/// Parses a whole `GET /setup/organization/user` response body: the envelope, then every
+/// item. Public so the parser can be fuzzed; never panics, whatever the bytes.
+pub fn parse_user_list(body: &[u8]) -> Result<Vec<SpotUser>, Error> {
+    let what = format!("GET {ROUTE_ORG_USERS}");
+    let items = envelope_items(body, &what)?.ok_or_else(|| Error::Malformed {
+        api: Api::Spot,
+        what,
+        detail: "response.items is missing".into(),
+    })?;
+    parse_user_items(&items)
+}
+
+fn parse_user_items(items: &[&RawValue]) -> Result<Vec<SpotUser>, Error> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            parse_user(raw).map_err(|detail| Error::Malformed {
+                api: Api::Spot,
+                what: format!("GET {ROUTE_ORG_USERS}"),
+                detail: format!("item {i}: {detail}"),
+            })
+        })
+        .collect()
 }
 
 /// One item of `GET /setup/organization/user`; `Err` only when it has no `userId`.

@@ -187,6 +187,16 @@ impl Route {
         }
     }
 
+    /// The Okta API scope an OAuth access token needs here (a `manage` scope also covers
+    /// `read`).
+    fn scope(&self) -> &'static str {
+        match self {
+            Route::ListAppUsers { .. } | Route::GetAppUser { .. } => "okta.apps.read",
+            Route::Assign { .. } | Route::Unassign { .. } => "okta.apps.manage",
+            Route::ListUsers | Route::GetUser { .. } => "okta.users.read",
+        }
+    }
+
     fn bucket(&self) -> &'static str {
         match self {
             Route::ListUsers => BUCKET_USERS,
@@ -318,14 +328,73 @@ async fn respond(
         return error_response(&sim, OktaErr::rate_limited(), Some(rate));
     }
 
-    let authorized = {
-        let st = sim.lock();
-        let expected = format!("SSWS {}", st.token);
-        parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() == expected)
+    if parts.method == Method::POST && path == super::oauth::TOKEN_PATH {
+        let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => return plain(StatusCode::BAD_REQUEST, "cannot read the request body"),
+        };
+        let base = base_url(&sim, &parts.headers);
+        let mut resp = super::oauth::token_endpoint(&sim, &parts.headers, &bytes, &base);
+        common_headers(&sim, resp.headers_mut(), None);
+        return resp;
+    }
+
+    let credential = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("");
+    let (scheme, value) = credential.split_once(' ').unwrap_or((credential, ""));
+    let scheme = scheme.to_ascii_lowercase();
+    let authorized = match scheme.as_str() {
+        "ssws" => {
+            let st = sim.lock();
+            value.trim() == st.token
+        }
+        "dpop" | "bearer" => {
+            let base = base_url(&sim, &parts.headers);
+            match super::oauth::check_api_call(
+                &sim,
+                scheme == "dpop",
+                value.trim(),
+                &parts.headers,
+                &parts.method,
+                &path,
+                &base,
+                route.as_ref().map(Route::scope),
+            ) {
+                Ok(()) => true,
+                Err(e) => {
+                    let rate = peek(&sim);
+                    let challenge = e.challenge();
+                    let mut resp = match e {
+                        super::oauth::ApiAuthError::InvalidToken { .. } => {
+                            error_response(&sim, OktaErr::unauthorized(), rate)
+                        }
+                        super::oauth::ApiAuthError::InvalidProof { .. } => {
+                            let mut r = super::oauth::challenge_response(
+                                StatusCode::UNAUTHORIZED,
+                                &challenge,
+                            );
+                            common_headers(&sim, r.headers_mut(), rate);
+                            r
+                        }
+                        super::oauth::ApiAuthError::InsufficientScope { .. } => {
+                            let mut r =
+                                super::oauth::challenge_response(StatusCode::FORBIDDEN, &challenge);
+                            common_headers(&sim, r.headers_mut(), rate);
+                            r
+                        }
+                    };
+                    if let Ok(v) = HeaderValue::from_str(&challenge) {
+                        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                    }
+                    return resp;
+                }
+            }
+        }
+        _ => false,
     };
     if !authorized {
         let rate = peek(&sim);

@@ -7,6 +7,7 @@
 
 mod admin;
 mod http;
+mod oauth;
 mod state;
 
 use std::collections::BTreeMap;
@@ -19,7 +20,7 @@ pub(crate) use state::OktaState;
 pub use state::OktaUserSpec;
 
 use super::common::{Clock, Fault};
-use super::fixture::OktaFixture;
+use super::fixture::{OAuthClientFixture, OktaFixture};
 
 struct Inner {
     state: Mutex<OktaState>,
@@ -89,6 +90,42 @@ impl OktaSim {
     pub fn token(&self) -> String {
         self.lock().token.clone()
     }
+
+    /// Registers an OAuth 2.0 service app (replacing one with the same client id).
+    pub fn add_oauth_client(&self, client: OAuthClientFixture) {
+        self.lock().oauth.add_client(client)
+    }
+
+    /// Lifetime of access tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: std::time::Duration) {
+        self.lock().oauth.token_lifetime = lifetime.max(std::time::Duration::from_secs(1));
+    }
+
+    /// Moves the authorization server's clock ahead of the emulator's (and the client's): a
+    /// client assertion that is fresh for the client then looks expired, as with a client
+    /// whose clock is behind.
+    pub fn set_oauth_clock_offset(&self, offset: std::time::Duration) {
+        self.lock().oauth.clock_offset = offset;
+    }
+
+    /// A new DPoP nonce: the next token request gets `use_dpop_nonce` again.
+    pub fn rotate_dpop_nonce(&self) {
+        self.lock().oauth.rotate_nonce()
+    }
+
+    /// Invalidates every issued access token (API calls then get `invalid_token`).
+    pub fn revoke_access_tokens(&self) {
+        self.lock().oauth.revoke_all()
+    }
+
+    /// Every access token issued so far and not revoked (for tests that check no output
+    /// leaks one).
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.lock().oauth.issued_tokens()
+    }
+
+    /// The token endpoint's route key, for [`OktaSim::request_count`].
+    pub const TOKEN_ROUTE: &'static str = oauth::ROUTE_TOKEN;
 
     pub fn app_id(&self) -> String {
         self.lock().app_id.clone()
@@ -244,5 +281,13 @@ impl OktaSim {
     pub fn bulk_add_assigned_users(&self, n: usize, email_domain: &str) {
         let clock = *self.clock();
         self.lock().bulk_add_assigned(n, email_domain, &clock)
+    }
+
+    /// `n` ACTIVE users `userNNNNNN@email_domain` (the numbering continues that of
+    /// `bulk_add_assigned_users`, and matches the Spot emulator's `bulk_add_users`), directly
+    /// assigned with role `viewer` only when `assigned`.
+    pub fn bulk_add_users(&self, n: usize, email_domain: &str, assigned: bool) {
+        let clock = *self.clock();
+        self.lock().bulk_add(n, email_domain, assigned, &clock)
     }
 }

@@ -103,6 +103,8 @@ pub(crate) struct OktaState {
     pub traffic: Traffic,
     cursor_salt: u64,
     bulk_seq: u64,
+    /// The org authorization server (OAuth clients, issued tokens, DPoP nonce).
+    pub oauth: super::oauth::OAuthState,
 }
 
 impl OktaState {
@@ -135,6 +137,7 @@ impl OktaState {
             traffic: Traffic::default(),
             cursor_salt: rand::random::<u64>() | 1,
             bulk_seq: 0,
+            oauth: super::oauth::OAuthState::new(&fx.oauth_clients, fx.token_lifetime_secs),
         };
         for u in &fx.users {
             st.add_user(
@@ -516,6 +519,12 @@ impl OktaState {
     /// `n` ACTIVE users `user000000@domain`, … each directly assigned with role `viewer`.
     /// The i-th bulk user here has the same email as the i-th bulk user of the Spot emulator.
     pub(crate) fn bulk_add_assigned(&mut self, n: usize, domain: &str, clock: &Clock) {
+        self.bulk_add(n, domain, true, clock)
+    }
+
+    /// `n` ACTIVE bulk users as in [`OktaState::bulk_add_assigned`] (sharing its numbering),
+    /// directly assigned with role `viewer` only when `assigned`.
+    pub(crate) fn bulk_add(&mut self, n: usize, domain: &str, assigned: bool, clock: &Clock) {
         let now = clock.timestamp();
         self.users.reserve(n);
         let profile = self.role_profile(Some("viewer"));
@@ -530,6 +539,9 @@ impl OktaState {
             };
             // A clash (same bulk domain used by hand) just skips that user.
             if let Ok(id) = self.insert_user(spec, &now) {
+                if !assigned {
+                    continue;
+                }
                 let idx = self.by_id[&id];
                 self.push_grant(idx, Scope::User, None, profile.clone(), None, &now);
             }

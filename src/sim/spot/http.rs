@@ -497,6 +497,9 @@ fn handle(st: &mut SpotState, route: &Route, ctx: &Ctx) -> Out {
             let generate = query_get(&ctx.query, "generateToken")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
             let org = st.organization_id;
+            if let Some(password) = s("password") {
+                st.received_passwords.push(password.to_string());
+            }
             match st.create_user(
                 s("firstName"),
                 s("lastName"),

@@ -171,6 +171,22 @@ impl SpotSim {
         self.lock().traffic.reset_counts()
     }
 
+    /// The passwords received on `POST /setup/user`, for secrecy tests.
+    pub fn received_passwords(&self) -> Vec<String> {
+        self.lock().received_passwords.clone()
+    }
+
+    /// Resolves once at least `n` write requests (POST, PUT, DELETE) have arrived: tests wait
+    /// on traffic with this instead of sleeping.
+    pub async fn wait_for_writes(&self, n: u64) {
+        let mut seen = self.lock().traffic.watch();
+        while self.write_requests() < n {
+            if seen.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Injects a fault on a route key (or `"*"` for every route without its own fault).
     pub fn set_fault(&self, route: &str, fault: Fault) {
         self.lock().traffic.set_fault(route, fault)

@@ -109,6 +109,9 @@ pub(crate) struct SpotState {
     pub windows: SlidingWindows,
     pub traffic: Traffic,
     bulk_seq: u64,
+    /// Every password received on create, so secrecy tests can look for them in the client's
+    /// output. (Real Spot keeps a hash; the emulator keeps them only in memory.)
+    pub received_passwords: Vec<String>,
 }
 
 /// Plausible address: one `@`, non-empty local part, dotted domain, no spaces.
@@ -137,6 +140,7 @@ impl SpotState {
     pub(crate) fn from_fixture(fx: &SpotFixture, clock: &Clock) -> Result<SpotState, String> {
         let now = clock.timestamp();
         let mut st = SpotState {
+            received_passwords: Vec::new(),
             token: fx.token.clone(),
             organization_id: fx.organization_id,
             accounts: fx

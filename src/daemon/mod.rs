@@ -1,0 +1,612 @@
+//! The daemon (`okta-spot-sync run`): scheduled cycles, error policy, reload and shutdown.
+//!
+//! [`run`] is the loop, with everything from the outside passed in so tests drive it with
+//! tokio's paused clock: the schedule's ticks ([`Ticker`]), the cycle itself
+//! ([`CycleRunner`]), reload requests, systemd notifications ([`Notifier`]) and the shutdown
+//! signal as a future (mini-redis style). [`service`] wires the real ones: the cron
+//! scheduler, the Okta and Spot clients, SIGHUP/SIGTERM/SIGINT and `sd_notify`.
+//!
+//! Rules the loop keeps:
+//! - one cycle at a time: a tick that arrives while a cycle runs is skipped and counted, never
+//!   queued;
+//! - error policy (kube-rs `error_policy` style): after `n` failed cycles in a row the next one
+//!   runs `backoff(n)` later (5 s doubling, capped at 5 min), ticks before that are skipped; a
+//!   completed cycle resets it;
+//! - a permanent error ([`Error::is_permanent`]: configuration, credentials, state file) stops
+//!   cycling: before the first successful cycle `run` returns it (the service fails to start);
+//!   after, the daemon stays up, says so in the log, systemd's STATUS, `/readyz` and the
+//!   `okta_spot_sync_halted` gauge, and resumes on a reload that succeeds;
+//! - shutdown: no new cycle and no new action starts; the actions in flight get
+//!   [`SHUTDOWN_GRACE`] to finish and be recorded (the ledger is saved after every step);
+//! - reload: the new configuration is loaded and validated in full; if it is invalid it is
+//!   rejected, logged, and the running one kept. `sync.state_file`, `daemon.listen` and
+//!   `log.*` only change on restart (the lock and the listener are bound to the old ones).
+
+mod server;
+mod service;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant, Interval};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, info_span, warn, Instrument};
+
+use crate::config::Settings;
+use crate::cycle::CycleControl;
+use crate::metrics;
+use crate::report::Report;
+use crate::Error;
+
+pub use server::serve;
+pub use service::{service, ApiCycles, CronTicker, SdNotifier};
+
+/// How long actions in flight may take to finish after a shutdown request.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// First retry delay after a failed cycle; doubles per failure in a row.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
+/// The longest delay between retries of failing cycles.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// The delay before the next cycle after `failures` failed cycles in a row (≥ 1).
+pub fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP)
+}
+
+/// What the daemon tells its supervisor (systemd's `sd_notify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `READY=1`: both APIs have been read once.
+    Ready,
+    /// `STATUS=…`: one line for `systemctl status`.
+    Status(String),
+    /// `WATCHDOG=1`: the loop is alive.
+    Watchdog,
+    /// `STOPPING=1`.
+    Stopping,
+}
+
+pub trait Notifier: Send + Sync {
+    fn notify(&self, notice: Notice);
+}
+
+/// A notifier that does nothing (no supervisor).
+pub struct NoNotifier;
+
+impl Notifier for NoNotifier {
+    fn notify(&self, _: Notice) {}
+}
+
+/// Runs one cycle with the given settings. The production runner is [`ApiCycles`].
+pub trait CycleRunner: Send + Sync {
+    fn run(
+        &self,
+        settings: Settings,
+        control: CycleControl,
+    ) -> BoxFuture<'static, Result<Report, Error>>;
+}
+
+/// Produces the schedule's ticks.
+pub trait Ticker: Send {
+    /// (Re)starts ticking on `schedule` (cron with seconds); ticks arrive on the receiver.
+    fn start(&mut self, schedule: &str) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>>;
+    /// Stops ticking.
+    fn stop(&mut self) -> BoxFuture<'_, ()>;
+}
+
+/// A ticker whose ticks are sent by hand (tests): `start` hands out the receiver once.
+pub struct ChannelTicker(Option<mpsc::Receiver<()>>);
+
+impl ChannelTicker {
+    pub fn new() -> (mpsc::Sender<()>, ChannelTicker) {
+        let (tx, rx) = mpsc::channel(16);
+        (tx, ChannelTicker(Some(rx)))
+    }
+}
+
+impl Ticker for ChannelTicker {
+    fn start(&mut self, _schedule: &str) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>> {
+        let rx = self.0.take().unwrap_or_else(|| mpsc::channel(1).1);
+        Box::pin(async move { Ok(rx) })
+    }
+    fn stop(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Loads and validates the configuration again (on SIGHUP).
+pub type Reload = Box<dyn Fn() -> Result<Settings, Error> + Send + Sync>;
+
+/// What the daemon knows about itself, shared with `/readyz` and with tests.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// When the last complete cycle (anything but an error) finished.
+    pub last_complete: Option<Instant>,
+    pub readiness_max_age: Duration,
+    pub cycles_completed: u64,
+    pub cycles_failed: u64,
+    pub ticks_skipped: u64,
+    pub consecutive_failures: u32,
+    /// Why cycling is stopped, when a permanent error stopped it.
+    pub halted: Option<String>,
+    /// The last cycle's one-line summary or error.
+    pub last_summary: Option<String>,
+    pub reloads_applied: u64,
+    pub last_reload_error: Option<String>,
+    /// `sync.max_deletes` of the running configuration (lets tests see which one runs).
+    pub max_deletes: usize,
+}
+
+impl Status {
+    /// `Ok(age)` while ready; `Err(reason)` otherwise.
+    pub fn readiness(&self, now: Instant) -> Result<Duration, String> {
+        if let Some(why) = &self.halted {
+            return Err(format!("halted: {why}"));
+        }
+        match self.last_complete {
+            None => Err("no cycle has completed yet".into()),
+            Some(at) => {
+                let age = now.saturating_duration_since(at);
+                if age <= self.readiness_max_age {
+                    Ok(age)
+                } else {
+                    Err(format!(
+                        "the last complete cycle finished {}s ago, more than daemon.readiness_max_age ({}s){}",
+                        age.as_secs(),
+                        self.readiness_max_age.as_secs(),
+                        match self.consecutive_failures {
+                            0 => String::new(),
+                            n => format!("; {n} cycle(s) in a row failed"),
+                        }
+                    ))
+                }
+            }
+        }
+    }
+}
+
+pub type SharedStatus = Arc<Mutex<Status>>;
+
+/// Everything [`run`] needs from the outside.
+pub struct Deps {
+    pub settings: Settings,
+    pub reload: Reload,
+    /// One message per reload request (SIGHUP).
+    pub reloads: mpsc::Receiver<()>,
+    pub runner: Arc<dyn CycleRunner>,
+    pub ticker: Box<dyn Ticker>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`, already bound.
+    pub listener: Option<TcpListener>,
+    /// systemd's watchdog interval (`WATCHDOG_USEC`); pings go out at half of it.
+    pub watchdog: Option<Duration>,
+    pub status: SharedStatus,
+}
+
+/// Runs the daemon until `shutdown` completes. `Ok` on a clean stop; `Err` when it could not
+/// start, or a permanent error came before the first successful cycle.
+pub async fn run<F>(deps: Deps, shutdown: F) -> Result<(), Error>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown => stop.cancel(),
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+    let result = Daemon::new(deps, stop.clone()).run().await;
+    stop.cancel();
+    result
+}
+
+struct Daemon {
+    settings: Settings,
+    reload: Reload,
+    reloads: mpsc::Receiver<()>,
+    reloads_open: bool,
+    runner: Arc<dyn CycleRunner>,
+    ticker: Box<dyn Ticker>,
+    ticks: mpsc::Receiver<()>,
+    ticks_open: bool,
+    notifier: Arc<dyn Notifier>,
+    listener: Option<TcpListener>,
+    watchdog: Option<Interval>,
+    status: SharedStatus,
+    stop: CancellationToken,
+    ready: Arc<AtomicBool>,
+    retry_at: Option<Instant>,
+    pending_reload: bool,
+}
+
+/// How a cycle ended, from the loop's point of view.
+enum CycleEnd {
+    Done(Result<Report, Error>),
+    /// Shutdown came and the grace period ran out; the cycle was abandoned.
+    Abandoned,
+}
+
+impl Daemon {
+    fn new(deps: Deps, stop: CancellationToken) -> Daemon {
+        let watchdog = deps.watchdog.filter(|d| !d.is_zero()).map(|d| {
+            let mut i = tokio::time::interval(d / 2);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        Daemon {
+            settings: deps.settings,
+            reload: deps.reload,
+            reloads: deps.reloads,
+            reloads_open: true,
+            runner: deps.runner,
+            ticker: deps.ticker,
+            ticks: mpsc::channel(1).1,
+            ticks_open: false,
+            notifier: deps.notifier,
+            listener: deps.listener,
+            watchdog,
+            status: deps.status,
+            stop,
+            ready: Arc::new(AtomicBool::new(false)),
+            retry_at: None,
+            pending_reload: false,
+        }
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish_settings(&self) {
+        let mut s = self.status();
+        s.readiness_max_age = self.settings.daemon.readiness_max_age;
+        s.max_deletes = self.settings.sync.max_deletes;
+    }
+
+    async fn run(mut self) -> Result<(), Error> {
+        metrics::handle();
+        self.publish_settings();
+        if let Some(listener) = self.listener.take() {
+            if let Ok(addr) = listener.local_addr() {
+                info!(%addr, "serving /healthz, /readyz and /metrics");
+            }
+            tokio::spawn(serve(listener, self.status.clone(), self.stop.clone()));
+        }
+        self.ticks = self.ticker.start(&self.settings.sync.schedule).await?;
+        self.ticks_open = true;
+        info!(
+            schedule = %self.settings.sync.schedule,
+            run_on_start = self.settings.sync.run_on_start,
+            "daemon started; cron schedule in UTC"
+        );
+        let mut run_now = self.settings.sync.run_on_start;
+        loop {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            if run_now {
+                run_now = false;
+                match self.cycle().await {
+                    CycleEnd::Abandoned => break,
+                    CycleEnd::Done(result) => self.after_cycle(result)?,
+                }
+                if self.pending_reload {
+                    self.pending_reload = false;
+                    run_now |= self.reload().await;
+                }
+                continue;
+            }
+            let retry_at = self.retry_at;
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                r = self.reloads.recv(), if self.reloads_open => match r {
+                    Some(()) => run_now = self.reload().await,
+                    None => self.reloads_open = false,
+                },
+                t = self.ticks.recv(), if self.ticks_open => match t {
+                    Some(()) => run_now = self.on_tick(),
+                    None => {
+                        warn!("the scheduler stopped ticking; only retries and reloads start cycles now");
+                        self.ticks_open = false;
+                    }
+                },
+                _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    self.retry_at = None;
+                    run_now = self.status().halted.is_none();
+                }
+                _ = watchdog_tick(&mut self.watchdog) => self.notifier.notify(Notice::Watchdog),
+            }
+        }
+        self.notifier.notify(Notice::Stopping);
+        self.ticker.stop().await;
+        info!("daemon stopped; the state file is up to date");
+        Ok(())
+    }
+
+    /// A schedule tick while idle: `true` when it should start a cycle.
+    fn on_tick(&mut self) -> bool {
+        // (Not `if let Some(..) = self.status()…`: the guard would live through the body,
+        // and `skip` locks the status again.)
+        let halted = self.status().halted.clone();
+        if let Some(why) = halted {
+            self.skip("halted", &format!("halted: {why}"));
+            return false;
+        }
+        if let Some(at) = self.retry_at {
+            if at > Instant::now() {
+                let wait = at - Instant::now();
+                self.skip(
+                    "backoff",
+                    &format!(
+                        "backing off after failed cycles, next try in {}s",
+                        wait.as_secs()
+                    ),
+                );
+                return false;
+            }
+        }
+        self.retry_at = None;
+        true
+    }
+
+    fn skip(&self, reason: &'static str, why: &str) {
+        info!(reason, "schedule tick skipped: {why}");
+        metrics::tick_skipped(reason);
+        self.status().ticks_skipped += 1;
+    }
+
+    async fn cycle(&mut self) -> CycleEnd {
+        let cycle_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let span = info_span!("cycle", cycle_id = %cycle_id);
+        span.in_scope(|| info!("cycle started"));
+        let started = Instant::now();
+        let after_read: Arc<dyn Fn() + Send + Sync> = {
+            let ready = self.ready.clone();
+            let notifier = self.notifier.clone();
+            Arc::new(move || {
+                if !ready.swap(true, Ordering::SeqCst) {
+                    info!("both APIs read: ready");
+                    notifier.notify(Notice::Ready);
+                }
+            })
+        };
+        let control = CycleControl {
+            stop: self.stop.clone(),
+            after_read: Some(after_read),
+        };
+        let mut fut: Pin<Box<dyn Future<Output = Result<Report, Error>> + Send>> = Box::pin(
+            self.runner
+                .run(self.settings.clone(), control)
+                .instrument(span.clone()),
+        );
+        let mut deadline: Option<Instant> = None;
+        let end = loop {
+            tokio::select! {
+                biased;
+                r = &mut fut => break CycleEnd::Done(r),
+                _ = self.stop.cancelled(), if deadline.is_none() => {
+                    span.in_scope(|| info!(
+                        grace_s = SHUTDOWN_GRACE.as_secs(),
+                        "shutdown requested: letting the actions in flight finish, starting no new ones"
+                    ));
+                    self.notifier.notify(Notice::Stopping);
+                    deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+                }
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    span.in_scope(|| warn!(
+                        "actions still in flight after {}s; stopping anyway. The state file records \
+                         each create as pending before it is sent, so the next run completes it",
+                        SHUTDOWN_GRACE.as_secs()
+                    ));
+                    break CycleEnd::Abandoned;
+                }
+                r = self.reloads.recv(), if self.reloads_open => match r {
+                    Some(()) => {
+                        span.in_scope(|| info!("reload requested during a cycle; applying it when the cycle ends"));
+                        self.pending_reload = true;
+                    }
+                    None => self.reloads_open = false,
+                },
+                t = self.ticks.recv(), if self.ticks_open => match t {
+                    Some(()) => span.in_scope(|| self.skip("cycle_running", "the previous cycle is still running")),
+                    None => self.ticks_open = false,
+                },
+                _ = watchdog_tick(&mut self.watchdog) => self.notifier.notify(Notice::Watchdog),
+            }
+        };
+        let elapsed = started.elapsed();
+        if let CycleEnd::Done(result) = &end {
+            metrics::record_cycle(result.as_ref().ok(), elapsed);
+            span.in_scope(|| match result {
+                Ok(report) => info!(
+                    duration_ms = elapsed.as_millis() as u64,
+                    result = metrics::cycle_result(report),
+                    "cycle finished: {}",
+                    report.one_line()
+                ),
+                Err(e) => warn!(
+                    duration_ms = elapsed.as_millis() as u64,
+                    permanent = e.is_permanent(),
+                    "cycle failed: {e}"
+                ),
+            });
+        }
+        end
+    }
+
+    /// The error policy.
+    fn after_cycle(&mut self, result: Result<Report, Error>) -> Result<(), Error> {
+        match result {
+            Ok(report) => {
+                if !self.ready.swap(true, Ordering::SeqCst) {
+                    self.notifier.notify(Notice::Ready);
+                }
+                let line = report.one_line();
+                self.notifier
+                    .notify(Notice::Status(format!("last cycle: {line}")));
+                self.retry_at = None;
+                metrics::set_consecutive_failures(0);
+                let mut s = self.status();
+                s.last_complete = Some(Instant::now());
+                s.cycles_completed += 1;
+                s.consecutive_failures = 0;
+                s.last_summary = Some(line);
+            }
+            Err(e) if e.is_permanent() => {
+                if !self.ready.load(Ordering::SeqCst) {
+                    return Err(e);
+                }
+                error!(
+                    "stopping the schedule: {e}. This will not go away by retrying; fix the \
+                     configuration, credentials or state file, then reload (systemctl reload \
+                     okta-spot-sync) or restart"
+                );
+                let msg = format!("halted: {e}; fix it, then reload");
+                self.notifier.notify(Notice::Status(msg.clone()));
+                metrics::set_halted(true);
+                self.retry_at = None;
+                let mut s = self.status();
+                s.cycles_failed += 1;
+                s.halted = Some(e.to_string());
+                s.last_summary = Some(msg);
+            }
+            Err(e) => {
+                let failures = {
+                    let mut s = self.status();
+                    s.cycles_failed += 1;
+                    s.consecutive_failures += 1;
+                    s.consecutive_failures
+                };
+                let wait = backoff(failures);
+                self.retry_at = Some(Instant::now() + wait);
+                metrics::set_consecutive_failures(failures);
+                warn!(
+                    failures,
+                    retry_in_s = wait.as_secs(),
+                    "cycle failed ({failures} in a row); retrying in {}s",
+                    wait.as_secs()
+                );
+                let msg = format!(
+                    "last cycle failed ({failures} in a row, retry in {}s): {e}",
+                    wait.as_secs()
+                );
+                self.notifier.notify(Notice::Status(msg.clone()));
+                self.status().last_summary = Some(msg);
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the configuration again. Returns `true` when a halted daemon should resume now.
+    async fn reload(&mut self) -> bool {
+        let mut new = match (self.reload)() {
+            Ok(s) => s,
+            Err(e) => {
+                error!("configuration reload rejected, keeping the running configuration: {e}");
+                metrics::config_reload(false);
+                self.status().last_reload_error = Some(e.to_string());
+                return false;
+            }
+        };
+        let old = &self.settings;
+        if new.sync.state_file != old.sync.state_file {
+            warn!(
+                "sync.state_file changed; it takes effect on restart (the lock is held on {})",
+                old.sync.state_file.display()
+            );
+            new.sync.state_file = old.sync.state_file.clone();
+        }
+        if new.daemon.listen != old.daemon.listen {
+            warn!("daemon.listen changed; it takes effect on restart");
+        }
+        if new.log.format != old.log.format || new.log.level != old.log.level {
+            warn!("log.format and log.level take effect on restart");
+        }
+        if new.sync.schedule != old.sync.schedule {
+            match self.ticker.start(&new.sync.schedule).await {
+                Ok(rx) => {
+                    self.ticks = rx;
+                    self.ticks_open = true;
+                    info!(schedule = %new.sync.schedule, "schedule changed");
+                }
+                Err(e) => {
+                    error!("configuration reload rejected, keeping the running configuration: {e}");
+                    metrics::config_reload(false);
+                    self.status().last_reload_error = Some(e.to_string());
+                    // Put the old schedule back.
+                    if let Ok(rx) = self.ticker.start(&self.settings.sync.schedule).await {
+                        self.ticks = rx;
+                    }
+                    return false;
+                }
+            }
+        }
+        self.settings = new;
+        self.publish_settings();
+        metrics::config_reload(true);
+        let was_halted = {
+            let mut s = self.status();
+            s.reloads_applied += 1;
+            s.last_reload_error = None;
+            s.halted.take().is_some()
+        };
+        info!("configuration reloaded");
+        if was_halted {
+            metrics::set_halted(false);
+            info!("resuming the schedule after the reload");
+            self.notifier
+                .notify(Notice::Status("configuration reloaded; resuming".into()));
+        }
+        was_halted
+    }
+}
+
+async fn watchdog_tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(4), Duration::from_secs(40));
+        assert_eq!(backoff(7), BACKOFF_CAP);
+        assert_eq!(backoff(u32::MAX), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn readiness_needs_a_recent_complete_cycle() {
+        let now = Instant::now();
+        let mut s = Status {
+            readiness_max_age: Duration::from_secs(60),
+            ..Status::default()
+        };
+        assert!(s.readiness(now).is_err());
+        s.last_complete = Some(now);
+        assert!(s.readiness(now + Duration::from_secs(60)).is_ok());
+        assert!(s.readiness(now + Duration::from_secs(61)).is_err());
+        s.halted = Some("bad token".into());
+        assert!(s.readiness(now).unwrap_err().contains("bad token"));
+    }
+}

@@ -1,0 +1,74 @@
+//! The daemon's HTTP endpoints on `daemon.listen` (loopback by default):
+//! - `GET /healthz`: 200 while the process serves requests (liveness);
+//! - `GET /readyz`: 200 only while the last complete cycle is younger than
+//!   `daemon.readiness_max_age` and cycling is not halted; 503 with the reason otherwise;
+//! - `GET /metrics`: Prometheus text format, rendered by `metrics-exporter-prometheus`.
+//!
+//! Read-only and unauthenticated: it exposes counts and route templates, never a user, an
+//! email or a token. Keep it on loopback (or behind a proxy) all the same.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::SharedStatus;
+use crate::metrics;
+
+/// The router, for tests that call it without a socket.
+pub fn router(status: SharedStatus) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(status)
+}
+
+/// Serves until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, status: SharedStatus, stop: CancellationToken) {
+    let result = axum::serve(listener, router(status))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!("the health/metrics server stopped: {e}");
+    }
+}
+
+async fn readyz(State(status): State<SharedStatus>) -> impl IntoResponse {
+    let readiness = status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .readiness(Instant::now());
+    match readiness {
+        Ok(age) => (
+            StatusCode::OK,
+            format!("ready: last complete cycle {}s ago\n", age.as_secs()),
+        ),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+async fn metrics_text() -> impl IntoResponse {
+    match metrics::handle() {
+        Some(handle) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        ),
+        None => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "another metrics recorder was installed in this process\n".to_string(),
+        ),
+    }
+}

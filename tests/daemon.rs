@@ -1,0 +1,515 @@
+//! The daemon loop in-process, on tokio's paused clock: `daemon::run` with hand-sent schedule
+//! ticks, the real cycle against the bundled emulators, and a notifier that records what
+//! systemd would be told. Nothing here waits on wall time and nothing asserts a duration:
+//! virtual sleeps only place events on the paused timeline.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use okta_spot_sync::config::{self, Settings};
+use okta_spot_sync::cycle::CycleControl;
+use okta_spot_sync::daemon::{
+    self, ApiCycles, ChannelTicker, CycleRunner, Deps, Notice, Notifier, SharedStatus, Status,
+};
+use okta_spot_sync::ledger::{EntryState, LedgerStore};
+use okta_spot_sync::plan::Plan;
+use okta_spot_sync::report::{Mode, Report};
+use okta_spot_sync::sim::{Emulators, FailSpec, Fault, Fixture};
+use okta_spot_sync::{Api, Error};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+const OKTA_LIST: &str = "GET /api/v1/apps/{appId}/users";
+
+/// Forwards every notice to the test.
+struct ChannelNotifier(mpsc::UnboundedSender<Notice>);
+
+impl Notifier for ChannelNotifier {
+    fn notify(&self, notice: Notice) {
+        let _ = self.0.send(notice);
+    }
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    ticks: mpsc::Sender<()>,
+    reloads: mpsc::Sender<()>,
+    notices: mpsc::UnboundedReceiver<Notice>,
+    status: SharedStatus,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), Error>>,
+    addr: Option<std::net::SocketAddr>,
+}
+
+fn write_config(dir: &Path, emu: &Emulators, extra: &str) -> PathBuf {
+    std::fs::write(dir.join("okta-token"), emu.okta.token()).unwrap();
+    std::fs::write(dir.join("spot-token"), emu.spot.token()).unwrap();
+    let text = format!(
+        "[okta]\norg_url = {:?}\napp_id = {:?}\ntoken_file = {:?}\n\n\
+         [spot]\nbase_url = {:?}\ntoken_file = {:?}\nwrite_concurrency = 1\n\n\
+         [http]\nallow_insecure_http = true\nmax_retries = 0\n\n{extra}",
+        emu.okta.url(),
+        emu.okta.app_id(),
+        dir.join("okta-token"),
+        emu.spot.url(),
+        dir.join("spot-token"),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn load(path: &Path) -> Result<Settings, Error> {
+    config::load_from_env_vars(path, Vec::<(String, String)>::new()).map(|l| l.settings)
+}
+
+/// `[sync]` and `[daemon]` for a test: state file in `dir`, run_on_start as given.
+fn sync_section(dir: &Path, run_on_start: bool, more_sync: &str, daemon: &str) -> String {
+    format!(
+        "[sync]\nstate_file = {:?}\nrun_on_start = {run_on_start}\n{more_sync}\n\n[daemon]\n{daemon}\n",
+        dir.join("state.json")
+    )
+}
+
+async fn start(
+    emu: &Emulators,
+    run_on_start: bool,
+    more_sync: &str,
+    daemon_section: &str,
+    serve: bool,
+    runner: Arc<dyn CycleRunner>,
+) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = sync_section(dir.path(), run_on_start, more_sync, daemon_section);
+    let config = write_config(dir.path(), emu, &extra);
+    let settings = load(&config).unwrap();
+    let (ticks, ticker) = ChannelTicker::new();
+    let (reload_tx, reloads) = mpsc::channel(4);
+    let (notice_tx, notices) = mpsc::unbounded_channel();
+    let status: SharedStatus = Arc::new(Mutex::new(Status::default()));
+    let listener = if serve {
+        Some(TcpListener::bind("127.0.0.1:0").await.unwrap())
+    } else {
+        None
+    };
+    let addr = listener.as_ref().map(|l| l.local_addr().unwrap());
+    let reload_path = config.clone();
+    let deps = Deps {
+        settings,
+        reload: Box::new(move || load(&reload_path)),
+        reloads,
+        runner,
+        ticker: Box::new(ticker),
+        notifier: Arc::new(ChannelNotifier(notice_tx)),
+        listener,
+        watchdog: None,
+        status: status.clone(),
+    };
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(daemon::run(deps, async move {
+        let _ = stop_rx.await;
+    }));
+    Harness {
+        dir,
+        config,
+        ticks,
+        reloads: reload_tx,
+        notices,
+        status,
+        stop: Some(stop_tx),
+        task,
+        addr,
+    }
+}
+
+impl Harness {
+    /// Waits for the next cycle's end (every cycle ends with a STATUS notice).
+    async fn cycle_end(&mut self) -> String {
+        loop {
+            match self.notices.recv().await.expect("the daemon stopped") {
+                Notice::Status(s) => return s,
+                _ => continue,
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        self.status.lock().unwrap().clone()
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.addr.unwrap());
+        let r = reqwest::get(url).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Forgets the notices sent so far.
+    fn drain(&mut self) {
+        while self.notices.try_recv().is_ok() {}
+    }
+
+    async fn stop(&mut self) -> Result<(), Error> {
+        let _ = self.stop.take().unwrap().send(());
+        (&mut self.task).await.unwrap()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_scheduled_cycles_run_and_a_tick_during_a_slow_cycle_is_skipped() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let mut h = start(&emu, false, "", "listen = \"\"", false, Arc::new(ApiCycles)).await;
+
+    // Nothing runs before the first tick (run_on_start = false).
+    emu.okta.set_fault(
+        OKTA_LIST,
+        Fault {
+            latency: Some(Duration::from_secs(20)),
+            ..Fault::default()
+        },
+    );
+    h.ticks.send(()).await.unwrap();
+    // 5 virtual seconds into the slow read, the schedule ticks again.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    h.ticks.send(()).await.unwrap();
+    let first = h.cycle_end().await;
+    assert!(first.contains("3 create"), "{first}");
+    let s = h.status();
+    assert_eq!((s.cycles_completed, s.ticks_skipped), (1, 1));
+    assert_eq!(
+        emu.okta.request_count(OKTA_LIST),
+        1,
+        "the skipped tick read nothing"
+    );
+
+    // The next tick runs the second cycle, which finds nothing to do.
+    emu.okta.clear_faults();
+    h.ticks.send(()).await.unwrap();
+    let second = h.cycle_end().await;
+    assert!(second.contains("0 create, 0 delete"), "{second}");
+    let s = h.status();
+    assert_eq!((s.cycles_completed, s.ticks_skipped), (2, 1));
+    assert_eq!(emu.okta.request_count(OKTA_LIST), 2);
+
+    let ledger = LedgerStore::new(h.dir.path().join("state.json"))
+        .load()
+        .unwrap();
+    assert_eq!(ledger.managed_count(), 4);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn readyz_turns_503_when_cycles_fail_past_the_staleness_and_metrics_parse() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let mut h = start(
+        &emu,
+        true,
+        "max_deletes = 0",
+        "listen = \"127.0.0.1:0\"\nreadiness_max_age = \"2m\"",
+        true,
+        Arc::new(ApiCycles),
+    )
+    .await;
+    assert_eq!(h.get("/healthz").await.0, 200);
+    h.cycle_end().await;
+    let (code, body) = h.get("/readyz").await;
+    assert_eq!(code, 200, "{body}");
+
+    // A delete over sync.max_deletes = 0: the guard trips, the cycle still completes.
+    emu.okta.unassign("00uDemoAlice000000x7");
+    h.ticks.send(()).await.unwrap();
+    let blocked = h.cycle_end().await;
+    assert!(blocked.contains("1 blocked"), "{blocked}");
+
+    // From now on every Okta read fails: the daemon backs off and retries by itself.
+    emu.okta.set_fault(
+        OKTA_LIST,
+        Fault {
+            fail: Some(FailSpec {
+                status: 500,
+                nth: 1,
+                times: None,
+            }),
+            ..Fault::default()
+        },
+    );
+    h.ticks.send(()).await.unwrap();
+    h.cycle_end().await;
+    assert_eq!(h.status().consecutive_failures, 1);
+    // Still within readiness_max_age of the last complete cycle.
+    assert_eq!(h.get("/readyz").await.0, 200);
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let s = h.status();
+    assert!(s.consecutive_failures >= 3, "{s:?}");
+    let (code, body) = h.get("/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("in a row failed"), "{body}");
+
+    let (code, text) = h.get("/metrics").await;
+    assert_eq!(code, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the exposition parses");
+    let find = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+    };
+    let count = |name: &str, labels: &[(&str, &str)]| match find(name, labels).map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v)) | Some(prometheus_parse::Value::Gauge(v)) => *v,
+        Some(prometheus_parse::Value::Untyped(v)) => *v,
+        other => panic!("{name} {labels:?}: {other:?}\n{text}"),
+    };
+    assert!(count("okta_spot_sync_cycles_total", &[("result", "ok")]) >= 1.0);
+    assert!(count("okta_spot_sync_cycles_total", &[("result", "blocked")]) >= 1.0);
+    assert!(count("okta_spot_sync_cycles_total", &[("result", "error")]) >= 3.0);
+    assert!(
+        find("okta_spot_sync_cycle_duration_seconds_count", &[]).is_some()
+            || find("okta_spot_sync_cycle_duration_seconds", &[]).is_some(),
+        "{text}"
+    );
+    assert!(count("okta_spot_sync_last_success_timestamp_seconds", &[]) > 0.0);
+    assert!(
+        count(
+            "okta_spot_sync_actions_total",
+            &[("action", "create"), ("result", "applied")]
+        ) >= 3.0
+    );
+    assert!(
+        count(
+            "okta_spot_sync_actions_total",
+            &[("action", "delete"), ("result", "blocked")]
+        ) >= 1.0
+    );
+    assert!(
+        count(
+            "okta_spot_sync_guard_trips_total",
+            &[("guard", "max_deletes")]
+        ) >= 1.0
+    );
+    assert!(count("okta_spot_sync_managed_users", &[]) >= 0.0);
+    assert!(
+        count(
+            "okta_spot_sync_api_requests_total",
+            &[
+                ("api", "okta"),
+                ("route", "/api/v1/apps/:appId/users"),
+                ("status", "500")
+            ]
+        ) >= 3.0
+    );
+    assert!(
+        count(
+            "okta_spot_sync_api_requests_total",
+            &[("api", "spot"), ("status", "200")]
+        ) >= 1.0
+    );
+    assert!(
+        count(
+            "okta_spot_sync_api_rate_limit_remaining",
+            &[("api", "okta")]
+        ) >= 0.0
+    );
+    assert!(count("okta_spot_sync_consecutive_failures", &[]) >= 0.0);
+    for secret in [emu.okta.token(), emu.spot.token()]
+        .into_iter()
+        .chain(emu.spot.received_passwords())
+    {
+        assert!(!text.contains(&secret), "a secret leaked into /metrics");
+    }
+    assert!(
+        count(
+            "okta_spot_sync_ticks_skipped_total",
+            &[("reason", "cycle_running")]
+        ) >= 0.0
+    );
+
+    // Reads work again: ready again after the next (backed-off) retry.
+    emu.okta.clear_faults();
+    h.drain();
+    while !h.cycle_end().await.starts_with("last cycle:") {}
+    assert_eq!(h.get("/readyz").await.0, 200);
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_with_a_broken_config_keeps_the_old_one() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let mut h = start(
+        &emu,
+        true,
+        "max_deletes = 7",
+        "listen = \"\"",
+        false,
+        Arc::new(ApiCycles),
+    )
+    .await;
+    h.cycle_end().await;
+    assert_eq!(h.status().max_deletes, 7);
+    let good = std::fs::read_to_string(&h.config).unwrap();
+
+    // Broken: an unknown key. The reload is handled before the tick sent after it.
+    std::fs::write(&h.config, format!("{good}\n[sync2]\nmax_deletes = 1\n")).unwrap();
+    h.reloads.send(()).await.unwrap();
+    h.ticks.send(()).await.unwrap();
+    let line = h.cycle_end().await;
+    assert!(
+        line.starts_with("last cycle:"),
+        "the old config still runs cycles: {line}"
+    );
+    let s = h.status();
+    assert_eq!(s.max_deletes, 7);
+    assert_eq!(s.reloads_applied, 0);
+    assert!(
+        s.last_reload_error.as_deref().unwrap().contains("sync2"),
+        "{s:?}"
+    );
+
+    // Fixed: the new value takes effect.
+    std::fs::write(
+        &h.config,
+        good.replace("max_deletes = 7", "max_deletes = 3"),
+    )
+    .unwrap();
+    h.reloads.send(()).await.unwrap();
+    h.ticks.send(()).await.unwrap();
+    h.cycle_end().await;
+    let s = h.status();
+    assert_eq!((s.max_deletes, s.reloads_applied), (3, 1));
+    assert!(s.last_reload_error.is_none());
+    h.stop().await.unwrap();
+}
+
+/// A cycle runner that plays a script of outcomes.
+struct Scripted(Mutex<Vec<Result<(), Error>>>);
+
+impl CycleRunner for Scripted {
+    fn run(&self, _: Settings, control: CycleControl) -> BoxFuture<'static, Result<Report, Error>> {
+        let next = self.0.lock().unwrap().remove(0);
+        Box::pin(async move {
+            next?;
+            if let Some(f) = control.after_read {
+                f();
+            }
+            Ok(Report::new(Mode::Apply, Plan::default()))
+        })
+    }
+}
+
+fn transient() -> Error {
+    Error::Transport {
+        api: Api::Okta,
+        what: "GET".into(),
+        detail: "connection refused".into(),
+    }
+}
+
+fn permanent() -> Error {
+    Error::Credentials {
+        api: Api::Spot,
+        what: "GET /setup/organization/user".into(),
+        status: 401,
+        detail: "bad token".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_back_off_a_success_resets_and_a_permanent_error_halts_until_reload() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let script = vec![
+        Ok(()),
+        Err(transient()),
+        Err(transient()),
+        Ok(()),
+        Err(permanent()),
+        Ok(()),
+    ];
+    let runner = Arc::new(Scripted(Mutex::new(script)));
+    let mut h = start(&emu, true, "", "listen = \"\"", false, runner).await;
+    assert_eq!(h.notices.recv().await, Some(Notice::Ready));
+    h.cycle_end().await;
+
+    h.ticks.send(()).await.unwrap();
+    assert!(h.cycle_end().await.contains("1 in a row, retry in 5s"));
+    // A tick during the backoff is skipped; the retry comes by itself.
+    h.ticks.send(()).await.unwrap();
+    assert!(h.cycle_end().await.contains("2 in a row, retry in 10s"));
+    assert_eq!(h.status().ticks_skipped, 1);
+    assert!(h.cycle_end().await.starts_with("last cycle:"));
+    assert_eq!(
+        h.status().consecutive_failures,
+        0,
+        "a success resets the policy"
+    );
+
+    h.ticks.send(()).await.unwrap();
+    let halted = h.cycle_end().await;
+    assert!(
+        halted.starts_with("halted:") && halted.contains("bad token"),
+        "{halted}"
+    );
+    // Halted: ticks run nothing and nothing retries.
+    h.ticks.send(()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let s = h.status();
+    assert_eq!(
+        (s.cycles_completed, s.cycles_failed, s.ticks_skipped),
+        (2, 3, 2)
+    );
+    assert!(s.halted.is_some());
+
+    // A good reload resumes at once.
+    h.reloads.send(()).await.unwrap();
+    assert_eq!(h.cycle_end().await, "configuration reloaded; resuming");
+    assert!(h.cycle_end().await.starts_with("last cycle:"));
+    assert!(h.status().halted.is_none());
+    h.stop().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_error_before_the_first_success_stops_the_daemon() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let runner = Arc::new(Scripted(Mutex::new(vec![Err(permanent())])));
+    let h = start(&emu, true, "", "listen = \"\"", false, runner).await;
+    let err = h.task.await.unwrap().unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_during_a_slow_create_finishes_it_and_starts_no_other() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    emu.spot.set_fault(
+        "POST /setup/user",
+        Fault {
+            latency: Some(Duration::from_secs(10)),
+            ..Fault::default()
+        },
+    );
+    let mut h = start(&emu, true, "", "listen = \"\"", false, Arc::new(ApiCycles)).await;
+    // Shortly after the start the first create is in flight (10 s of latency).
+    let store = LedgerStore::new(h.dir.path().join("state.json"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = store.load().unwrap();
+    assert!(
+        before
+            .users
+            .values()
+            .any(|e| e.state == EntryState::Pending),
+        "{before:?}"
+    );
+    let dir = h.dir.path().to_path_buf();
+    h.stop().await.unwrap();
+    let after = LedgerStore::new(dir.join("state.json")).load().unwrap();
+    let created: Vec<_> = after
+        .users
+        .values()
+        .filter(|e| e.origin == okta_spot_sync::ledger::Origin::Created)
+        .collect();
+    assert_eq!(created.len(), 1, "{after:?}");
+    assert_eq!(created[0].state, EntryState::Managed);
+    let id = created[0].spot_user_id.clone().unwrap();
+    assert!(emu.spot.user(&id).is_some());
+}
