@@ -405,6 +405,55 @@ impl HttpClient {
         Ok(())
     }
 
+    /// Builds the request and refuses one to any origin but the configured one, before any
+    /// credential is attached.
+    fn prepare(
+        &self,
+        call: &Call<'_>,
+        builder: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Request, Error> {
+        let request = builder.build().map_err(|e| {
+            Error::Config(format!(
+                "{} {}: cannot build the request: {}",
+                self.api,
+                call.what,
+                self.redact(&error_chain(&e.without_url()))
+            ))
+        })?;
+        if !self.same_origin(request.url()) {
+            return Err(Error::Config(format!(
+                "{} {}: refusing to send the {} token to {}, which is not the configured {}",
+                self.api,
+                call.what,
+                self.api,
+                request.url().origin().ascii_serialization(),
+                self.base.origin().ascii_serialization()
+            )));
+        }
+        Ok(request)
+    }
+
+    /// Sends one prepared request, counts it and reports it to the observer.
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        method: &Method,
+        request: reqwest::Request,
+        attempt: u32,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), Attempt> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        let outcome = self.execute(request).await;
+        let elapsed = started.elapsed();
+        let (status, remaining) = match &outcome {
+            Ok((status, headers, _)) => (Some(status.as_u16()), rate_limit_remaining(headers)),
+            Err(Attempt::Transport(_)) => (None, None),
+            Err(Attempt::TooLarge(status, _)) => (Some(status.as_u16()), None),
+        };
+        self.record(method, call.route, status, attempt, elapsed, remaining);
+        outcome
+    }
+
     /// One attempt, no retries: sends the request (with this client's credentials, if any)
     /// and returns the response **whatever its status**, fully read. For callers whose
     /// non-2xx answers carry data they act on, such as the OAuth token endpoint (`400
@@ -419,39 +468,10 @@ impl HttpClient {
     where
         F: FnOnce(&reqwest::Client) -> reqwest::RequestBuilder,
     {
-        let mut request = make(&self.client).build().map_err(|e| {
-            Error::Config(format!(
-                "{} {}: cannot build the request: {}",
-                self.api,
-                call.what,
-                self.redact(&error_chain(&e.without_url()))
-            ))
-        })?;
-        if !self.same_origin(request.url()) {
-            return Err(Error::Config(format!(
-                "{} {}: refusing to send a request to {}, which is not the configured {}",
-                self.api,
-                call.what,
-                request.url().origin().ascii_serialization(),
-                self.base.origin().ascii_serialization()
-            )));
-        }
+        let mut request = self.prepare(&call, make(&self.client))?;
         self.attach_auth(call.what, &mut request).await?;
         let method = request.method().clone();
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let started = tokio::time::Instant::now();
-        let outcome = self.execute(request).await;
-        let elapsed = started.elapsed();
-        let status = match &outcome {
-            Ok((status, _, _)) => Some(status.as_u16()),
-            Err(Attempt::Transport(_)) => None,
-            Err(Attempt::TooLarge(status, _)) => Some(status.as_u16()),
-        };
-        let remaining = match &outcome {
-            Ok((_, headers, _)) => rate_limit_remaining(headers),
-            Err(_) => None,
-        };
-        self.record(&method, call.route, status, attempt, elapsed, remaining);
+        let outcome = self.attempt(&call, &method, request, attempt).await;
         match outcome {
             Ok((status, headers, body)) => Ok(HttpResponse {
                 status,
@@ -481,24 +501,7 @@ impl HttpClient {
     {
         let mut attempt: u32 = 0;
         loop {
-            let mut request = make(&self.client).build().map_err(|e| {
-                Error::Config(format!(
-                    "{} {}: cannot build the request: {}",
-                    self.api,
-                    call.what,
-                    self.redact(&error_chain(&e.without_url()))
-                ))
-            })?;
-            if !self.same_origin(request.url()) {
-                return Err(Error::Config(format!(
-                    "{} {}: refusing to send the {} token to {}, which is not the configured {}",
-                    self.api,
-                    call.what,
-                    self.api,
-                    request.url().origin().ascii_serialization(),
-                    self.base.origin().ascii_serialization()
-                )));
-            }
+            let mut request = self.prepare(&call, make(&self.client))?;
             let method = request.method().clone();
             let idempotent = matches!(
                 method,
@@ -513,23 +516,10 @@ impl HttpClient {
                 }
             }
             self.attach_auth(call.what, &mut request).await?;
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let started = tokio::time::Instant::now();
-            let outcome = self.execute(request).await;
-            let elapsed = started.elapsed();
+            let outcome = self.attempt(&call, &method, request, attempt).await;
             if let (Some(pacer), Ok((status, headers, _))) = (&self.pacer, &outcome) {
                 pacer.observe(&method, call.route, *status, headers);
             }
-            let status = match &outcome {
-                Ok((status, _, _)) => Some(status.as_u16()),
-                Err(Attempt::Transport(_)) => None,
-                Err(Attempt::TooLarge(status, _)) => Some(status.as_u16()),
-            };
-            let remaining = match &outcome {
-                Ok((_, headers, _)) => rate_limit_remaining(headers),
-                Err(_) => None,
-            };
-            self.record(&method, call.route, status, attempt, elapsed, remaining);
 
             let can_retry = attempt < self.max_retries;
             match outcome {
