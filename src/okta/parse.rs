@@ -361,6 +361,16 @@ impl fmt::Display for PageError {
 /// Parses one page of `GET /api/v1/apps/{appId}/users?expand=user`. The body must be UTF-8
 /// and a JSON array of objects, each with a non-empty string `id`.
 pub fn parse_page(body: &[u8], role_attribute: &str) -> Result<Vec<AppUserRow>, PageError> {
+    parse_array(body, "row", |raw| parse_row(raw, role_attribute))
+}
+
+/// The shared frame of both list pages: UTF-8, a JSON array, then `item` on each element;
+/// the first element it refuses fails the page, named by `label` and index.
+fn parse_array<T>(
+    body: &[u8],
+    label: &str,
+    item: impl Fn(&RawValue) -> Result<T, String>,
+) -> Result<Vec<T>, PageError> {
     let text = std::str::from_utf8(body).map_err(|e| {
         PageError(format!(
             "the body is not valid UTF-8 (invalid byte at offset {})",
@@ -374,13 +384,11 @@ pub fn parse_page(body: &[u8], role_attribute: &str) -> Result<Vec<AppUserRow>, 
             PageError("the body is not a JSON array".to_string())
         }
     })?;
-    let mut rows = Vec::with_capacity(items.len());
-    for (index, raw) in items.into_iter().enumerate() {
-        rows.push(
-            parse_row(raw, role_attribute).map_err(|e| PageError(format!("row {index}: {e}")))?,
-        );
-    }
-    Ok(rows)
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| item(raw).map_err(|e| PageError(format!("{label} {index}: {e}"))))
+        .collect()
 }
 
 /// The fast path: a row whose fields all have the expected types, read in one pass (the
@@ -612,24 +620,7 @@ struct ListedUserWire<'a> {
 /// Parses one page of `GET /api/v1/users`: a JSON array of `User` objects, each with a
 /// non-empty string `id` (the same leniency rules as [`parse_page`]).
 pub fn parse_users_page(body: &[u8]) -> Result<Vec<OktaUser>, PageError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        PageError(format!(
-            "the body is not valid UTF-8 (invalid byte at offset {})",
-            e.valid_up_to()
-        ))
-    })?;
-    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| {
-        if text.trim_start().starts_with('[') {
-            PageError(format!("the body is not valid JSON: {e}"))
-        } else {
-            PageError("the body is not a JSON array".to_string())
-        }
-    })?;
-    let mut users = Vec::with_capacity(items.len());
-    for (index, raw) in items.into_iter().enumerate() {
-        users.push(parse_listed_user(raw).map_err(|e| PageError(format!("user {index}: {e}")))?);
-    }
-    Ok(users)
+    parse_array(body, "user", parse_listed_user)
 }
 
 fn parse_listed_user(raw: &RawValue) -> Result<OktaUser, String> {

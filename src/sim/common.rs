@@ -546,6 +546,33 @@ pub(crate) struct FaultRequest {
     pub fault: Fault,
 }
 
+/// A plain-text response, for the admin API and refusals outside either API's contract.
+pub(crate) fn plain(status: axum::http::StatusCode, msg: &str) -> axum::response::Response {
+    let mut r = axum::response::Response::new(Body::from(msg.to_string()));
+    *r.status_mut() = status;
+    r
+}
+
+/// Is this a request for the admin API (`/__admin/…`) rather than the emulated one?
+pub(crate) fn is_admin_path(path: &str) -> bool {
+    path == "/__admin" || path.starts_with("/__admin/")
+}
+
+/// The body of an admin request, or the answer refusing it: the admin API is for loopback
+/// peers only.
+pub(crate) async fn read_admin_request(
+    peer: std::net::SocketAddr,
+    body: Body,
+) -> Result<Bytes, axum::response::Response> {
+    use axum::http::StatusCode;
+    if !peer.ip().is_loopback() {
+        return Err(plain(StatusCode::FORBIDDEN, "admin API is loopback-only"));
+    }
+    axum::body::to_bytes(body, 64 << 20)
+        .await
+        .map_err(|e| plain(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 use super::state::{OktaState, BUCKET_APPS, BUCKET_USER, BUCKET_USERS};
 use super::OktaSim;
 use crate::sim::common::{
-    encode_query, faulty_body, parse_query, query_get, random_alnum, PageFaultKind, RateInfo,
+    encode_query, faulty_body, is_admin_path, parse_query, plain, query_get, random_alnum,
+    read_admin_request, PageFaultKind, RateInfo,
 };
 
 /// Largest request body accepted.
@@ -281,13 +282,10 @@ async fn respond(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query());
-    if path == "/__admin" || path.starts_with("/__admin/") {
-        if !peer.ip().is_loopback() {
-            return plain(StatusCode::FORBIDDEN, "admin API is loopback-only");
-        }
-        let bytes = match axum::body::to_bytes(body, 64 << 20).await {
+    if is_admin_path(&path) {
+        let bytes = match read_admin_request(peer, body).await {
             Ok(b) => b,
-            Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")),
+            Err(refusal) => return refusal,
         };
         return super::admin::handle(&sim, &parts.method, &path, &query, &bytes);
     }
@@ -962,12 +960,6 @@ pub(crate) fn error_response(sim: &OktaSim, err: OktaErr, rate: Option<RateInfo>
         etag: None,
     };
     finish(sim, reply, rate, None, None)
-}
-
-fn plain(status: StatusCode, msg: &str) -> Response {
-    let mut r = Response::new(Body::from(msg.to_string()));
-    *r.status_mut() = status;
-    r
 }
 
 #[cfg(test)]

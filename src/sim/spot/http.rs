@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
@@ -18,7 +17,10 @@ use serde_json::Value;
 
 use super::state::{SpotRefusal, SpotState, UserRec};
 use super::SpotSim;
-use crate::sim::common::{faulty_body, parse_query, query_get, random_hex, PageFaultKind};
+use crate::sim::common::{
+    faulty_body, is_admin_path, parse_query, query_get, random_hex, read_admin_request,
+    PageFaultKind,
+};
 
 const MAX_BODY: usize = 1 << 20;
 
@@ -248,13 +250,10 @@ async fn respond(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query());
-    if path == "/__admin" || path.starts_with("/__admin/") {
-        if !peer.ip().is_loopback() {
-            return plain(StatusCode::FORBIDDEN, "admin API is loopback-only");
-        }
-        let bytes = match axum::body::to_bytes(body, 64 << 20).await {
+    if is_admin_path(&path) {
+        let bytes = match read_admin_request(peer, body).await {
             Ok(b) => b,
-            Err(e) => return plain(StatusCode::BAD_REQUEST, &format!("cannot read body: {e}")),
+            Err(refusal) => return refusal,
         };
         return super::admin::handle(&sim, &parts.method, &path, &bytes);
     }
@@ -713,12 +712,6 @@ fn finish(
     h.insert("x-ratelimit-remaining", HeaderValue::from(rate.1));
     h.insert("x-ratelimit-reset", HeaderValue::from(rate.2));
     resp
-}
-
-fn plain(status: StatusCode, msg: &str) -> Response {
-    let mut r = Response::new(Body::from(msg.to_string()));
-    *r.status_mut() = status;
-    r
 }
 
 #[cfg(test)]
