@@ -212,6 +212,98 @@ async fn a_transient_500_is_retried() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_next_page_is_requested_as_soon_as_a_page_s_headers_arrive() {
+    // Page 1's body comes 5 s after its headers; the request for page 2 must not wait for
+    // it (its URL is in page 1's Link header), so the walk costs one round trip per page.
+    let pages = three_pages();
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen_at = arrivals.clone();
+    let okta = start(move |seen, _| {
+        seen_at
+            .lock()
+            .unwrap()
+            .push((page_index(seen), tokio::time::Instant::now()));
+        let reply = paged(seen, &pages, false);
+        if page_index(seen) == 0 {
+            reply.body_after(Duration::from_secs(5))
+        } else {
+            reply
+        }
+    })
+    .await;
+    let rows = client(&okta.base, 2, 0).read_assignments().await.unwrap();
+    assert_eq!(rows.len(), 6);
+    let arrivals = arrivals.lock().unwrap().clone();
+    let at = |page: usize| arrivals.iter().find(|(p, _)| *p == page).unwrap().1;
+    assert!(
+        at(1) - at(0) < Duration::from_secs(5),
+        "page 2 was requested {:?} after page 1, i.e. after page 1's body",
+        at(1) - at(0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_cut_after_its_headers_is_fetched_again() {
+    let pages = three_pages();
+    let cut = Arc::new(Mutex::new(false));
+    let okta = start(move |seen, _| {
+        let reply = paged(seen, &pages, false);
+        let mut cut = cut.lock().unwrap();
+        if page_index(seen) == 1 && !*cut {
+            *cut = true;
+            reply.truncated()
+        } else {
+            reply
+        }
+    })
+    .await;
+    let client = client(&okta.base, 2, 3);
+    let rows = client.read_assignments().await.unwrap();
+    assert_eq!(rows.len(), 6);
+    // Page 2 twice; page 3 once, although it was requested before page 2 was fetched again.
+    assert_eq!(okta.count(), 4);
+    assert_eq!(client.pages_fetched(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_whose_next_link_changes_when_fetched_again_fails_the_read() {
+    // Page 2's first copy is cut short after its headers (next: page 3, already requested);
+    // the copy fetched again points elsewhere: the walk cannot know which list it read.
+    let pages = three_pages();
+    let cut = Arc::new(Mutex::new(false));
+    let okta = start(move |seen, _| {
+        let mut cut = cut.lock().unwrap();
+        if page_index(seen) != 1 {
+            return paged(seen, &pages, false);
+        }
+        if !*cut {
+            *cut = true;
+            return paged(seen, &pages, false).truncated();
+        }
+        let host = seen.header("host").unwrap();
+        Reply::json(200, pages[1].clone()).header(
+            "link",
+            format!(
+                "<http://{host}{}?limit=2&after=c9>; rel=\"next\"",
+                seen.path
+            ),
+        )
+    })
+    .await;
+    let err = client(&okta.base, 2, 3)
+        .read_assignments()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IncompleteRead(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("page 2") && text.contains("next link changed"),
+        "{text}"
+    );
+    assert_no_token(&err);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_429_waits_until_the_reset_measured_against_date() {
     let pages = three_pages();
     let okta = start(move |seen, nth| {
@@ -389,9 +481,11 @@ async fn empty_pages_with_next_links_are_followed_but_not_forever() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("pagination loop"), "{err}");
-    // 10 pages without a new user, plus the one already requested while the 10th was
-    // parsed (pages are pipelined).
-    assert_eq!(okta.count(), 11);
+    // 10 pages without a new user, plus perhaps the 11th: it is requested as soon as the
+    // 10th page's headers arrive (pages are pipelined), and dropped when the 10th proves
+    // the loop.
+    let requests = okta.count();
+    assert!((10..=11).contains(&requests), "{requests} requests");
 }
 
 #[tokio::test]
@@ -469,7 +563,7 @@ async fn bodies_that_are_not_arrays_or_not_utf8_abort() {
         status: 200,
         headers: vec![],
         body: b"[{\"id\":\"00u\xff\"}]".to_vec(),
-        delay: None,
+        ..Reply::json(200, "")
     })
     .await;
     let err = client(&okta.base, 2, 0)
@@ -492,7 +586,7 @@ async fn an_oversized_body_is_refused() {
         status: 200,
         headers: vec![],
         body: vec![b' '; okta_spot_sync::http::MAX_BODY_BYTES + 1],
-        delay: None,
+        ..Reply::json(200, "")
     })
     .await;
     let err = client(&okta.base, 2, 0)

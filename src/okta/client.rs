@@ -30,6 +30,8 @@
 //! It must never log or return the token (see [`crate::http`]).
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -39,7 +41,9 @@ use url::Url;
 
 use crate::config::{HttpSettings, OktaAuth, OktaSettings};
 use crate::error::{Api, Error};
-use crate::http::{AuthScheme, Call, HttpClient, Observer, Retry, RATE_LIMIT_WAIT_CAP};
+use crate::http::{
+    AuthScheme, Call, HttpClient, HttpResponse, Observer, Retry, RATE_LIMIT_WAIT_CAP,
+};
 use crate::model::{AppUserRow, IdentitySource, Role};
 use crate::okta::oauth::OAuthProvider;
 use crate::okta::parse;
@@ -222,9 +226,15 @@ impl OktaClient {
     /// parameters are put back on a next link that dropped them. With `max_pages`, the walk
     /// stops (without error) once that many pages were read and a next link remains.
     /// Failures other than refused credentials become `incomplete(message)`.
+    ///
+    /// Pipelining: the cursor is in the `Link` header, so the request for page N+1 goes out as
+    /// soon as page N's headers arrive, and page N's body is read and handed to `on_page`
+    /// while page N+1 is in flight. The walk then costs one round trip per page, not a round
+    /// trip plus a body transfer plus a parse. One request may therefore go out before a page
+    /// proves unusable; nothing is planned from a walk that fails.
     async fn walk<F>(
         &self,
-        mut url: Url,
+        url: Url,
         route: &'static str,
         sticky: &[(&str, &str)],
         max_pages: Option<u32>,
@@ -234,119 +244,167 @@ impl OktaClient {
     where
         F: FnMut(&[u8]) -> Result<usize, String>,
     {
-        let mut visited: HashSet<String> = HashSet::new();
-        let mut page: u32 = 0;
+        let fetch_failed = |e: Error| match e {
+            e @ Error::Credentials { .. } => e,
+            // The error's `what` already names the page.
+            other => incomplete(other.to_string()),
+        };
+        let mut visited: HashSet<String> = HashSet::from([url.as_str().to_string()]);
+        let mut page: u32 = 1;
         let mut seen: usize = 0;
         let mut pages_without_new: u32 = 0;
-        // Pipelining: page N's body is handed to `on_page` while the request for page N+1
-        // (whose URL comes from N's `Link` header) is in flight, so parsing adds nothing to
-        // the walk's time. One request may therefore go out before a page proves unusable.
-        let mut unparsed: Option<(String, Vec<u8>)> = None;
-        // Hands a page to `on_page` and applies the loop rule; `Err` ends the walk.
-        macro_rules! take_page {
-            ($what:expr, $result:expr) => {{
-                let new = $result.map_err(|e| {
-                    incomplete(format!(
-                        "Okta {} returned a response that could not be used: {e}",
-                        $what
-                    ))
-                })?;
-                seen += new;
-                if new == 0 {
-                    pages_without_new += 1;
-                } else {
-                    pages_without_new = 0;
-                }
-            }};
-        }
+        let mut current = self.fetch_page(url, route, page, None);
         loop {
-            page += 1;
-            if !visited.insert(url.as_str().to_string()) {
-                return Err(incomplete(format!(
-                    "page {page}: the next link repeats the URL of an earlier page \
-                     (pagination loop) after {seen} users"
-                )));
-            }
-            let what = format!("GET {route} page {page}");
-            let call = Call {
-                what: &what,
-                route,
-                retry: Retry::Auto,
-            };
-            let request_url = url.clone();
-            let fetch = self.http.send(call, |c| c.get(request_url.clone()));
-            let response = match unparsed.take() {
-                None => fetch.await,
-                Some((previous, body)) => {
-                    let (response, result) = tokio::join!(fetch, async { on_page(&body) });
-                    // The earlier page's problem is the one to report.
-                    take_page!(previous, result);
-                    if pages_without_new >= MAX_PAGES_WITHOUT_NEW_USERS {
+            let head = current.head().await.map_err(fetch_failed)?;
+            self.pages.fetch_add(1, Ordering::Relaxed);
+            let next_target = parse::next_link(&head)
+                .map_err(|e| incomplete(format!("page {page}: unusable Link header: {e}")))?;
+            let mut following = None;
+            let mut stopped = false;
+            if let Some(target) = &next_target {
+                let next_url =
+                    self.next_page_url(&current.url, target, sticky, page, incomplete)?;
+                if max_pages.is_some_and(|max| page >= max) {
+                    stopped = true;
+                } else {
+                    if !visited.insert(next_url.as_str().to_string()) {
                         return Err(incomplete(format!(
-                            "{previous}: {pages_without_new} pages in a row added no new user \
-                             but still had a next link (pagination loop)"
+                            "page {}: the next link repeats the URL of an earlier page \
+                             (pagination loop) after {seen} users",
+                            page + 1
                         )));
                     }
-                    response
+                    let wait = budget_wait(&head, self.capacity_percent, SystemTime::now());
+                    if let Some(wait) = wait {
+                        tracing::debug!(
+                            wait_ms = wait.as_millis() as u64,
+                            page,
+                            "Okta rate-limit budget reached, pausing the walk"
+                        );
+                    }
+                    following = Some(self.fetch_page(next_url, route, page + 1, wait));
                 }
-            };
-            let response = response.map_err(|e| match e {
-                e @ Error::Credentials { .. } => e,
-                // `what` already names the page.
-                other => incomplete(other.to_string()),
-            })?;
-            self.pages.fetch_add(1, Ordering::Relaxed);
-
-            let next = parse::next_link(&response.headers)
-                .map_err(|e| incomplete(format!("page {page}: unusable Link header: {e}")))?;
-            let Some(target) = next else {
-                on_page(&response.body).map_err(|e| {
-                    incomplete(format!(
-                        "Okta {what} returned a response that could not be used: {e}"
-                    ))
-                })?;
-                return Ok(WalkEnd::Complete { pages: page });
-            };
-            let mut next_url = url.join(&target).map_err(|e| {
-                incomplete(format!(
-                    "page {page}: the next link is not a valid URL: {e}"
-                ))
-            })?;
-            if next_url.origin() != self.org_url.origin() {
+            }
+            let response = current
+                .finish(following.as_mut())
+                .await
+                .map_err(fetch_failed)?;
+            // A body that failed after its headers arrived was fetched again; the cursor already
+            // followed must be the one this copy of the page carries.
+            if parse::next_link(&response.headers).ok().flatten() != next_target {
                 return Err(incomplete(format!(
-                    "page {page}: the next link points to {}, not to the configured Okta org {}; \
-                     it was not followed and the token was not sent there",
-                    next_url.origin().ascii_serialization(),
-                    self.org_url.origin().ascii_serialization()
+                    "{}: the page was fetched again after a failed read and its next link \
+                     changed (the assignments changed during the read)",
+                    current.what
                 )));
             }
-            for (key, value) in sticky {
-                if !next_url.query_pairs().any(|(k, _)| k == *key) {
-                    next_url.query_pairs_mut().append_pair(key, value);
-                }
+            // Tokio runs a task woken by the running one (here the connection task that
+            // writes the next page's request) only once the running one yields, and nobody
+            // can steal it meanwhile: yield before the CPU-bound `on_page`, or the next
+            // request waits for this page's parse.
+            tokio::task::yield_now().await;
+            let new = on_page(&response.body).map_err(|e| {
+                incomplete(format!(
+                    "Okta {} returned a response that could not be used: {e}",
+                    current.what
+                ))
+            })?;
+            seen += new;
+            pages_without_new = if new == 0 { pages_without_new + 1 } else { 0 };
+            let Some(following) = following else {
+                return Ok(if stopped {
+                    WalkEnd::Stopped { pages: page }
+                } else {
+                    WalkEnd::Complete { pages: page }
+                });
+            };
+            if pages_without_new >= MAX_PAGES_WITHOUT_NEW_USERS {
+                return Err(incomplete(format!(
+                    "{}: {pages_without_new} pages in a row added no new user \
+                     but still had a next link (pagination loop)",
+                    current.what
+                )));
             }
-            if max_pages.is_some_and(|max| page >= max) {
-                on_page(&response.body).map_err(|e| {
-                    incomplete(format!(
-                        "Okta {what} returned a response that could not be used: {e}"
-                    ))
-                })?;
-                return Ok(WalkEnd::Stopped { pages: page });
-            }
-            let wait = budget_wait(&response.headers, self.capacity_percent, SystemTime::now());
-            unparsed = Some((what, response.body));
-            if let Some(wait) = wait {
-                tracing::debug!(
-                    wait_ms = wait.as_millis() as u64,
-                    page,
-                    "Okta rate-limit budget reached, pausing the walk"
-                );
-                tokio::time::sleep(wait).await;
-            }
-            url = next_url;
+            current = following;
+            page += 1;
         }
     }
 
+    /// The URL of the page after `page` (whose URL is `base`), from its `rel="next"` target:
+    /// refused when it leaves the configured org (before anything is sent there), with the
+    /// `sticky` query parameters put back when the link dropped them.
+    fn next_page_url(
+        &self,
+        base: &Url,
+        target: &str,
+        sticky: &[(&str, &str)],
+        page: u32,
+        incomplete: fn(String) -> Error,
+    ) -> Result<Url, Error> {
+        let mut next_url = base.join(target).map_err(|e| {
+            incomplete(format!(
+                "page {page}: the next link is not a valid URL: {e}"
+            ))
+        })?;
+        if next_url.origin() != self.org_url.origin() {
+            return Err(incomplete(format!(
+                "page {page}: the next link points to {}, not to the configured Okta org {}; \
+                 it was not followed and the token was not sent there",
+                next_url.origin().ascii_serialization(),
+                self.org_url.origin().ascii_serialization()
+            )));
+        }
+        for (key, value) in sticky {
+            if !next_url.query_pairs().any(|(k, _)| k == *key) {
+                next_url.query_pairs_mut().append_pair(key, value);
+            }
+        }
+        Ok(next_url)
+    }
+
+    /// Starts fetching one page (after `wait`, the rate-limit budget's pause). Nothing is sent
+    /// until the returned [`PageFetch`] is first polled.
+    fn fetch_page(
+        &self,
+        url: Url,
+        route: &'static str,
+        page: u32,
+        wait: Option<Duration>,
+    ) -> PageFetch<'_> {
+        let what = format!("GET {route} page {page}");
+        let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+        let request_url = url.clone();
+        let label = what.clone();
+        let response = Box::pin(async move {
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
+            let call = Call {
+                what: &label,
+                route,
+                retry: Retry::Auto,
+            };
+            let mut head_tx = Some(head_tx);
+            self.http
+                .send_announcing_head(
+                    call,
+                    |c| c.get(request_url.clone()),
+                    move |headers| {
+                        if let Some(tx) = head_tx.take() {
+                            let _ = tx.send(headers.clone());
+                        }
+                    },
+                )
+                .await
+        });
+        PageFetch {
+            url,
+            what,
+            head: head_rx,
+            response,
+            finished: None,
+        }
+    }
     /// Proves the token and the app id work with one `GET …/users?limit=1`.
     pub async fn check(&self) -> Result<CheckInfo, Error> {
         let url = self.users_url(1, false);
@@ -410,6 +468,69 @@ impl WalkEnd {
     fn pages(self) -> u32 {
         match self {
             WalkEnd::Complete { pages } | WalkEnd::Stopped { pages } => pages,
+        }
+    }
+}
+
+/// One page request of a [`OktaClient::walk`] in flight. Its response headers are announced
+/// (on `head`) as soon as they arrive, so the walk can ask for the next page while this
+/// page's body is still being read.
+struct PageFetch<'a> {
+    url: Url,
+    /// `GET {route} page N`, for errors.
+    what: String,
+    head: tokio::sync::oneshot::Receiver<HeaderMap>,
+    response: Pin<Box<dyn Future<Output = Result<HttpResponse, Error>> + Send + 'a>>,
+    /// The response, once `response` has completed (it must not be polled again).
+    finished: Option<Result<HttpResponse, Error>>,
+}
+
+impl PageFetch<'_> {
+    /// The headers of the page's 2xx response, as soon as they arrive; the error when the
+    /// request failed (after its retries) before any arrived.
+    async fn head(&mut self) -> Result<HeaderMap, Error> {
+        loop {
+            if let Some(finished) = &self.finished {
+                return match (self.head.try_recv(), finished) {
+                    (Ok(head), _) => Ok(head),
+                    (Err(_), Ok(response)) => Ok(response.headers.clone()),
+                    (Err(_), Err(_)) => Err(self.finished.take().expect("checked").unwrap_err()),
+                };
+            }
+            tokio::select! {
+                biased;
+                head = &mut self.head => {
+                    if let Ok(head) = head {
+                        return Ok(head);
+                    }
+                    // The sender is gone: the request completed; its result is next.
+                    self.finished = Some((&mut self.response).await);
+                }
+                result = &mut self.response => self.finished = Some(result),
+            }
+        }
+    }
+
+    /// The whole response, driving `other` (the next page's request) meanwhile so that it
+    /// goes out, and is answered, while this body arrives.
+    async fn finish(
+        &mut self,
+        mut other: Option<&mut PageFetch<'_>>,
+    ) -> Result<HttpResponse, Error> {
+        loop {
+            if let Some(finished) = self.finished.take() {
+                return finished;
+            }
+            match other.as_deref_mut().filter(|o| o.finished.is_none()) {
+                None => self.finished = Some((&mut self.response).await),
+                // The next page first: its request should be on the wire before this body is
+                // awaited.
+                Some(other) => tokio::select! {
+                    biased;
+                    result = &mut other.response => other.finished = Some(result),
+                    result = &mut self.response => self.finished = Some(result),
+                },
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::Router;
+use futures::StreamExt;
 use reqwest::header::HeaderMap;
 
 /// One request as the server saw it.
@@ -46,6 +47,11 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// Held this long (on tokio's clock) before the reply is sent.
     pub delay: Option<Duration>,
+    /// The headers go at once, the body this long (on tokio's clock) after them.
+    pub body_delay: Option<Duration>,
+    /// Send only the first half of the body (with the whole body's `content-length`), then
+    /// drop the connection.
+    pub truncated: bool,
 }
 
 impl Reply {
@@ -55,7 +61,19 @@ impl Reply {
             headers: vec![("content-type".into(), "application/json".into())],
             body: body.into().into_bytes(),
             delay: None,
+            body_delay: None,
+            truncated: false,
         }
+    }
+
+    pub fn body_after(mut self, delay: Duration) -> Reply {
+        self.body_delay = Some(delay);
+        self
+    }
+
+    pub fn truncated(mut self) -> Reply {
+        self.truncated = true;
+        self
     }
 
     pub fn delayed(mut self, delay: Duration) -> Reply {
@@ -124,7 +142,32 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     for (k, v) in &reply.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
-    builder.body(Body::from(reply.body)).unwrap()
+    if reply.body_delay.is_none() && !reply.truncated {
+        return builder.body(Body::from(reply.body)).unwrap();
+    }
+    builder = builder.header("content-length", reply.body.len().to_string());
+    let mut body = reply.body;
+    let cut = if reply.truncated {
+        Some(body.split_off(body.len() / 2))
+    } else {
+        None
+    };
+    let delay = reply.body_delay;
+    let chunks = futures::stream::once(async move {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(body))
+    })
+    // The cut comes a moment later, so that the headers and the first half are on the
+    // wire first (hyper drops unflushed output when a body fails).
+    .chain(futures::stream::iter(cut).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Err(std::io::Error::other(
+            "the test server cuts this body short",
+        ))
+    }));
+    builder.body(Body::from_stream(chunks)).unwrap()
 }
 
 /// Starts a server whose replies come from `script(request, index_of_request)`.
