@@ -144,11 +144,11 @@ impl SpotClient {
     /// `GET route`, each item of `response.items` turned into a `T` by `parse(index, item)`.
     /// Items are borrowed from the body, never copied: the user list of a large organization
     /// is tens of megabytes.
-    async fn get_items<T>(
+    async fn get_items<T: Send + 'static>(
         &self,
         route: &'static str,
         segments: &[&str],
-        parse: impl Fn(usize, &RawValue) -> Result<T, Error>,
+        parse: impl Fn(usize, &RawValue) -> Result<T, Error> + Send + 'static,
     ) -> Result<Vec<T>, Error> {
         let url = self.url(segments);
         let what = format!("GET {route}");
@@ -158,16 +158,20 @@ impl SpotClient {
             retry: Retry::Auto,
         };
         let response = self.http.send(call, |c| c.get(url.clone())).await?;
-        let items = envelope_items(&response.body, &what)?.ok_or_else(|| Error::Malformed {
-            api: Api::Spot,
-            what,
-            detail: "response.items is missing".into(),
-        })?;
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(i, raw)| parse(i, raw))
-            .collect()
+        let body = response.body;
+        let parse_all = move || -> Result<Vec<T>, Error> {
+            let items = envelope_items(&body, &what)?.ok_or_else(|| Error::Malformed {
+                api: Api::Spot,
+                what,
+                detail: "response.items is missing".into(),
+            })?;
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, raw)| parse(i, raw))
+                .collect()
+        };
+        crate::http::parse_off_worker(parse_all).await
     }
 
     /// `GET /setup/organization/user`.
