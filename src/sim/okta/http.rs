@@ -268,7 +268,7 @@ pub(crate) async fn entry(
     let mut deadline = None;
     let response = respond(State(sim), ConnectInfo(peer), req, &mut deadline).await;
     if let Some(at) = deadline {
-        tokio::time::sleep_until(at).await;
+        crate::sim::common::sleep_until_precisely(at).await;
     }
     response
 }
