@@ -192,7 +192,12 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
                 _ => {}
             }
         }
+        let changed_nothing = the_plan.is_empty();
         let report = Report::new(mode, the_plan);
+        // See `Ledger::last_run`: an idle cycle leaves an existing file alone.
+        if changed_nothing && store.path().exists() {
+            return Ok(report);
+        }
         writer.update(|l| {
             l.last_run = Some(LastRun {
                 finished_at: Utc::now(),
