@@ -380,9 +380,11 @@ async fn respond(
         Vec::new()
     };
     ctx.body = &bytes;
-    let out = {
-        let mut st = sim.lock();
-        handle(&mut st, &route, &ctx)
+    let run = || handle(&mut sim.lock(), &route, &ctx);
+    let out = if matches!(route, Route::ListOrgUsers) {
+        crate::sim::common::run_long(run)
+    } else {
+        run()
     };
     let page = if out.0 == StatusCode::OK {
         decision.page
