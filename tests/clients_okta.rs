@@ -489,7 +489,10 @@ async fn empty_pages_with_next_links_are_followed_but_not_forever() {
 }
 
 #[tokio::test]
-async fn users_listed_twice_are_deduplicated() {
+async fn users_listed_twice_come_back_as_listed_for_classify_to_choose() {
+    // A user assigned directly and through a group is listed twice. The client keeps both
+    // rows: picking the one that grants access is `classify`'s decision ("the most entitled
+    // row wins"), which it can only make if it sees them all.
     let pages = vec![
         page(&[
             row("00u1", "INACTIVE", "a@example.com"),
@@ -502,10 +505,24 @@ async fn users_listed_twice_are_deduplicated() {
     ];
     let okta = start(move |seen, _| paged(seen, &pages, false)).await;
     let rows = client(&okta.base, 2, 0).read_assignments().await.unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].okta_user_id, "00u1");
-    assert_eq!(rows[0].app_user_status.as_deref(), Some("ACTIVE"));
-    assert_eq!(rows[1].app_user_status.as_deref(), Some("ACTIVE"));
+    let listed: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.okta_user_id.as_str(),
+                r.app_user_status.as_deref().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("00u1", "INACTIVE"),
+            ("00u2", "ACTIVE"),
+            ("00u1", "ACTIVE"),
+            ("00u2", "INACTIVE")
+        ]
+    );
 }
 
 #[tokio::test]

@@ -12,10 +12,9 @@
 //!   array, a row without an id) aborts the read. A 401/403 stays an
 //!   [`Error::Credentials`] so the daemon knows retrying cannot help.
 //!
-//! Rows are deduplicated by Okta user id (a user can be assigned directly and by group): the
-//! first row is kept, unless a later row has app-user status `ACTIVE` or `PROVISIONED` and
-//! the kept one does not, in which case the later row replaces it (its assignment is the one
-//! that grants access).
+//! Every row is returned as listed. A user assigned directly and through a group can appear
+//! more than once; choosing among such rows is a decision, made by
+//! [`crate::okta::classify`] ("the most entitled row wins"), not here.
 //!
 //! Rate-limit budget: after each page, if `X-Rate-Limit-Remaining` has fallen to the share of
 //! the bucket this tool must leave to others (`100 - max_api_capacity_percent` %), the walk
@@ -29,14 +28,16 @@
 //!
 //! It must never log or return the token (see [`crate::http`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
+use rustc_hash::FxHasher;
 use url::Url;
 
 use crate::config::{HttpSettings, OktaAuth, OktaSettings};
@@ -192,7 +193,9 @@ impl OktaClient {
     pub async fn read_all(&self) -> Result<Vec<AppUserRow>, Error> {
         let url = self.users_url(self.page_size, true);
         let mut rows: Vec<AppUserRow> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
+        // Distinct user ids seen, for loop detection only (a 64-bit hash each: a collision
+        // at worst hides one new user from the loop rule, never a row from the result).
+        let mut ids: HashSet<u64, BuildHasherDefault<FxHasher>> = HashSet::default();
         let end = self
             .walk(
                 url,
@@ -203,17 +206,21 @@ impl OktaClient {
                 |body| {
                     let page_rows =
                         parse::parse_page(body, &self.role_attribute).map_err(|e| e.to_string())?;
-                    let before = index.len();
-                    for row in page_rows {
-                        merge_row(&mut rows, &mut index, row);
+                    let before = ids.len();
+                    for row in &page_rows {
+                        let mut hasher = FxHasher::default();
+                        row.okta_user_id.hash(&mut hasher);
+                        ids.insert(hasher.finish());
                     }
-                    Ok(index.len() - before)
+                    rows.extend(page_rows);
+                    Ok(ids.len() - before)
                 },
             )
             .await?;
         tracing::debug!(
             pages = end.pages(),
-            users = rows.len(),
+            rows = rows.len(),
+            users = ids.len(),
             "Okta read complete"
         );
         Ok(rows)
@@ -669,31 +676,6 @@ impl IdentitySource for OktaClient {
     }
 }
 
-fn preferred(row: &AppUserRow) -> bool {
-    matches!(
-        row.app_user_status
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref(),
-        Some("ACTIVE") | Some("PROVISIONED")
-    )
-}
-
-/// Adds `row`, deduplicating by user id (rule in the module documentation).
-fn merge_row(rows: &mut Vec<AppUserRow>, index: &mut HashMap<String, usize>, row: AppUserRow) {
-    match index.get(&row.okta_user_id) {
-        Some(&at) => {
-            if preferred(&row) && !preferred(&rows[at]) {
-                rows[at] = row;
-            }
-        }
-        None => {
-            index.insert(row.okta_user_id.clone(), rows.len());
-            rows.push(row);
-        }
-    }
-}
-
 /// How long to pause before the next page so this tool uses at most `capacity_percent` of
 /// the bucket: `None` while `X-Rate-Limit-Remaining` is above the share left to others.
 pub fn budget_wait(headers: &HeaderMap, capacity_percent: u8, now: SystemTime) -> Option<Duration> {
@@ -728,26 +710,6 @@ pub fn budget_wait(headers: &HeaderMap, capacity_percent: u8, now: SystemTime) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(id: &str, status: &str) -> AppUserRow {
-        AppUserRow {
-            okta_user_id: id.into(),
-            app_user_status: Some(status.into()),
-            ..AppUserRow::default()
-        }
-    }
-
-    #[test]
-    fn dedup_keeps_first_unless_a_later_row_is_active() {
-        let mut rows = Vec::new();
-        let mut index = HashMap::new();
-        merge_row(&mut rows, &mut index, row("a", "INACTIVE"));
-        merge_row(&mut rows, &mut index, row("b", "ACTIVE"));
-        merge_row(&mut rows, &mut index, row("a", "PROVISIONED"));
-        merge_row(&mut rows, &mut index, row("b", "SUSPENDED"));
-        merge_row(&mut rows, &mut index, row("a", "ACTIVE"));
-        assert_eq!(rows, vec![row("a", "PROVISIONED"), row("b", "ACTIVE")]);
-    }
 
     #[test]
     fn budget_waits_only_when_the_reserve_is_reached() {
