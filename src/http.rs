@@ -219,7 +219,9 @@ pub struct HttpClient {
     base: Url,
     auth: Auth,
     max_retries: u32,
-    observer: Option<Observer>,
+    /// Set once, possibly after the client was shared (the OAuth provider's client is
+    /// behind an `Arc` by the time the metrics observer is installed).
+    observer: std::sync::OnceLock<Observer>,
     pacer: Option<Arc<dyn Pacer>>,
     requests: AtomicU64,
 }
@@ -319,15 +321,20 @@ impl HttpClient {
             base: base.clone(),
             auth,
             max_retries: settings.max_retries,
-            observer: None,
+            observer: std::sync::OnceLock::new(),
             pacer: None,
             requests: AtomicU64::new(0),
         })
     }
 
+    /// Installs the per-attempt observer on a shared client, unless one is installed already.
+    pub fn observe_with(&self, observer: Observer) {
+        let _ = self.observer.set(observer);
+    }
+
     /// Installs the per-attempt observer.
     pub fn with_observer(mut self, observer: Observer) -> Self {
-        self.observer = Some(observer);
+        self.observer = std::sync::OnceLock::from(observer);
         self
     }
 
@@ -682,7 +689,7 @@ impl HttpClient {
             elapsed_ms = elapsed.as_millis() as u64,
             "http request"
         );
-        if let Some(observer) = &self.observer {
+        if let Some(observer) = self.observer.get() {
             observer(&RequestRecord {
                 api: self.api,
                 method: method.clone(),

@@ -15,9 +15,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::cycle::{run_cycle, CycleOptions};
+use okta_spot_sync::http::RequestRecord;
 use okta_spot_sync::ledger::LedgerStore;
+use okta_spot_sync::okta::client::ROUTE_APP_USERS;
 use okta_spot_sync::okta::dpop::DpopKey;
 use okta_spot_sync::okta::jwt::ClientKey;
+use okta_spot_sync::okta::oauth::ROUTE_TOKEN;
 use okta_spot_sync::okta::OktaClient;
 use okta_spot_sync::report::Mode;
 use okta_spot_sync::sim::{Emulators, Fixture, OAuthClientFixture, OktaSim};
@@ -340,6 +343,38 @@ async fn the_token_is_renewed_once_after_expiry_on_paused_time() {
     tokio::time::advance(Duration::from_secs(3600)).await;
     okta.read_all().await.unwrap();
     assert_eq!(env.emu.okta.request_count(TOKEN_ROUTE), 4);
+}
+
+#[tokio::test]
+async fn token_requests_reach_the_metrics_observer_like_api_calls() {
+    let env = Env::start(Case::ec()).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let okta = env
+        .okta()
+        .with_observer(std::sync::Arc::new(move |r: &RequestRecord| {
+            record.lock().unwrap().push((r.route, r.status));
+        }));
+    okta.read_all().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let tokens: Vec<_> = seen
+        .iter()
+        .filter(|(route, _)| *route == ROUTE_TOKEN)
+        .collect();
+    // The DPoP nonce dance: a 400 use_dpop_nonce, then the token.
+    assert_eq!(
+        tokens,
+        [&(ROUTE_TOKEN, Some(400)), &(ROUTE_TOKEN, Some(200))],
+        "{seen:?}"
+    );
+    assert_eq!(
+        tokens.len() as u64,
+        env.emu.okta.request_count(TOKEN_ROUTE),
+        "every token request is observed"
+    );
+    assert!(seen
+        .iter()
+        .any(|(route, status)| *route == ROUTE_APP_USERS && *status == Some(200)));
 }
 
 #[tokio::test]

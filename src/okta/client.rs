@@ -154,8 +154,11 @@ impl OktaClient {
         }
     }
 
-    /// Installs a per-request observer (metrics).
+    /// Installs a per-request observer (metrics), on the token endpoint's requests too.
     pub fn with_observer(mut self, observer: Observer) -> Self {
+        if let Some(oauth) = &self.oauth {
+            oauth.observe_with(observer.clone());
+        }
         self.http = self.http.with_observer(observer);
         self
     }

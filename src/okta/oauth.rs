@@ -47,7 +47,7 @@ use super::jwt::ClientKey;
 use crate::config::{HttpSettings, OAuthSettings};
 use crate::error::{Api, Error};
 use crate::http::{
-    backoff, parse_error_body, rate_limit_wait, AuthProvider, Call, HttpClient, Rejected,
+    backoff, parse_error_body, rate_limit_wait, AuthProvider, Call, HttpClient, Observer, Rejected,
     Rejection, Retry,
 };
 
@@ -177,6 +177,11 @@ impl OAuthProvider {
             granted: Mutex::new(None),
             token_requests: AtomicU64::new(0),
         })
+    }
+
+    /// Reports every token-endpoint request to `observer` (metrics), like the API calls.
+    pub fn observe_with(&self, observer: Observer) {
+        self.http.observe_with(observer);
     }
 
     /// Adds scopes to request (e.g. [`SCOPE_APPS_MANAGE`] for `import --assign`). A cached
