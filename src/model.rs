@@ -164,11 +164,22 @@ pub struct AppUserRow {
 pub struct DesiredUser {
     pub okta_user_id: String,
     pub email: Email,
-    /// The address as Okta spells it; sent to Spot on create.
-    pub email_display: String,
+    /// Okta's spelling of the address (trimmed) when it differs from `email` in letter case;
+    /// `None` when it is the same, which saves a copy of every address. Read it through
+    /// [`DesiredUser::email_display`].
+    pub email_spelling: Option<String>,
     pub first_name: String,
     pub last_name: String,
     pub role: Role,
+}
+
+impl DesiredUser {
+    /// The address as Okta spells it; shown to people and sent to Spot on create.
+    pub fn email_display(&self) -> &str {
+        self.email_spelling
+            .as_deref()
+            .unwrap_or(self.email.as_str())
+    }
 }
 
 /// An Okta user whose Spot user is kept as it is (never created, never deleted) this cycle.

@@ -330,7 +330,7 @@ impl<'a> Planner<'a> {
     fn hold(&mut self, user: &DesiredUser, reason: String) {
         self.held.push(HeldUser {
             okta_user_id: user.okta_user_id.clone(),
-            email: Some(user.email_display.clone()),
+            email: Some(user.email_display().to_string()),
             reason,
         });
     }
@@ -352,7 +352,7 @@ impl<'a> Planner<'a> {
             status: ActionStatus::Planned,
             error: None,
             detail: ActionDetail {
-                email_display: user.email_display.clone(),
+                email_display: user.email_display().to_string(),
                 first_name: user.first_name.clone(),
                 last_name: user.last_name.clone(),
                 ..ActionDetail::default()
