@@ -7,7 +7,9 @@
 //!
 //! It runs every cycle over every user (100,000 in production, 1,000,000 in the benchmark),
 //! where each map over all users and each extra pass over them costs tens of milliseconds. So
-//! it lines its inputs up by merging sorted lists (`Aligned`) rather than with maps.
+//! it lines its inputs up by merging sorted lists (`Aligned`), and builds its email and owner
+//! indexes only for the keys it can ask about, with a complete index as the fallback for any
+//! other key (`ForecastIndex`): that forecast decides how fast the plan is, never what it is.
 
 use std::cell::OnceCell;
 use std::cmp::Ordering;
@@ -169,8 +171,16 @@ pub fn plan(
     ledger: &Ledger,
     options: &PlanOptions,
 ) -> Plan {
-    let aligned = Aligned::new(okta, spot_users, ledger);
-    Planner::new(okta, &aligned, spot_users, ledger, options).run()
+    let (aligned, personal_by_email) = Aligned::new(okta, spot_users, ledger);
+    Planner::new(
+        okta,
+        &aligned,
+        personal_by_email,
+        spot_users,
+        ledger,
+        options,
+    )
+    .run()
 }
 
 /// The Okta users sorted by Okta user id and lined up with the ledger (also sorted by Okta
@@ -194,6 +204,9 @@ struct Aligned<'a> {
     /// `spot_user_id` names, if Spot still lists it. Every by-id question the plan asks is
     /// about a ledger entry's Spot user, so this replaces a map of all Spot users by id.
     spot_user_of_entry: Vec<Option<usize>>,
+    /// The old emails of managed users whose email changed: the only emails looked up among
+    /// the desired users (is someone else given the old one?).
+    changed_emails: HashSet<&'a str>,
 }
 
 /// A ledger entry and its position in the ledger's order, which indexes
@@ -218,8 +231,22 @@ struct Match<'a> {
     same_email: bool,
 }
 
+impl<'a> Match<'a> {
+    /// Managed with the same email: unless its Spot user is gone, this user looks nothing up
+    /// by email (nearly everyone, in steady state).
+    fn is_unchanged(&self) -> bool {
+        self.state == EntryState::Managed && self.same_email
+    }
+}
+
 impl<'a> Aligned<'a> {
-    fn new(okta: &'a OktaSnapshot, spot_users: &'a [SpotUser], ledger: &'a Ledger) -> Self {
+    /// Also returns the personal Spot users by email, built during the pass over the Spot
+    /// users for the emails the plan can look up.
+    fn new(
+        okta: &'a OktaSnapshot,
+        spot_users: &'a [SpotUser],
+        ledger: &'a Ledger,
+    ) -> (Self, ForecastIndex<'a, &'a SpotUser>) {
         let mut held: Vec<&str> = okta.held.iter().map(|h| h.okta_user_id.as_str()).collect();
         held.sort_unstable();
         let mut desired: Vec<&DesiredUser> = okta.provision.iter().collect();
@@ -232,20 +259,25 @@ impl<'a> Aligned<'a> {
                 LedgerWalk::new(&desired, ledger).expect("the desired users were just sorted")
             }
         };
-        let spot_keys = spot_users
-            .iter()
-            .enumerate()
-            .map(|(index, user)| (IdKey::new(&user.user_id), index))
-            .collect();
+        let (spot_emails, changed_emails) = foreseen_emails(&desired, &walk);
+        let (spot_keys, personal) = scan_spot_users(spot_users, &spot_emails);
+        let personal_by_email = ForecastIndex {
+            covered: Some(spot_emails),
+            partial: personal,
+            complete: OnceCell::new(),
+            build: Box::new(move |only| personal_by_email(spot_users, only)),
+        };
         let spot_user_of_entry =
             join_on_spot_user_id(walk.spot_user_ids, spot_keys, ledger.users.len());
-        Aligned {
+        let aligned = Aligned {
             desired,
             matches: walk.matches,
             held,
             unmatched: walk.unmatched,
             spot_user_of_entry,
-        }
+            changed_emails,
+        };
+        (aligned, personal_by_email)
     }
 }
 
@@ -253,6 +285,8 @@ impl<'a> Aligned<'a> {
 struct LedgerWalk<'a> {
     matches: Vec<Option<Match<'a>>>,
     unmatched: Vec<(&'a str, Slot<'a>)>,
+    /// The emails of the pending entries (`plan_absent` may look them up).
+    pending_emails: Vec<&'a str>,
     /// The Spot user id of each ledger entry that has one, with the entry's position.
     spot_user_ids: Vec<(IdKey<'a>, usize)>,
 }
@@ -263,6 +297,7 @@ impl<'a> LedgerWalk<'a> {
         let mut walk = LedgerWalk {
             matches: Vec::with_capacity(desired.len()),
             unmatched: Vec::new(),
+            pending_emails: Vec::new(),
             spot_user_ids: Vec::with_capacity(ledger.users.len()),
         };
         let mut entries = ledger.users.iter().enumerate().peekable();
@@ -306,33 +341,97 @@ impl<'a> LedgerWalk<'a> {
         if matched != Some(okta_id) {
             self.unmatched.push((okta_id, slot));
         }
+        if slot.entry.state == EntryState::Pending {
+            self.pending_emails.push(slot.entry.email.as_str());
+        }
         if let Some(id) = slot.entry.spot_user_id.as_deref() {
             self.spot_user_ids.push((IdKey::new(id), slot.position));
         }
     }
 }
 
-/// The personal Spot users by email. Of several with one email, the lowest user id is kept,
-/// so duplicates resolve the same way whatever order Spot listed them in.
-fn personal_by_email(spot_users: &[SpotUser]) -> HashMap<&str, &SpotUser> {
-    let mut personal = HashMap::with_capacity_and_hasher(spot_users.len(), Default::default());
-    for user in spot_users {
-        let Some(email) = user.email.as_ref().map(Email::as_str) else {
-            continue;
-        };
-        if !user.is_personal() {
-            continue;
+/// The emails the plan can look up: (among personal Spot users, among desired users).
+///
+/// Every desired user but an unchanged one ([`Match::is_unchanged`]) may look for a Spot user
+/// by its email, and so may a pending entry whose Okta user has left (`plan_absent`); a
+/// managed user whose email changed also looks for a desired user with its old email. Known
+/// before the Spot users are read, so it misses unchanged users whose Spot user is gone:
+/// their lookups (rare: the user was deleted outside this tool) use the complete index.
+fn foreseen_emails<'a>(
+    desired: &[&'a DesiredUser],
+    walk: &LedgerWalk<'a>,
+) -> (HashSet<&'a str>, HashSet<&'a str>) {
+    let mut spot_emails: HashSet<&str> = walk.pending_emails.iter().copied().collect();
+    let mut changed_emails = HashSet::default();
+    for (user, found) in desired.iter().zip(&walk.matches) {
+        match found {
+            Some(found) if found.is_unchanged() => {}
+            Some(found) if found.state == EntryState::Managed => {
+                spot_emails.insert(user.email.as_str());
+                changed_emails.insert(found.slot.entry.email.as_str());
+            }
+            _ => {
+                spot_emails.insert(user.email.as_str());
+            }
         }
-        personal
-            .entry(email)
-            .and_modify(|kept: &mut &SpotUser| {
-                if user.user_id < kept.user_id {
-                    *kept = user;
-                }
-            })
-            .or_insert(user);
+    }
+    (spot_emails, changed_emails)
+}
+
+/// One pass over the Spot users: the key of each id for the join, and, while each user's
+/// email is in the cache, the personal users with one of `emails`.
+fn scan_spot_users<'a>(
+    spot_users: &'a [SpotUser],
+    emails: &HashSet<&'a str>,
+) -> (Vec<(IdKey<'a>, usize)>, HashMap<&'a str, &'a SpotUser>) {
+    let mut keys = Vec::with_capacity(spot_users.len());
+    let mut personal = HashMap::default();
+    for (index, user) in spot_users.iter().enumerate() {
+        keys.push((IdKey::new(&user.user_id), index));
+        if !emails.is_empty() {
+            add_personal(&mut personal, user, Some(emails));
+        }
+    }
+    (keys, personal)
+}
+
+/// The personal Spot users with one of `emails` (all with `None`) by email.
+fn personal_by_email<'a>(
+    spot_users: &'a [SpotUser],
+    emails: Option<&HashSet<&'a str>>,
+) -> HashMap<&'a str, &'a SpotUser> {
+    let mut personal = HashMap::with_capacity_and_hasher(
+        emails.map_or(spot_users.len(), HashSet::len),
+        Default::default(),
+    );
+    for user in spot_users {
+        add_personal(&mut personal, user, emails);
     }
     personal
+}
+
+/// Adds `user` if it is personal with one of `emails` (any with `None`). Of several with one
+/// email, the lowest user id is kept, so duplicates resolve the same way whatever order Spot
+/// listed them in.
+fn add_personal<'a>(
+    personal: &mut HashMap<&'a str, &'a SpotUser>,
+    user: &'a SpotUser,
+    emails: Option<&HashSet<&'a str>>,
+) {
+    let Some(email) = user.email.as_ref().map(Email::as_str) else {
+        return;
+    };
+    if !user.is_personal() || emails.is_some_and(|emails| !emails.contains(email)) {
+        return;
+    }
+    personal
+        .entry(email)
+        .and_modify(|kept| {
+            if user.user_id < kept.user_id {
+                *kept = user;
+            }
+        })
+        .or_insert(user);
 }
 
 /// For each ledger entry, by position, the index of the Spot user whose id `wanted` gives for
@@ -429,13 +528,13 @@ struct Planner<'a> {
     options: &'a PlanOptions,
     spot_users: &'a [SpotUser],
     aligned: &'a Aligned<'a>,
-    /// Personal Spot users by email. Built on first use (not needed in steady state), like
-    /// the other `OnceCell` indexes: at 1,000,000 users each costs ~0.1 s.
-    personal_by_email: OnceCell<HashMap<&'a str, &'a SpotUser>>,
-    /// Provisioned Okta users by email (unique: shared emails are held by the classifier).
-    desired_by_email: OnceCell<HashMap<&'a str, &'a DesiredUser>>,
+    /// Personal Spot users by email.
+    personal_by_email: ForecastIndex<'a, &'a SpotUser>,
+    /// Provisioned Okta users by email (unique: shared emails are held by the classifier),
+    /// built on first use: only when an email changed.
+    desired_by_email: OnceCell<ForecastIndex<'a, &'a DesiredUser>>,
     /// Spot user id -> Okta user id of the live ledger entry that owns it.
-    owner_of: OnceCell<HashMap<&'a str, &'a str>>,
+    owner_of: OnceCell<ForecastIndex<'a, &'a str>>,
     spot_count: usize,
     actions: Vec<Action>,
     held: Vec<HeldUser>,
@@ -448,10 +547,64 @@ struct Planner<'a> {
     held_sorted: &'a [&'a str],
 }
 
+/// Builds an index over all of its source (`None`) or over the given keys only.
+type BuildIndex<'a, V> = Box<dyn Fn(Option<&HashSet<&'a str>>) -> HashMap<&'a str, V> + 'a>;
+
+/// A map built only for the keys the planner foresaw it would ask about, because at
+/// 1,000,000 users a complete map (a cache miss per insert) costs more than the rest of the
+/// plan while a cycle asks about a few thousand keys. The forecast is an optimisation, never
+/// a premise: a key outside it is answered from the complete map, built on first need, so a
+/// forecast that misses a case (say, after a change to the planner) costs time, never a wrong
+/// answer such as "no Spot user has this email" and thus a duplicate create.
+struct ForecastIndex<'a, V> {
+    /// The keys `partial` answers for; `None` when `partial` is complete.
+    covered: Option<HashSet<&'a str>>,
+    partial: HashMap<&'a str, V>,
+    complete: OnceCell<HashMap<&'a str, V>>,
+    build: BuildIndex<'a, V>,
+}
+
+impl<'a, V: Copy> ForecastIndex<'a, V> {
+    /// `covered`: the keys foreseen, `None` for all.
+    fn new(covered: Option<HashSet<&'a str>>, build: BuildIndex<'a, V>) -> Self {
+        let partial = match &covered {
+            Some(keys) if keys.is_empty() => HashMap::default(),
+            keys => build(keys.as_ref()),
+        };
+        ForecastIndex {
+            covered,
+            partial,
+            complete: OnceCell::new(),
+            build,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        match &self.covered {
+            Some(keys) if !keys.contains(key) => self
+                .complete
+                .get_or_init(|| (self.build)(None))
+                .get(key)
+                .copied(),
+            _ => self.partial.get(key).copied(),
+        }
+    }
+
+    /// The values of the partial index (all of them when it is complete).
+    fn partial_values(&self) -> impl Iterator<Item = V> + '_ {
+        self.partial.values().copied()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.covered.is_none()
+    }
+}
+
 impl<'a> Planner<'a> {
     fn new(
         okta: &'a OktaSnapshot,
         aligned: &'a Aligned<'a>,
+        personal_by_email: ForecastIndex<'a, &'a SpotUser>,
         spot_users: &'a [SpotUser],
         ledger: &'a Ledger,
         options: &'a PlanOptions,
@@ -462,7 +615,7 @@ impl<'a> Planner<'a> {
             options,
             spot_users,
             aligned,
-            personal_by_email: OnceCell::new(),
+            personal_by_email,
             desired_by_email: OnceCell::new(),
             owner_of: OnceCell::new(),
             spot_count: spot_users.len(),
@@ -482,44 +635,66 @@ impl<'a> Planner<'a> {
 
     /// The personal Spot user with this email (the lowest user id if Spot has several).
     fn personal_with_email(&self, email: &Email) -> Option<&'a SpotUser> {
-        self.personal_by_email
-            .get_or_init(|| personal_by_email(self.spot_users))
-            .get(email.as_str())
-            .copied()
+        self.personal_by_email.get(email.as_str())
     }
 
     /// The desired user with this email.
     fn desired_with_email(&self, email: &Email) -> Option<&'a DesiredUser> {
         self.desired_by_email
             .get_or_init(|| {
-                self.okta
-                    .provision
-                    .iter()
-                    .map(|d| (d.email.as_str(), d))
-                    .collect()
+                let provision = &self.okta.provision;
+                ForecastIndex::new(
+                    Some(self.aligned.changed_emails.clone()),
+                    Box::new(move |only| {
+                        provision
+                            .iter()
+                            .map(|d| (d.email.as_str(), d))
+                            .filter(|(email, _)| only.is_none_or(|keys| keys.contains(email)))
+                            .collect()
+                    }),
+                )
             })
             .get(email.as_str())
-            .copied()
     }
 
     /// The Okta user whose live ledger entry owns this Spot user.
+    ///
+    /// Only Spot users returned by [`Planner::personal_with_email`] are asked about, so the
+    /// index is built for those alone: one pass over the ledger instead of a 1,000,000-entry
+    /// map. Any other id falls back to the complete index (see [`ForecastIndex`]).
     fn owner_of(&self, spot_user_id: &str) -> Option<&'a str> {
-        let ledger = self.ledger;
         self.owner_of
             .get_or_init(|| {
-                let mut map =
-                    HashMap::with_capacity_and_hasher(ledger.users.len(), Default::default());
-                for (okta_id, entry) in &ledger.users {
-                    if entry.state != EntryState::Deleted {
-                        if let Some(spot_id) = &entry.spot_user_id {
-                            map.insert(spot_id.as_str(), okta_id.as_str());
+                let by_email = &self.personal_by_email;
+                let covered = (!by_email.is_complete()).then(|| {
+                    by_email
+                        .partial_values()
+                        .map(|user| user.user_id.as_str())
+                        .collect()
+                });
+                let ledger = self.ledger;
+                ForecastIndex::new(
+                    covered,
+                    Box::new(move |only| {
+                        let mut map = HashMap::with_capacity_and_hasher(
+                            only.map_or(ledger.users.len(), HashSet::len),
+                            Default::default(),
+                        );
+                        for (okta_id, entry) in &ledger.users {
+                            if entry.state == EntryState::Deleted {
+                                continue;
+                            }
+                            if let Some(spot_id) = entry.spot_user_id.as_deref() {
+                                if only.is_none_or(|keys| keys.contains(spot_id)) {
+                                    map.insert(spot_id, okta_id.as_str());
+                                }
+                            }
                         }
-                    }
-                }
-                map
+                        map
+                    }),
+                )
             })
             .get(spot_user_id)
-            .copied()
     }
 
     fn is_entitled(&self, okta_id: &str) -> bool {
@@ -1009,8 +1184,68 @@ mod tests {
         }
     }
 
-    /// A managed user whose Spot user is gone is re-linked to the Spot user with its email
-    /// rather than given a second one.
+    /// The indexes are built only for what the planner foresees it will look up. A lookup
+    /// outside that forecast must still get the right answer, or a later change to what the
+    /// planner looks up could make it miss a Spot user and create a duplicate.
+    #[test]
+    fn lookups_outside_the_forecast_still_find_the_spot_user() {
+        // 00u1 is unchanged (managed, same email, its Spot user there): not foreseen.
+        // 00u2 is new: its email is foreseen.
+        let okta = snapshot(vec![
+            desired("00u1", "ann@example.com"),
+            desired("00u2", "bob@example.com"),
+        ]);
+        let spot_users = vec![
+            spot_user("u-1", "ann@example.com"),
+            spot_user("u-2", "bob@example.com"),
+        ];
+        let mut ledger = Ledger::default();
+        ledger
+            .users
+            .insert("00u1".into(), managed("ann@example.com", "u-1"));
+        let (aligned, personal_by_email) = Aligned::new(&okta, &spot_users, &ledger);
+        let covered = personal_by_email.covered.as_ref().unwrap();
+        assert!(covered.contains("bob@example.com") && !covered.contains("ann@example.com"));
+        assert!(aligned.changed_emails.is_empty());
+        let options = options();
+        let planner = Planner::new(
+            &okta,
+            &aligned,
+            personal_by_email,
+            &spot_users,
+            &ledger,
+            &options,
+        );
+
+        // Asked first, so the owner index is built for the restricted index's users (u-2).
+        assert_eq!(planner.owner_of("u-1"), Some("00u1"));
+        let ann = Email::parse("ann@example.com").unwrap();
+        let found = planner
+            .personal_with_email(&ann)
+            .map(|u| u.user_id.as_str());
+        assert_eq!(found, Some("u-1"));
+        let found = planner
+            .desired_with_email(&ann)
+            .map(|d| d.okta_user_id.as_str());
+        assert_eq!(found, Some("00u1"));
+        // Each answer came from the complete index, built because the key was not foreseen.
+        let owner_of = planner.owner_of.get().unwrap();
+        let desired_by_email = planner.desired_by_email.get().unwrap();
+        assert!(!planner.personal_by_email.is_complete());
+        assert!(planner.personal_by_email.complete.get().is_some());
+        assert!(!owner_of.is_complete() && owner_of.complete.get().is_some());
+        assert!(!desired_by_email.is_complete() && desired_by_email.complete.get().is_some());
+        let bob = Email::parse("bob@example.com").unwrap();
+        let found = planner
+            .personal_with_email(&bob)
+            .map(|u| u.user_id.as_str());
+        assert_eq!(found, Some("u-2"));
+        assert_eq!(planner.owner_of("u-2"), None);
+    }
+
+    /// The forecast is made before the Spot users are read, so it cannot know that a managed
+    /// user's Spot user is gone; the planner then looks up an email it did not foresee, and
+    /// must re-link to the Spot user that has it rather than create a second one.
     #[test]
     fn a_managed_user_whose_spot_user_is_gone_is_relinked_by_email() {
         let okta = snapshot(vec![
