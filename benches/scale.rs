@@ -377,7 +377,7 @@ fn planner(n: usize) -> Row {
     eprintln!("[{name}] planning…");
     let cpu_before = thread_cpu();
     let started = Instant::now();
-    let snapshot = classify(&rows, &rules);
+    let snapshot = classify(rows, &rules);
     let cpu_classify = thread_cpu() - cpu_before;
     let the_plan = plan(&snapshot, &spot, &ledger, &options);
     let wall = started.elapsed();

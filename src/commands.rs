@@ -203,7 +203,7 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     let store = LedgerStore::new(&settings.sync.state_file);
     let _lock = InstanceLock::acquire(&settings.sync.state_file, "rebuild-ledger")?;
     let (rows, spot_users) = tokio::try_join!(okta.read_assignments(), spot.list_users())?;
-    let snapshot = classify(&rows, &settings.classify_rules());
+    let snapshot = classify(rows, &settings.classify_rules());
     let mut options = settings.plan_options();
     options.adopt_existing = true;
     let mut fresh = plan(&snapshot, &spot_users, &Ledger::default(), &options);

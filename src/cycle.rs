@@ -122,12 +122,11 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         after_read();
     }
     let started = std::time::Instant::now();
-    let snapshot = classify(&rows, &settings.classify_rules());
+    let snapshot = classify(rows, &settings.classify_rules());
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "classified"
     );
-    drop(rows);
     info!(
         okta_listed = snapshot.listed,
         provision = snapshot.provision.len(),

@@ -135,7 +135,7 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
 ) -> Result<Report, Error> {
     let ledger = store.load()?;
     let (rows, spot_users) = tokio::try_join!(okta.read_assignments(), spot.list_users())?;
-    let snapshot = classify(&rows, &settings.classify_rules());
+    let snapshot = classify(rows.clone(), &settings.classify_rules());
 
     let provision: HashMap<&str, Role> = snapshot
         .provision

@@ -80,7 +80,7 @@ proptest! {
             Ok(parsed) => {
                 prop_assert!(attributable, "a row without a usable id was accepted");
                 prop_assert_eq!(parsed.len(), rows.len());
-                let snap = classify(&parsed, &rules());
+                let snap = classify(parsed.clone(), &rules());
                 for user in &snap.provision {
                     prop_assert!(!user.first_name.contains(['+', '=', '@']));
                     prop_assert!(!user.last_name.contains(['+', '=', '@']));

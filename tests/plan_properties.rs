@@ -226,7 +226,7 @@ proptest! {
 
     #[test]
     fn never_writes_to_a_spot_user_it_does_not_own(w in world()) {
-        let snap = classify(&w.rows, &rules());
+        let snap = classify(w.rows.clone(), &rules());
         let mut p = plan(&snap, &w.spot, &w.ledger, &options(&w.protected));
         guard(&mut p, &w.spot, &w.ledger, &open_limits(&w.protected));
         for action in p.actions.iter().filter(|a| a.status == ActionStatus::Planned) {
@@ -246,7 +246,7 @@ proptest! {
 
     #[test]
     fn a_second_plan_after_a_successful_apply_is_empty(w in world()) {
-        let snap = classify(&w.rows, &rules());
+        let snap = classify(w.rows.clone(), &rules());
         let spot = FakeSpotDirectory::default();
         for u in &w.spot {
             spot.add(&u.user_id, u.email.as_ref().map(|e| e.as_str()).unwrap_or(""), u.kind);
@@ -264,7 +264,7 @@ proptest! {
 
     #[test]
     fn the_order_of_input_rows_does_not_change_the_plan(w in world(), seed in any::<u64>()) {
-        let snap = classify(&w.rows, &rules());
+        let snap = classify(w.rows.clone(), &rules());
         let expected = plan(&snap, &w.spot, &w.ledger, &options(&w.protected));
         let mut rows = w.rows.clone();
         let mut spot = w.spot.clone();
@@ -272,7 +272,7 @@ proptest! {
         let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as usize };
         for i in (1..rows.len()).rev() { let j = next() % (i + 1); rows.swap(i, j); }
         for i in (1..spot.len()).rev() { let j = next() % (i + 1); spot.swap(i, j); }
-        let shuffled = plan(&classify(&rows, &rules()), &spot, &w.ledger, &options(&w.protected));
+        let shuffled = plan(&classify(rows, &rules()), &spot, &w.ledger, &options(&w.protected));
         prop_assert_eq!(expected, shuffled);
     }
 
@@ -282,7 +282,7 @@ proptest! {
         faults in prop::collection::btree_map(1u64..24, prop_oneof![Just(FakeFault::Refuse), Just(FakeFault::LandThenFail)], 0..8),
     ) {
         let rt = runtime();
-        let snap = classify(&w.rows, &rules());
+        let snap = classify(w.rows.clone(), &rules());
         let spot = FakeSpotDirectory::default();
         for u in &w.spot {
             spot.add(&u.user_id, u.email.as_ref().map(|e| e.as_str()).unwrap_or(""), u.kind);

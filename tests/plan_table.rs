@@ -116,7 +116,7 @@ fn run(
     ledger: &Ledger,
     limits: &GuardLimits,
 ) -> Plan {
-    let snap = classify(rows, &rules());
+    let snap = classify(rows.to_vec(), &rules());
     let mut p = plan(&snap, spot_users, ledger, &options());
     guard(&mut p, spot_users, ledger, limits);
     p
@@ -289,7 +289,7 @@ fn update_role_when_the_spot_role_is_the_same_and_recreate_when_it_is_not() {
     let mut same = options();
     same.spot_roles.insert(Role::Editor, "viewer".into());
     let snap = classify(
-        &[row("00u1", "ann@example.com", "ACTIVE", Some("editor"))],
+        vec![row("00u1", "ann@example.com", "ACTIVE", Some("editor"))],
         &rules(),
     );
     let p = plan(&snap, &spot_users, &ledger, &same);

@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::model::{
-    spot_safe_name, AbsentUser, AppUserRow, DesiredUser, Email, HeldUser, OktaSnapshot, Role,
+    spot_safe_name_owned, AbsentUser, AppUserRow, DesiredUser, Email, HeldUser, OktaSnapshot, Role,
 };
 
 /// App-user (assignment) statuses that mean the assignment no longer grants access.
@@ -37,75 +39,54 @@ pub struct ClassifyRules {
 /// directly and through a group); when the duplicates disagree, the most entitled row wins so
 /// that a lapsed direct grant cannot hide a live group grant. The output is sorted by Okta user
 /// id, so the order of the input rows never changes the result.
-pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
-    // One row per Okta user (the best one), in Okta user id order: sort, then keep the best
-    // of each run of equal ids (the Okta client already deduplicates, so runs are short; a
-    // sort of already sorted input is linear).
-    // The key's first 16 bytes travel with the reference, so most comparisons never touch
-    // the string (at 100,000 rows from many pages, chasing each pointer is most of the cost).
-    let mut sorted: Vec<(u128, &AppUserRow)> = rows
-        .iter()
-        .map(|row| (id_prefix(&row.okta_user_id), row))
-        .collect();
-    sorted.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| a.1.okta_user_id.cmp(&b.1.okta_user_id))
-    });
-    let mut chosen: Vec<&AppUserRow> = Vec::with_capacity(sorted.len());
-    for (_, row) in sorted {
-        match chosen.last_mut() {
-            Some(kept) if kept.okta_user_id == row.okta_user_id => {
-                if row_rank(row, rules) > row_rank(kept, rules)
-                    || (row_rank(row, rules) == row_rank(kept, rules) && row < *kept)
-                {
-                    *kept = row;
-                }
-            }
-            _ => chosen.push(row),
-        }
-    }
-
+///
+/// Takes the rows by value so that their strings move into the snapshot: at 1,000,000 users a
+/// copy of each id, email and name would be five million allocations.
+pub fn classify(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> OktaSnapshot {
+    let rows = one_row_per_user(rows, rules);
     let mut snapshot = OktaSnapshot {
-        listed: chosen.len(),
+        listed: rows.len(),
         ..OktaSnapshot::default()
     };
-    let mut candidates: Vec<DesiredUser> = Vec::with_capacity(chosen.len());
-    for row in chosen {
-        match classify_row(row, rules) {
-            RowClass::Provision(user) => candidates.push(user),
-            RowClass::Hold(held) => snapshot.held.push(held),
-            RowClass::Absent(absent) => snapshot.absent.push(absent),
-        }
-    }
+    // Each candidate's email hash, taken while the email is in the cache, for `shared_emails`.
+    let mut email_hashes: Vec<u64> = Vec::with_capacity(rows.len());
+    // Collected in place: the users take over the rows' buffer instead of a second one of
+    // that size (fresh memory is a page fault per 4 KiB).
+    let mut candidates: Vec<DesiredUser> = rows
+        .into_iter()
+        .filter_map(|row| match classify_row(row, rules) {
+            RowClass::Provision(user) => {
+                email_hashes.push(email_hash(&user.email));
+                Some(user)
+            }
+            RowClass::Hold(held) => {
+                snapshot.held.push(held);
+                None
+            }
+            RowClass::Absent(absent) => {
+                snapshot.absent.push(absent);
+                None
+            }
+        })
+        .collect();
+    // The rows were larger than the users: give the rest of the buffer back.
+    candidates.shrink_to_fit();
 
     // Two Okta users with one email cannot both own the Spot user with that email: hold both.
-    let mut first_with: FxHashMap<&Email, usize> =
-        FxHashMap::with_capacity_and_hasher(candidates.len(), Default::default());
-    let mut shared: BTreeMap<Email, Vec<String>> = BTreeMap::new();
-    for (i, user) in candidates.iter().enumerate() {
-        if let Some(&first) = first_with.get(&user.email) {
-            shared
-                .entry(user.email.clone())
-                .or_insert_with(|| vec![candidates[first].okta_user_id.clone()])
-                .push(user.okta_user_id.clone());
-        } else {
-            first_with.insert(&user.email, i);
-        }
-    }
-    drop(first_with);
+    let shared = shared_emails(&candidates, email_hashes);
     if shared.is_empty() {
         snapshot.provision = candidates;
     } else {
         for user in candidates {
             match shared.get(&user.email) {
                 Some(ids) => snapshot.held.push(HeldUser {
-                    okta_user_id: user.okta_user_id.clone(),
-                    email: Some(user.email.to_string()),
                     reason: format!(
                         "duplicate email: {} is the email of Okta users {}; give each a unique email",
                         user.email,
                         ids.join(", ")
                     ),
+                    email: Some(user.email.to_string()),
+                    okta_user_id: user.okta_user_id,
                 }),
                 None => snapshot.provision.push(user),
             }
@@ -115,6 +96,83 @@ pub fn classify(rows: &[AppUserRow], rules: &ClassifyRules) -> OktaSnapshot {
         .held
         .sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
     snapshot
+}
+
+/// One row per Okta user (the best one), in Okta user id order.
+fn one_row_per_user(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> Vec<AppUserRow> {
+    // The Okta client already deduplicates and pages come in id order, so the rows are
+    // usually strictly increasing already: one pass of comparisons, no sort, no copy.
+    if rows
+        .windows(2)
+        .all(|pair| pair[0].okta_user_id < pair[1].okta_user_id)
+    {
+        return rows;
+    }
+    // Otherwise sort, then keep the best of each run of equal ids. The key's first 16 bytes
+    // travel with the index, so most comparisons never touch the string.
+    let mut order: Vec<(u128, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| (id_prefix(&row.okta_user_id), i))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| rows[a.1].okta_user_id.cmp(&rows[b.1].okta_user_id))
+    });
+    let mut chosen: Vec<usize> = Vec::with_capacity(order.len());
+    for (_, i) in order {
+        match chosen.last_mut() {
+            Some(kept) if rows[*kept].okta_user_id == rows[i].okta_user_id => {
+                let (row, best) = (&rows[i], &rows[*kept]);
+                let (rank, best_rank) = (row_rank(row, rules), row_rank(best, rules));
+                if rank > best_rank || (rank == best_rank && row < best) {
+                    *kept = i;
+                }
+            }
+            _ => chosen.push(i),
+        }
+    }
+    let mut rows = rows;
+    chosen
+        .into_iter()
+        .map(|i| std::mem::take(&mut rows[i]))
+        .collect()
+}
+
+/// The Okta user ids of each email that more than one candidate has, in candidate order.
+/// `hashes` holds the [`email_hash`] of every candidate.
+///
+/// Sorts the hashes instead of filling a map keyed by the emails: at 1,000,000 users a sort of
+/// numbers is far cheaper than a million map inserts, each a cache miss. Only when a hash
+/// repeats (a shared email, or rarely a collision) are the emails compared, exactly.
+fn shared_emails(candidates: &[DesiredUser], mut hashes: Vec<u64>) -> BTreeMap<Email, Vec<String>> {
+    hashes.sort_unstable();
+    let repeated: FxHashSet<u64> = hashes
+        .windows(2)
+        .filter(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0])
+        .collect();
+    if repeated.is_empty() {
+        return BTreeMap::new();
+    }
+    let mut by_email: BTreeMap<&Email, Vec<&DesiredUser>> = BTreeMap::new();
+    for user in candidates {
+        if repeated.contains(&email_hash(&user.email)) {
+            by_email.entry(&user.email).or_default().push(user);
+        }
+    }
+    by_email
+        .into_iter()
+        .filter(|(_, users)| users.len() > 1)
+        .map(|(email, users)| {
+            let ids = users.iter().map(|u| u.okta_user_id.clone()).collect();
+            (email.clone(), ids)
+        })
+        .collect()
+}
+
+fn email_hash(email: &Email) -> u64 {
+    FxBuildHasher.hash_one(email.as_str())
 }
 
 /// The first 16 bytes of `id`, zero-padded, as a big-endian number: ordering by it and then
@@ -142,79 +200,89 @@ fn upper(value: &str) -> String {
     value.trim().to_ascii_uppercase()
 }
 
-/// 2 = would provision, 1 = hold, 0 = absent; used only to pick among duplicate rows.
+/// 2 = would provision, 1 = hold, 0 = absent; used only to pick among duplicate rows, which
+/// are rare (the Okta client deduplicates), so the copy does not matter.
 fn row_rank(row: &AppUserRow, rules: &ClassifyRules) -> u8 {
-    match classify_row(row, rules) {
+    match classify_row(row.clone(), rules) {
         RowClass::Provision(_) => 2,
         RowClass::Hold(_) => 1,
         RowClass::Absent(_) => 0,
     }
 }
 
-fn classify_row(row: &AppUserRow, rules: &ClassifyRules) -> RowClass {
-    let hold = |reason: String| {
-        RowClass::Hold(HeldUser {
-            okta_user_id: row.okta_user_id.clone(),
-            email: row.email.as_ref().map(|e| e.trim().to_string()),
-            reason,
-        })
-    };
+/// A held row, with the email trimmed as Okta's profile had it.
+fn held(okta_user_id: String, email: Option<String>, reason: String) -> RowClass {
+    let email = email.map(|e| match e.trim() {
+        trimmed if trimmed.len() == e.len() => e,
+        trimmed => trimmed.to_string(),
+    });
+    RowClass::Hold(HeldUser {
+        okta_user_id,
+        email,
+        reason,
+    })
+}
+
+fn classify_row(row: AppUserRow, rules: &ClassifyRules) -> RowClass {
     if let Some(problem) = &row.malformed {
-        return hold(format!("malformed Okta row: {problem}"));
+        let reason = format!("malformed Okta row: {problem}");
+        return held(row.okta_user_id, row.email, reason);
     }
     let Some(user_status) = row.user_status.as_deref() else {
-        return hold(
-            "Okta sent no user status for this row (the read must use expand=user)".to_string(),
-        );
+        let reason =
+            "Okta sent no user status for this row (the read must use expand=user)".to_string();
+        return held(row.okta_user_id, row.email, reason);
     };
     if is_one_of(user_status, &rules.hold_statuses) {
-        return hold(format!("status {}", upper(user_status)));
+        let reason = format!("status {}", upper(user_status));
+        return held(row.okta_user_id, row.email, reason);
     }
     if let Some(app_status) = row.app_user_status.as_deref() {
         if is_one_of(app_status, &INACTIVE_APP_USER_STATUSES) {
             return RowClass::Absent(AbsentUser {
-                okta_user_id: row.okta_user_id.clone(),
                 reason: format!("app assignment status {} in Okta", upper(app_status)),
+                okta_user_id: row.okta_user_id,
             });
         }
     }
     if !is_one_of(user_status, &rules.provision_statuses) {
         return RowClass::Absent(AbsentUser {
-            okta_user_id: row.okta_user_id.clone(),
             reason: format!("status {} in Okta", upper(user_status)),
+            okta_user_id: row.okta_user_id,
         });
     }
-    let email = match row.email.as_deref() {
-        None => return hold("no email in the Okta profile".to_string()),
-        Some(raw) => match Email::parse(raw) {
-            Some(email) => email,
-            None => {
-                return hold(format!(
-                    "invalid email {:?} in the Okta profile",
-                    raw.trim()
-                ))
-            }
-        },
-    };
+    // Checked before the email is parsed (which consumes it) but reported after an email
+    // problem, as a person would fix them in that order.
     let role = match row.role.as_deref() {
-        None => rules.default_role,
-        Some(raw) if raw.trim().is_empty() => rules.default_role,
-        Some(raw) => match Role::parse(raw) {
-            Some(role) => role,
-            None => {
-                return hold(format!(
-                    "unknown role {:?} (expected viewer or editor)",
-                    raw.trim()
-                ))
-            }
-        },
+        None => Ok(rules.default_role),
+        Some(raw) if raw.trim().is_empty() => Ok(rules.default_role),
+        Some(raw) => Role::parse(raw)
+            .ok_or_else(|| format!("unknown role {:?} (expected viewer or editor)", raw.trim())),
+    };
+    let (email, email_spelling) = match row.email.map(Email::parse_owned) {
+        None => {
+            let reason = "no email in the Okta profile".to_string();
+            return held(row.okta_user_id, None, reason);
+        }
+        Some(Err(raw)) => {
+            let reason = format!("invalid email {:?} in the Okta profile", raw.trim());
+            return held(row.okta_user_id, Some(raw), reason);
+        }
+        Some(Ok(parsed)) => parsed,
+    };
+    let role = match role {
+        Ok(role) => role,
+        Err(reason) => {
+            let spelling = email_spelling.unwrap_or_else(|| email.as_str().to_string());
+            return held(row.okta_user_id, Some(spelling), reason);
+        }
     };
     RowClass::Provision(DesiredUser {
-        okta_user_id: row.okta_user_id.clone(),
-        email_display: row.email.as_deref().unwrap_or_default().trim().to_string(),
+        okta_user_id: row.okta_user_id,
         email,
-        first_name: spot_safe_name(row.first_name.as_deref(), "Okta"),
-        last_name: spot_safe_name(row.last_name.as_deref(), "User"),
+        email_spelling,
+        first_name: spot_safe_name_owned(row.first_name, "Okta"),
+        last_name: spot_safe_name_owned(row.last_name, "User"),
         role,
     })
 }
@@ -262,31 +330,34 @@ mod tests {
             "RECOVERY",
             "LOCKED_OUT",
         ] {
-            let snap = classify(&[row("00u1", "A@Example.com", status)], &rules());
+            let snap = classify(vec![row("00u1", "A@Example.com", status)], &rules());
             assert_eq!(snap.provision.len(), 1, "{status}");
             assert_eq!(snap.provision[0].role, Role::Viewer);
             assert_eq!(snap.provision[0].email.as_str(), "a@example.com");
-            assert_eq!(snap.provision[0].email_display, "A@Example.com");
+            assert_eq!(snap.provision[0].email_display(), "A@Example.com");
         }
     }
 
     #[test]
     fn hold_statuses_hold_with_reason() {
-        let snap = classify(&[row("00u1", "a@example.com", "SUSPENDED")], &rules());
+        let snap = classify(vec![row("00u1", "a@example.com", "SUSPENDED")], &rules());
         assert!(snap.provision.is_empty());
         assert_eq!(snap.held[0].reason, "status SUSPENDED");
-        let snap = classify(&[row("00u1", "a@example.com", "staged")], &rules());
+        let snap = classify(vec![row("00u1", "a@example.com", "staged")], &rules());
         assert_eq!(snap.held[0].reason, "status STAGED");
     }
 
     #[test]
     fn deactivated_user_and_inactive_assignment_are_absent() {
-        let snap = classify(&[row("00u1", "a@example.com", "DEPROVISIONED")], &rules());
+        let snap = classify(
+            vec![row("00u1", "a@example.com", "DEPROVISIONED")],
+            &rules(),
+        );
         assert_eq!(snap.absent.len(), 1);
         for app_status in INACTIVE_APP_USER_STATUSES {
             let mut r = row("00u1", "a@example.com", "ACTIVE");
             r.app_user_status = Some(app_status.into());
-            let snap = classify(&[r], &rules());
+            let snap = classify(vec![r], &rules());
             assert_eq!(snap.absent.len(), 1, "{app_status}");
         }
     }
@@ -300,7 +371,7 @@ mod tests {
         bad_role.role = Some("owner".into());
         let mut malformed = row("00u4", "d@example.com", "ACTIVE");
         malformed.malformed = Some("role attribute \"role\" is a number".into());
-        let snap = classify(&[no_email, bad_email, bad_role, malformed], &rules());
+        let snap = classify(vec![no_email, bad_email, bad_role, malformed], &rules());
         assert!(snap.provision.is_empty() && snap.absent.is_empty());
         let reasons: Vec<&str> = snap.held.iter().map(|h| h.reason.as_str()).collect();
         assert_eq!(reasons[0], "no email in the Okta profile");
@@ -312,7 +383,7 @@ mod tests {
     #[test]
     fn duplicate_emails_hold_both_users() {
         let snap = classify(
-            &[
+            vec![
                 row("00u1", "a@example.com", "ACTIVE"),
                 row("00u2", "A@EXAMPLE.COM", "ACTIVE"),
             ],
@@ -327,6 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn every_user_of_a_shared_email_is_held_whatever_the_row_order() {
+        let rows = vec![
+            row("00u3", "a@example.com", "ACTIVE"),
+            row("00u2", "b@example.com", "ACTIVE"),
+            row("00u1", " A@example.com", "ACTIVE"),
+            row("00u4", "a@EXAMPLE.com", "ACTIVE"),
+        ];
+        let snap = classify(rows, &rules());
+        let provisioned: Vec<&str> = snap
+            .provision
+            .iter()
+            .map(|d| d.okta_user_id.as_str())
+            .collect();
+        assert_eq!(provisioned, ["00u2"]);
+        let held: Vec<(&str, &str)> = snap
+            .held
+            .iter()
+            .map(|h| (h.okta_user_id.as_str(), h.reason.as_str()))
+            .collect();
+        let reason = "duplicate email: a@example.com is the email of Okta users 00u1, 00u3, 00u4; give each a unique email";
+        assert_eq!(held, [("00u1", reason), ("00u3", reason), ("00u4", reason)]);
+    }
+
+    #[test]
     fn direct_and_group_rows_are_one_user_and_the_entitled_row_wins() {
         let mut lapsed_direct = row("00u1", "a@example.com", "ACTIVE");
         lapsed_direct.app_user_status = Some("INACTIVE".into());
@@ -337,7 +432,7 @@ mod tests {
             vec![lapsed_direct.clone(), group.clone()],
             vec![group, lapsed_direct],
         ] {
-            let snap = classify(&rows, &rules());
+            let snap = classify(rows, &rules());
             assert_eq!(snap.listed, 1);
             assert_eq!(snap.provision.len(), 1);
             assert_eq!(snap.provision[0].role, Role::Editor);
@@ -349,7 +444,7 @@ mod tests {
         let mut r = row("00u1", "a@example.com", "ACTIVE");
         r.first_name = Some("Jo+hn=".into());
         r.last_name = None;
-        let snap = classify(&[r], &rules());
+        let snap = classify(vec![r], &rules());
         assert_eq!(snap.provision[0].first_name, "John");
         assert_eq!(snap.provision[0].last_name, "User");
     }
