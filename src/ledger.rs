@@ -175,7 +175,7 @@ impl LedgerStore {
 
     /// The file's bytes for `ledger` (what [`LedgerStore::save`] writes): indented for people
     /// up to [`PRETTY_MAX_USERS`] users, compact above (40 % smaller and faster to write and
-    /// read; the file is saved at least once per cycle).
+    /// read; the file is saved at least once per cycle that changes something).
     pub fn encode(&self, ledger: &Ledger) -> Result<Vec<u8>, Error> {
         let encoded = if ledger.users.len() <= PRETTY_MAX_USERS {
             serde_json::to_vec_pretty(ledger)
