@@ -100,8 +100,8 @@ pub fn classify(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> OktaSnapshot {
 
 /// One row per Okta user (the best one), in Okta user id order.
 fn one_row_per_user(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> Vec<AppUserRow> {
-    // The Okta client already deduplicates and pages come in id order, so the rows are
-    // usually strictly increasing already: one pass of comparisons, no sort, no copy.
+    // The Okta client already deduplicates; when the rows also come in id order, one pass
+    // of comparisons replaces the sort and the copy.
     if rows
         .windows(2)
         .all(|pair| pair[0].okta_user_id < pair[1].okta_user_id)
