@@ -100,7 +100,7 @@ pub fn classify(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> OktaSnapshot {
 
 /// One row per Okta user (the best one), in Okta user id order.
 fn one_row_per_user(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> Vec<AppUserRow> {
-    // The Okta client already deduplicates; when the rows also come in id order, one pass
+    // When the rows come in strictly increasing id order (no user listed twice), one pass
     // of comparisons replaces the sort and the copy.
     if rows
         .windows(2)
@@ -201,7 +201,8 @@ fn upper(value: &str) -> String {
 }
 
 /// 2 = would provision, 1 = hold, 0 = absent; used only to pick among duplicate rows, which
-/// are rare (the Okta client deduplicates), so the copy does not matter.
+/// are rare (a user assigned both directly and through a group), so the copy does not
+/// matter.
 fn row_rank(row: &AppUserRow, rules: &ClassifyRules) -> u8 {
     match classify_row(row.clone(), rules) {
         RowClass::Provision(_) => 2,
