@@ -5,6 +5,7 @@
 //! Pure: no I/O, no clock. The reader hands over complete, already-fetched rows; this module
 //! decides what they mean. It must never turn doubtful data into "absent" — doubt is a hold.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use std::hash::BuildHasher;
@@ -100,16 +101,39 @@ pub fn classify(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> OktaSnapshot {
 
 /// One row per Okta user (the best one), in Okta user id order.
 fn one_row_per_user(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> Vec<AppUserRow> {
-    // When the rows come in strictly increasing id order (no user listed twice), one pass
-    // of comparisons replaces the sort and the copy.
-    if rows
-        .windows(2)
-        .all(|pair| pair[0].okta_user_id < pair[1].okta_user_id)
-    {
-        return rows;
+    // When the rows come in id order (a user assigned both directly and through a group is
+    // then listed twice, side by side), one pass of comparisons replaces the sort and the
+    // copy, and the duplicates are dropped in place.
+    let mut in_order = true;
+    let mut repeats = false;
+    for pair in rows.windows(2) {
+        match pair[0].okta_user_id.cmp(&pair[1].okta_user_id) {
+            Ordering::Less => {}
+            Ordering::Equal => repeats = true,
+            Ordering::Greater => {
+                in_order = false;
+                break;
+            }
+        }
     }
-    // Otherwise sort, then keep the best of each run of equal ids. The key's first 16 bytes
-    // travel with the index, so most comparisons never touch the string.
+    let mut rows = if in_order { rows } else { sorted_by_id(rows) };
+    if repeats || !in_order {
+        rows.dedup_by(|row, kept| {
+            if row.okta_user_id != kept.okta_user_id {
+                return false;
+            }
+            if is_more_entitled(row, kept, rules) {
+                std::mem::swap(row, kept);
+            }
+            true
+        });
+    }
+    rows
+}
+
+/// `rows` sorted by Okta user id. The key's first 16 bytes travel with the index, so most
+/// comparisons never touch the string.
+fn sorted_by_id(mut rows: Vec<AppUserRow>) -> Vec<AppUserRow> {
     let mut order: Vec<(u128, usize)> = rows
         .iter()
         .enumerate()
@@ -119,24 +143,18 @@ fn one_row_per_user(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> Vec<AppUser
         a.0.cmp(&b.0)
             .then_with(|| rows[a.1].okta_user_id.cmp(&rows[b.1].okta_user_id))
     });
-    let mut chosen: Vec<usize> = Vec::with_capacity(order.len());
-    for (_, i) in order {
-        match chosen.last_mut() {
-            Some(kept) if rows[*kept].okta_user_id == rows[i].okta_user_id => {
-                let (row, best) = (&rows[i], &rows[*kept]);
-                let (rank, best_rank) = (row_rank(row, rules), row_rank(best, rules));
-                if rank > best_rank || (rank == best_rank && row < best) {
-                    *kept = i;
-                }
-            }
-            _ => chosen.push(i),
-        }
-    }
-    let mut rows = rows;
-    chosen
+    order
         .into_iter()
-        .map(|i| std::mem::take(&mut rows[i]))
+        .map(|(_, i)| std::mem::take(&mut rows[i]))
         .collect()
+}
+
+/// Should `row` replace `kept` as its user's row? The most entitled row wins, so that a
+/// lapsed direct grant cannot hide a live group grant; of equally entitled rows the lowest,
+/// so that the choice does not depend on the order of the rows.
+fn is_more_entitled(row: &AppUserRow, kept: &AppUserRow, rules: &ClassifyRules) -> bool {
+    let (rank, kept_rank) = (row_rank(row, rules), row_rank(kept, rules));
+    rank > kept_rank || (rank == kept_rank && row < kept)
 }
 
 /// The Okta user ids of each email that more than one candidate has, in candidate order.
@@ -420,6 +438,40 @@ mod tests {
             .collect();
         let reason = "duplicate email: a@example.com is the email of Okta users 00u1, 00u3, 00u4; give each a unique email";
         assert_eq!(held, [("00u1", reason), ("00u3", reason), ("00u4", reason)]);
+    }
+
+    #[test]
+    fn duplicate_rows_in_any_order_leave_the_most_entitled_one() {
+        let mut lapsed = row("00u2", "b@example.com", "ACTIVE");
+        lapsed.app_user_status = Some("INACTIVE".into());
+        let mut staged = row("00u2", "b@example.com", "STAGED");
+        staged.scope = Some("GROUP".into());
+        let mut editor = row("00u2", "b@example.com", "ACTIVE");
+        editor.role = Some("editor".into());
+        let others = [
+            row("00u1", "a@example.com", "ACTIVE"),
+            row("00u3", "c@example.com", "ACTIVE"),
+        ];
+        let in_order = vec![
+            others[0].clone(),
+            lapsed.clone(),
+            staged.clone(),
+            editor.clone(),
+            others[1].clone(),
+        ];
+        let shuffled = vec![editor, others[1].clone(), lapsed, others[0].clone(), staged];
+        for rows in [in_order, shuffled] {
+            let snap = classify(rows, &rules());
+            assert_eq!(snap.listed, 3);
+            assert!(snap.held.is_empty() && snap.absent.is_empty());
+            let ids: Vec<&str> = snap
+                .provision
+                .iter()
+                .map(|d| d.okta_user_id.as_str())
+                .collect();
+            assert_eq!(ids, ["00u1", "00u2", "00u3"]);
+            assert_eq!(snap.provision[1].role, Role::Editor);
+        }
     }
 
     #[test]
