@@ -17,6 +17,14 @@ use tokio::time::Instant;
 /// Below this, a response's wait is left entirely to tokio's timer.
 const PRECISE_TAIL: Duration = Duration::from_millis(2);
 
+/// Holds a response until its [`Fault::latency`] deadline, if it has one (both emulators'
+/// entry points end with this).
+pub(crate) async fn hold_until(deadline: Option<Instant>) {
+    if let Some(at) = deadline {
+        sleep_until_precisely(at).await;
+    }
+}
+
 /// Waits until `at` (a response's [`Fault::latency`] deadline) to within the OS timer's
 /// precision. Tokio's timer works in whole milliseconds and fires after the deadline: a
 /// 20 ms sleep measured 21.1 ms on the 2-core benchmark machine, which would add 5 % to every
@@ -24,7 +32,7 @@ const PRECISE_TAIL: Duration = Duration::from_millis(2);
 /// So tokio's timer waits for all but the last [`PRECISE_TAIL`], and a blocking-pool thread
 /// sleeps the rest (`std::thread::sleep`, a high-resolution timer). Under paused time the
 /// tail costs at most [`PRECISE_TAIL`] of real time.
-pub(crate) async fn sleep_until_precisely(at: Instant) {
+async fn sleep_until_precisely(at: Instant) {
     let Some(coarse) = at.checked_sub(PRECISE_TAIL) else {
         return tokio::time::sleep_until(at).await;
     };

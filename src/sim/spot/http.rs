@@ -235,9 +235,7 @@ pub(crate) async fn entry(
 ) -> Response {
     let mut deadline = None;
     let response = respond(State(sim), ConnectInfo(peer), req, &mut deadline).await;
-    if let Some(at) = deadline {
-        crate::sim::common::sleep_until_precisely(at).await;
-    }
+    crate::sim::common::hold_until(deadline).await;
     response
 }
 
