@@ -121,7 +121,7 @@ fn world() -> impl Strategy<Value = World> {
                     email: Some(email(mail, upper)),
                     first_name: Some("First".into()),
                     last_name: Some("Last".into()),
-                    role: ROLES[role].map(String::from),
+                    role: ROLES[role].map(Into::into),
                     malformed: None,
                 })
                 .collect();

@@ -58,7 +58,7 @@ fn row(id: &str, email: &str, status: &str, role: Option<&str>) -> AppUserRow {
         email: Some(email.into()),
         first_name: Some("Ann".into()),
         last_name: Some("Lee".into()),
-        role: role.map(String::from),
+        role: role.map(Into::into),
         malformed: None,
     }
 }

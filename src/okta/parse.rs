@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use compact_str::CompactString;
 use reqwest::header::{HeaderMap, LINK};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -471,16 +472,17 @@ fn parse_row_fast(raw: &RawValue, role_attribute: &str) -> Option<AppUserRow> {
     let fast: FastRow = serde_json::from_str(raw.get()).ok()?;
     let id = fast.id.filter(|id| !id.trim().is_empty())?;
     let owned = |v: Option<Cow<str>>| v.map(Cow::into_owned);
+    let word = |v: Option<Cow<str>>| v.map(CompactString::from);
     let mut row = AppUserRow {
         okta_user_id: id.into_owned(),
-        scope: owned(fast.scope),
-        app_user_status: owned(fast.status),
+        scope: word(fast.scope),
+        app_user_status: word(fast.status),
         ..AppUserRow::default()
     };
     let mut problems: Vec<String> = Vec::new();
     read_role(fast.profile, role_attribute, &mut row, &mut problems);
     if let Some(user) = fast.embedded.and_then(|e| e.user) {
-        row.user_status = owned(user.status);
+        row.user_status = word(user.status);
         if let Some(p) = user.profile {
             row.email = owned(p.email);
             row.first_name = owned(p.first_name);
@@ -504,7 +506,7 @@ fn read_role(
         let mut de = serde_json::Deserializer::from_str(profile.get());
         match OneKey(role_attribute).deserialize(&mut de) {
             Ok(Ok(None)) | Ok(Ok(Some(Scalar::Null))) => {}
-            Ok(Ok(Some(Scalar::Str(s)))) => row.role = Some(s),
+            Ok(Ok(Some(Scalar::Str(s)))) => row.role = Some(s.into()),
             Ok(Ok(Some(Scalar::Other(kind)))) => problems.push(format!(
                 "role attribute \"{role_attribute}\" is {kind}, expected a string"
             )),
@@ -655,10 +657,15 @@ fn parse_listed_user(raw: &RawValue) -> Result<OktaUser, String> {
     Ok(user)
 }
 
-fn string_field(raw: Option<&RawValue>, name: &str, problems: &mut Vec<String>) -> Option<String> {
+/// A string field as a `String` or, for short words, a `CompactString`.
+fn string_field<T: From<String>>(
+    raw: Option<&RawValue>,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
     match Scalar::from_raw(raw) {
         Scalar::Null => None,
-        Scalar::Str(s) => Some(s),
+        Scalar::Str(s) => Some(s.into()),
         Scalar::Other(kind) => {
             problems.push(format!("\"{name}\" is {kind}, expected a string"));
             None
