@@ -8,13 +8,14 @@
 //! contract of [`crate::apply::LedgerWriter`] (group commit).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil::owner_only;
 use crate::model::Role;
 use crate::Error;
 
@@ -209,14 +210,7 @@ impl LedgerStore {
             .unwrap_or_else(|| "state.json".into());
         let tmp = dir.join(format!(".{file_name}.tmp"));
         let write = || -> std::io::Result<()> {
-            let mut options = OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&tmp)?;
+            let mut file = owner_only().truncate(true).open(&tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             drop(file);

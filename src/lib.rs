@@ -14,6 +14,7 @@ pub mod cycle;
 pub mod daemon;
 pub mod error;
 pub mod fake;
+pub mod fsutil;
 pub mod guard;
 pub mod http;
 pub mod import;

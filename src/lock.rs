@@ -11,13 +11,14 @@
 //! `plan`, `reconcile --dry-run` and `check` do not take it: they write nothing, and the
 //! state file is always replaced atomically, so they read a consistent snapshot.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil::owner_only;
 use crate::Error;
 
 /// Who holds the lock, as written into the lock file.
@@ -60,14 +61,11 @@ impl InstanceLock {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io_error("create the directory of", e))?;
         }
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(|e| io_error("open", e))?;
+        let mut file = owner_only()
+            .read(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_error("open", e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

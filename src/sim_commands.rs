@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Settings};
 use crate::cycle::{run_cycle, CycleOptions};
+use crate::fsutil::write_owner_only;
 use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
 use crate::plan::{ActionKind, ActionStatus};
@@ -102,18 +103,7 @@ fn emulator_config(
 
 /// Writes a secret file with mode 0600.
 fn write_secret(path: &Path, content: &str) -> Result<(), Error> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .map_err(|e| io_error(&format!("writing {}", path.display()), e))?;
-    file.write_all(content.as_bytes())
+    write_owner_only(path, content.as_bytes())
         .map_err(|e| io_error(&format!("writing {}", path.display()), e))
 }
 

@@ -214,15 +214,7 @@ impl Env {
 }
 
 fn write_0600(path: &Path, content: &str) {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path).unwrap().write_all(content.as_bytes()).unwrap();
+    okta_spot_sync::fsutil::write_owner_only(path, content.as_bytes()).unwrap();
 }
 
 fn stderr(out: &Output) -> String {
