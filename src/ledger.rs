@@ -57,7 +57,16 @@ pub struct LedgerEntry {
     pub role: Option<Role>,
     pub origin: Origin,
     pub state: EntryState,
+    #[serde(serialize_with = "serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
+}
+
+/// Writes a timestamp exactly as chrono's own `Serialize` does (RFC 3339 in UTC with `Z`, and
+/// as many fractional digits as the time has), but as one string: chrono's goes through
+/// `collect_str`, which serde_json escapes one character at a time, and that was a third of
+/// the time spent encoding the state file, which `apply` saves before every batch of creates.
+fn serialize_timestamp<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 /// The last cycle's outcome, for `check`, `/readyz` and people reading the file.
@@ -178,12 +187,15 @@ impl LedgerStore {
     /// up to [`PRETTY_MAX_USERS`] users, compact above (40 % smaller and faster to write and
     /// read; the file is saved at least once per cycle that changes something).
     pub fn encode(&self, ledger: &Ledger) -> Result<Vec<u8>, Error> {
+        // An indented entry is about 250 bytes: reserving that much saves the copies of a
+        // buffer grown by doubling.
+        let mut bytes = Vec::with_capacity(256 * (ledger.users.len() + 1));
         let encoded = if ledger.users.len() <= PRETTY_MAX_USERS {
-            serde_json::to_vec_pretty(ledger)
+            serde_json::to_writer_pretty(&mut bytes, ledger)
         } else {
-            serde_json::to_vec(ledger)
+            serde_json::to_writer(&mut bytes, ledger)
         };
-        let mut bytes = encoded.map_err(|e| self.error(format!("cannot serialise: {e}")))?;
+        encoded.map_err(|e| self.error(format!("cannot serialise: {e}")))?;
         bytes.push(b'\n');
         Ok(bytes)
     }
@@ -235,6 +247,26 @@ mod tests {
             origin: Origin::Created,
             state,
             updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        use chrono::TimeZone;
+        let whole = Utc.with_ymd_and_hms(2026, 11, 25, 5, 6, 7).unwrap();
+        for at in [
+            whole,
+            whole + chrono::Duration::milliseconds(120),
+            whole + chrono::Duration::nanoseconds(123_456_789),
+            whole + chrono::Duration::nanoseconds(1),
+        ] {
+            let mut e = entry(EntryState::Managed);
+            e.updated_at = at;
+            let ours = serde_json::to_value(&e).unwrap()["updated_at"].clone();
+            assert_eq!(ours, serde_json::to_value(at).unwrap(), "{at:?}");
+            let back: LedgerEntry =
+                serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+            assert_eq!(back.updated_at, at);
         }
     }
 
