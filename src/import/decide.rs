@@ -538,3 +538,610 @@ fn action(
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::ledger::LedgerEntry;
+    use crate::model::SpotUserKind;
+    use crate::okta::classify::tests::{self as classify_tests, rules};
+
+    fn email(raw: &str) -> Email {
+        Email::parse(raw).unwrap()
+    }
+
+    /// A direct, active assignment of Okta user `id` with this user status and app role.
+    fn row(id: &str, email: &str, status: &str, role: Option<&str>) -> AppUserRow {
+        let mut row = classify_tests::row(id, email, status);
+        row.role = role.map(Into::into);
+        row
+    }
+
+    fn spot(id: &str, email: Option<&str>) -> SpotUser {
+        SpotUser {
+            user_id: id.into(),
+            email: email.and_then(Email::parse),
+            username: email.unwrap_or(id).into(),
+            kind: SpotUserKind::Personal,
+        }
+    }
+
+    fn okta_user(id: &str, email: &str, status: Option<&str>) -> OktaUser {
+        OktaUser {
+            id: id.into(),
+            status: status.map(Into::into),
+            email: Some(email.into()),
+            malformed: None,
+        }
+    }
+
+    /// A ledger of `(okta id, email, spot id, state)` entries.
+    fn ledger(entries: &[(&str, &str, Option<&str>, EntryState)]) -> Ledger {
+        let mut ledger = Ledger::default();
+        for &(okta_id, email, spot_id, state) in entries {
+            let entry = LedgerEntry {
+                email: email.into(),
+                spot_user_id: spot_id.map(Into::into),
+                role: Some(Role::Viewer),
+                origin: Origin::Created,
+                state,
+                updated_at: Utc::now(),
+            };
+            ledger.users.insert(okta_id.into(), entry);
+        }
+        ledger
+    }
+
+    /// Phase 1, by Spot user id: the decisions, the users left to look up, the unmatched.
+    struct Phase1 {
+        decisions: Vec<(String, Decision)>,
+        looked_up: Vec<String>,
+        unmatched: Vec<(String, String)>,
+    }
+
+    fn phase1(
+        rows: &[AppUserRow],
+        ledger: &Ledger,
+        spot_users: &[SpotUser],
+        protected: &[&str],
+    ) -> Phase1 {
+        let protected: Vec<Email> = protected.iter().map(|e| email(e)).collect();
+        let known = decide_known(rows, ledger, spot_users, &rules(), &protected);
+        Phase1 {
+            decisions: known
+                .decisions
+                .into_iter()
+                .map(|(u, d)| (u.user_id.clone(), d))
+                .collect(),
+            looked_up: known
+                .to_look_up
+                .iter()
+                .map(|(u, _)| u.user_id.clone())
+                .collect(),
+            unmatched: known
+                .unmatched
+                .into_iter()
+                .map(|u| (u.spot_user_id, u.reason))
+                .collect(),
+        }
+    }
+
+    impl Phase1 {
+        /// The one decision phase 1 made, for Spot user `id`.
+        fn only(&self, id: &str) -> &Decision {
+            assert_eq!(self.decisions.len(), 1, "{:?}", self.decisions);
+            assert_eq!(self.decisions[0].0, id);
+            assert!(self.looked_up.is_empty(), "{:?}", self.looked_up);
+            &self.decisions[0].1
+        }
+    }
+
+    /// The reason of an `Unmatched` decision, after checking it contains `fragment`.
+    fn unmatched_with<'d>(decision: &'d Decision, fragment: &str) -> &'d str {
+        match decision {
+            Decision::Unmatched(reason) => {
+                assert!(reason.contains(fragment), "{reason:?} lacks {fragment:?}");
+                reason
+            }
+            other => panic!("expected unmatched ({fragment}), got {other:?}"),
+        }
+    }
+
+    // Phase 1 -----------------------------------------------------------------------------
+
+    #[test]
+    fn a_user_assigned_and_entitled_in_okta_is_adopted_with_its_okta_role() {
+        let rows = [row("00u1", "Alice@Example.com", "ACTIVE", Some("editor"))];
+        let spot_users = [spot("s1", Some("alice@example.com"))];
+        let p = phase1(&rows, &Ledger::default(), &spot_users, &[]);
+        assert_eq!(
+            p.only("s1"),
+            &Decision::Adopt {
+                okta_user_id: "00u1".into(),
+                role: Role::Editor
+            }
+        );
+        assert!(p.unmatched.is_empty());
+    }
+
+    #[test]
+    fn a_user_assigned_but_held_is_unmatched_with_the_hold_reason() {
+        let rows = [row("00u1", "alice@example.com", "SUSPENDED", None)];
+        let spot_users = [spot("s1", Some("alice@example.com"))];
+        let p = phase1(&rows, &Ledger::default(), &spot_users, &[]);
+        unmatched_with(
+            p.only("s1"),
+            "assigned in Okta (user 00u1) but held: status SUSPENDED",
+        );
+    }
+
+    #[test]
+    fn a_user_listed_but_not_entitled_is_unmatched_with_why() {
+        let mut inactive = row("00u1", "alice@example.com", "ACTIVE", None);
+        inactive.app_user_status = Some("INACTIVE".into());
+        let spot_users = [spot("s1", Some("alice@example.com"))];
+        let p = phase1(&[inactive], &Ledger::default(), &spot_users, &[]);
+        unmatched_with(
+            p.only("s1"),
+            "listed by the Okta app (user 00u1) but not entitled: app assignment status INACTIVE",
+        );
+
+        let deprovisioned = row("00u1", "alice@example.com", "DEPROVISIONED", None);
+        let p = phase1(&[deprovisioned], &Ledger::default(), &spot_users, &[]);
+        unmatched_with(p.only("s1"), "not entitled: status DEPROVISIONED in Okta");
+    }
+
+    #[test]
+    fn two_spot_users_with_one_email_are_both_left_alone() {
+        let rows = [row("00u1", "alice@example.com", "ACTIVE", None)];
+        let spot_users = [
+            spot("s2", Some("ALICE@example.com")),
+            spot("s1", Some("alice@example.com")),
+        ];
+        let p = phase1(&rows, &Ledger::default(), &spot_users, &[]);
+        assert_eq!(p.decisions.len(), 2, "{:?}", p.decisions);
+        for (_, decision) in &p.decisions {
+            unmatched_with(
+                decision,
+                "2 Spot users have this email (s2, s1); left alone",
+            );
+        }
+        assert!(p.looked_up.is_empty());
+    }
+
+    #[test]
+    fn a_pending_create_for_the_email_is_left_to_reconcile() {
+        let ledger = ledger(&[("00u9", "alice@example.com", None, EntryState::Pending)]);
+        let rows = [row("00u1", "alice@example.com", "ACTIVE", None)];
+        let spot_users = [spot("s1", Some("alice@example.com"))];
+        let p = phase1(&rows, &ledger, &spot_users, &[]);
+        unmatched_with(p.only("s1"), "a create for this email is pending");
+    }
+
+    #[test]
+    fn an_okta_user_the_ledger_manages_under_another_email_is_not_adopted_again() {
+        let ledger = ledger(&[(
+            "00u1",
+            "old@example.com",
+            Some("s-old"),
+            EntryState::Managed,
+        )]);
+        let rows = [row("00u1", "alice@example.com", "ACTIVE", None)];
+        let spot_users = [spot("s1", Some("alice@example.com"))];
+        let p = phase1(&rows, &ledger, &spot_users, &[]);
+        unmatched_with(
+            p.only("s1"),
+            "Okta user 00u1 already manages Spot user s-old",
+        );
+    }
+
+    #[test]
+    fn several_okta_users_assigned_with_one_email_are_not_guessed_between() {
+        let rows = [
+            row("00u1", "alice@example.com", "ACTIVE", None),
+            row("00u2", "Alice@example.com", "ACTIVE", None),
+        ];
+        let spot_users = [spot("s1", Some("alice@example.com"))];
+        let p = phase1(&rows, &Ledger::default(), &spot_users, &[]);
+        unmatched_with(
+            p.only("s1"),
+            "2 Okta users assigned to the app have this email (00u1, 00u2)",
+        );
+    }
+
+    #[test]
+    fn a_spot_user_the_app_does_not_list_is_looked_up() {
+        let rows = [row("00u1", "alice@example.com", "ACTIVE", None)];
+        let spot_users = [
+            spot("s2", Some("bob@example.com")),
+            spot("s3", Some("anna@example.com")),
+        ];
+        let p = phase1(&rows, &Ledger::default(), &spot_users, &[]);
+        assert!(p.decisions.is_empty(), "{:?}", p.decisions);
+        assert_eq!(p.looked_up, ["s3", "s2"], "in email order");
+    }
+
+    #[test]
+    fn a_spot_user_the_ledger_owns_is_skipped_unless_the_entry_is_deleted() {
+        let ledger = ledger(&[
+            ("00u1", "alice@example.com", Some("s1"), EntryState::Managed),
+            ("00u2", "bob@example.com", Some("s2"), EntryState::Deleted),
+        ]);
+        let rows = [row("00u1", "alice@example.com", "ACTIVE", None)];
+        let spot_users = [
+            spot("s1", Some("alice@example.com")),
+            spot("s2", Some("bob@example.com")),
+        ];
+        let p = phase1(&rows, &ledger, &spot_users, &[]);
+        assert!(p.decisions.is_empty(), "{:?}", p.decisions);
+        assert!(p.unmatched.is_empty(), "{:?}", p.unmatched);
+        assert_eq!(p.looked_up, ["s2"]);
+    }
+
+    #[test]
+    fn a_protected_email_is_skipped() {
+        let rows = [row("00u1", "boss@example.com", "ACTIVE", None)];
+        let spot_users = [
+            spot("s1", Some("Boss@example.com")),
+            spot("s2", Some("bob@example.com")),
+        ];
+        let p = phase1(
+            &rows,
+            &Ledger::default(),
+            &spot_users,
+            &["boss@example.com"],
+        );
+        assert!(p.decisions.is_empty(), "{:?}", p.decisions);
+        assert!(p.unmatched.is_empty(), "{:?}", p.unmatched);
+        assert_eq!(p.looked_up, ["s2"]);
+    }
+
+    #[test]
+    fn programmatic_users_are_skipped() {
+        let rows = [row("00u1", "ci@example.com", "ACTIVE", None)];
+        let mut bot = spot("s1", Some("ci@example.com"));
+        bot.kind = SpotUserKind::Programmatic;
+        let mut unknown = spot("s2", None);
+        unknown.kind = SpotUserKind::Unknown;
+        let spot_users = [
+            bot,
+            unknown,
+            spot("pu-3", Some("ci@example.com")),
+            spot("s4", Some("bob@example.com")),
+        ];
+        let p = phase1(&rows, &Ledger::default(), &spot_users, &[]);
+        assert!(p.decisions.is_empty(), "{:?}", p.decisions);
+        assert!(p.unmatched.is_empty(), "{:?}", p.unmatched);
+        assert_eq!(p.looked_up, ["s4"]);
+    }
+
+    #[test]
+    fn a_spot_user_without_an_email_is_unmatched() {
+        let spot_users = [spot("s1", None), spot("s2", Some("not an email"))];
+        let p = phase1(&[], &Ledger::default(), &spot_users, &[]);
+        assert!(p.decisions.is_empty() && p.looked_up.is_empty());
+        assert_eq!(p.unmatched.len(), 2, "{:?}", p.unmatched);
+        for (_, reason) in &p.unmatched {
+            assert!(reason.contains("no usable email"), "{reason}");
+        }
+    }
+
+    // Lookup -------------------------------------------------------------------------------
+
+    #[test]
+    fn the_walk_is_tried_only_above_the_threshold_with_k_pages() {
+        assert_eq!(walk_budget(0), None);
+        assert_eq!(walk_budget(SEARCH_THRESHOLD), None);
+        assert_eq!(
+            walk_budget(SEARCH_THRESHOLD + 1),
+            u32::try_from(SEARCH_THRESHOLD + 1).ok()
+        );
+        assert_eq!(walk_budget(2_000), Some(2_000));
+    }
+
+    #[test]
+    fn walked_users_are_matched_by_email_case_insensitively() {
+        let (alice, bob) = (email("alice@example.com"), email("bob@example.com"));
+        let users = vec![
+            okta_user("00u1", "ALICE@example.com", Some("ACTIVE")),
+            okta_user("00u2", "carol@example.com", Some("ACTIVE")),
+            OktaUser {
+                id: "00u3".into(),
+                ..OktaUser::default()
+            },
+            okta_user("00u4", "alice@example.com", Some("STAGED")),
+        ];
+        let found = match_walked(users, &[&alice, &bob]);
+        let ids: Vec<&str> = found[&alice].iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["00u1", "00u4"]);
+        assert!(!found.contains_key(&bob));
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn a_search_keeps_only_users_with_exactly_that_email() {
+        let users = vec![
+            okta_user("00u1", "Alice@Example.com", Some("ACTIVE")),
+            okta_user("00u2", "alice@example.org", Some("ACTIVE")),
+        ];
+        let kept = same_email(users, &email("alice@example.com"));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].id, "00u1");
+    }
+
+    // Phase 2 ------------------------------------------------------------------------------
+
+    fn decide_one(matches: &[OktaUser], lookup: Lookup) -> Decision {
+        let covered = Covered {
+            listed_ids: HashSet::from(["00u8"]),
+            live_okta_ids: HashMap::from([("00u7", Some("s-old")), ("00u6", None)]),
+        };
+        decide_found(matches, lookup, &rules(), &covered)
+    }
+
+    #[test]
+    fn no_okta_user_found_is_unmatched_worded_for_the_lookup() {
+        unmatched_with(
+            &decide_one(&[], Lookup::Search),
+            "no Okta user has this email (Okta's search is eventually consistent",
+        );
+        unmatched_with(
+            &decide_one(&[], Lookup::Walk),
+            "no active Okta user has this email (Okta's user list omits deactivated users)",
+        );
+    }
+
+    /// The decision for one Okta user `id` found by a search, with this status.
+    fn decide_status(id: &str, status: Option<&str>) -> Decision {
+        decide_one(&[okta_user(id, "a@example.com", status)], Lookup::Search)
+    }
+
+    #[test]
+    fn one_active_okta_user_found_is_to_be_assigned() {
+        assert_eq!(
+            decide_status("00u5", Some("active")),
+            Decision::Assign {
+                okta_user_id: "00u5".into(),
+                status: "ACTIVE".into()
+            }
+        );
+    }
+
+    #[test]
+    fn one_deactivated_okta_user_found_is_not_assigned() {
+        unmatched_with(
+            &decide_status("00u5", Some("DEPROVISIONED")),
+            "Okta user 00u5 is deactivated (status DEPROVISIONED): not assigned",
+        );
+    }
+
+    #[test]
+    fn one_held_okta_user_found_is_not_assigned() {
+        unmatched_with(
+            &decide_status("00u5", Some("suspended")),
+            "Okta user 00u5 has status SUSPENDED (held, okta.hold_statuses): not assigned",
+        );
+    }
+
+    #[test]
+    fn an_okta_user_found_with_another_or_no_status_is_not_assigned() {
+        let odd = decide_status("00u5", Some("NEW_STATUS"));
+        unmatched_with(&odd, "has status NEW_STATUS: not active");
+        unmatched_with(
+            &decide_status("00u5", None),
+            "has status (none): not active",
+        );
+    }
+
+    #[test]
+    fn several_okta_users_found_are_not_guessed_between() {
+        let users = [
+            okta_user("00u5", "a@example.com", Some("ACTIVE")),
+            okta_user("00u4", "A@example.com", Some("ACTIVE")),
+        ];
+        unmatched_with(
+            &decide_one(&users, Lookup::Walk),
+            "2 Okta users have this email (00u5, 00u4); assign the right one in Okta by hand",
+        );
+    }
+
+    #[test]
+    fn an_okta_user_found_whom_the_ledger_manages_is_not_assigned() {
+        let managed = decide_status("00u7", Some("ACTIVE"));
+        unmatched_with(&managed, "Okta user 00u7 already manages Spot user s-old");
+        let pending = decide_status("00u6", Some("ACTIVE"));
+        unmatched_with(
+            &pending,
+            "Okta user 00u6 already manages Spot user (pending create)",
+        );
+    }
+
+    #[test]
+    fn an_okta_user_found_whom_the_app_lists_or_who_is_malformed_is_not_assigned() {
+        let listed = decide_status("00u8", Some("ACTIVE"));
+        unmatched_with(
+            &listed,
+            "Okta user 00u8 is assigned to the app under another email",
+        );
+        let mut malformed = okta_user("00u5", "a@example.com", Some("ACTIVE"));
+        malformed.malformed = Some("status is not a string".into());
+        unmatched_with(
+            &decide_one(&[malformed], Lookup::Search),
+            "Okta user 00u5 could not be read: status is not a string",
+        );
+    }
+
+    #[test]
+    fn looked_up_users_join_the_known_decisions_in_email_order() {
+        let rows = [row("00u1", "carol@example.com", "ACTIVE", None)];
+        let spot_users = [
+            spot("s3", Some("carol@example.com")),
+            spot("s2", Some("bob@example.com")),
+            spot("s1", Some("alice@example.com")),
+            spot("s0", None),
+        ];
+        let ledger = Ledger::default();
+        let known = decide_known(&rows, &ledger, &spot_users, &rules(), &[]);
+        let bob = email("bob@example.com");
+        let found = HashMap::from([(&bob, vec![okta_user("00u2", "bob@example.com", None)])]);
+        let (decisions, unmatched) = decide_looked_up(known, &found, Lookup::Search, &rules());
+        let ids: Vec<&str> = decisions.iter().map(|(u, _)| u.user_id.as_str()).collect();
+        assert_eq!(ids, ["s1", "s2", "s3"]);
+        unmatched_with(&decisions[0].1, "no Okta user has this email");
+        unmatched_with(&decisions[1].1, "Okta user 00u2 has status (none)");
+        assert!(matches!(decisions[2].1, Decision::Adopt { .. }));
+        assert_eq!(unmatched.len(), 1);
+        assert_eq!(unmatched[0].spot_user_id, "s0");
+    }
+
+    // Phase 3 ------------------------------------------------------------------------------
+
+    fn assign(okta_user_id: &str) -> Decision {
+        Decision::Assign {
+            okta_user_id: okta_user_id.into(),
+            status: "ACTIVE".into(),
+        }
+    }
+
+    #[test]
+    fn assignments_are_made_only_with_assign() {
+        let (a, b, c) = (
+            spot("s1", Some("a@example.com")),
+            spot("s2", Some("b@example.com")),
+            spot("s3", Some("c@example.com")),
+        );
+        let decisions = vec![
+            (&a, assign("00u1")),
+            (&b, Decision::Unmatched("no".into())),
+            (&c, assign("00u3")),
+        ];
+        assert!(assignments(&decisions, false).is_empty());
+        let made = assignments(&decisions, true);
+        assert_eq!(
+            made,
+            [
+                Assignment {
+                    okta_user_id: "00u1".into(),
+                    email: "a@example.com".into()
+                },
+                Assignment {
+                    okta_user_id: "00u3".into(),
+                    email: "c@example.com".into()
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn without_assign_an_assignment_is_planned_and_an_adoption_recorded() {
+        let (a, b) = (
+            spot("s1", Some("a@example.com")),
+            spot("s2", Some("b@example.com")),
+        );
+        let decisions = vec![
+            (
+                &a,
+                Decision::Adopt {
+                    okta_user_id: "00u1".into(),
+                    role: Role::Editor,
+                },
+            ),
+            (&b, assign("00u2")),
+        ];
+        let out = outcome(decisions, Vec::new(), &HashMap::new(), Role::Viewer);
+        assert_eq!(out.actions.len(), 2, "{:?}", out.actions);
+        let (adopt, planned) = (&out.actions[0], &out.actions[1]);
+        assert_eq!(adopt.action, ActionKind::Adopt);
+        assert_eq!(adopt.status, ActionStatus::Planned);
+        assert_eq!(adopt.role, Some(Role::Editor));
+        assert_eq!(adopt.detail.origin, Some(Origin::Adopted));
+        assert_eq!(planned.action, ActionKind::AssignInOkta);
+        assert_eq!(planned.status, ActionStatus::Planned);
+        assert!(
+            planned.reason.contains("(status ACTIVE)")
+                && planned
+                    .reason
+                    .ends_with("would assign (run `import --assign`)"),
+            "{}",
+            planned.reason
+        );
+        assert_eq!(
+            out.adoptions,
+            [Adoption {
+                okta_user_id: "00u1".into(),
+                email: "a@example.com".into(),
+                spot_user_id: "s1".into(),
+                role: Role::Editor
+            }]
+        );
+    }
+
+    #[test]
+    fn a_failed_assignment_fails_alone_and_a_made_one_is_adopted() {
+        let (a, b) = (
+            spot("s1", Some("a@example.com")),
+            spot("s2", Some("b@example.com")),
+        );
+        let decisions = vec![(&a, assign("00u1")), (&b, assign("00u2"))];
+        let assigned = HashMap::from([
+            ("00u1".to_string(), Err("Okta refused".to_string())),
+            ("00u2".to_string(), Ok(())),
+        ]);
+        let out = outcome(decisions, Vec::new(), &assigned, Role::Editor);
+        let kinds: Vec<(ActionKind, ActionStatus, &str)> = out
+            .actions
+            .iter()
+            .map(|a| (a.action, a.status, a.okta_user_id.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (ActionKind::AssignInOkta, ActionStatus::Failed, "00u1"),
+                (ActionKind::AssignInOkta, ActionStatus::Applied, "00u2"),
+                (ActionKind::Adopt, ActionStatus::Planned, "00u2"),
+            ]
+        );
+        assert_eq!(out.actions[0].error.as_deref(), Some("Okta refused"));
+        assert!(out.actions[1].reason.ends_with(": assigned as editor"));
+        assert_eq!(out.actions[2].role, Some(Role::Editor));
+        assert_eq!(out.adoptions.len(), 1);
+        assert_eq!(out.adoptions[0].okta_user_id, "00u2");
+        assert_eq!(out.adoptions[0].role, Role::Editor);
+    }
+
+    #[test]
+    fn unmatched_users_are_listed_by_email_with_the_no_email_ones_first() {
+        let (a, b) = (
+            spot("s2", Some("b@example.com")),
+            spot("s1", Some("a@example.com")),
+        );
+        let decisions = vec![
+            (&a, Decision::Unmatched("why b".into())),
+            (&b, Decision::Unmatched("why a".into())),
+        ];
+        let no_email = Unmatched {
+            spot_user_id: "s0".into(),
+            email: None,
+            reason: "no usable email".into(),
+        };
+        let out = outcome(decisions, vec![no_email], &HashMap::new(), Role::Viewer);
+        assert!(out.actions.is_empty() && out.adoptions.is_empty());
+        let listed: Vec<(&str, Option<&str>, &str)> = out
+            .unmatched
+            .iter()
+            .map(|u| {
+                let email = u.email.as_deref();
+                (u.spot_user_id.as_str(), email, u.reason.as_str())
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("s0", None, "no usable email"),
+                ("s1", Some("a@example.com"), "why a"),
+                ("s2", Some("b@example.com"), "why b"),
+            ]
+        );
+    }
+}
