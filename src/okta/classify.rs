@@ -307,7 +307,7 @@ fn classify_row(row: AppUserRow, rules: &ClassifyRules) -> RowClass {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn rules() -> ClassifyRules {
@@ -326,7 +326,7 @@ mod tests {
         }
     }
 
-    fn row(id: &str, email: &str, status: &str) -> AppUserRow {
+    pub(crate) fn row(id: &str, email: &str, status: &str) -> AppUserRow {
         AppUserRow {
             okta_user_id: id.into(),
             scope: Some("USER".into()),
