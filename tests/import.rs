@@ -31,19 +31,7 @@ struct Setup {
 }
 
 fn write_secret(path: &Path, content: &str) {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-        .open(path)
-        .unwrap()
-        .write_all(content.as_bytes())
-        .unwrap();
+    okta_spot_sync::fsutil::write_owner_only(path, content.as_bytes()).unwrap();
 }
 
 impl Setup {
