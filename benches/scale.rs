@@ -1,7 +1,7 @@
 //! The scale benchmark (`cargo bench --bench scale`): the release binary against the bundled
 //! emulators on loopback, with latency injected on every request. See README "Performance".
 //!
-//! Scenarios (pick some with `cargo bench --bench scale -- steady first-sync planner`):
+//! Scenarios (pick some with `cargo bench --bench scale -- steady first-sync growth planner`):
 //! - `steady`: 100,000 assigned users, all in sync, 20 ms per request. Okta = ⌈N/500⌉ pages is
 //!   the floor of requests and of wall time (pages × latency); Spot ≤ 3 requests.
 //! - `steady-0ms`: the same with no injected latency: how far below 20 ms per page the
@@ -9,6 +9,10 @@
 //! - `first-sync`: 2,000 new users; `POST /setup/user` and `PUT …/policyMapping` each limited
 //!   to 6,000/min by the Spot emulator; 20 ms per request. The create rate is measured between
 //!   the first and the last create seen by the emulator.
+//! - `growth`: the same 2,000 new users and limits on top of the 100,000 users of `steady`
+//!   (in sync, managed by the state file): the write path against a large state file, which
+//!   is saved whole before each batch of creates. Not a target of issue 6; it says whether
+//!   the create rate holds when the tenant is large.
 //! - `planner`: classify + plan on 1,000,000 users, in-process, CPU time of this thread.
 //!
 //! The reconciler runs as a child process (`okta-spot-sync reconcile`), so its peak RSS and CPU
@@ -77,7 +81,26 @@ fn main() {
         )));
     }
     if want("first-sync") {
-        rows.push(runtime.block_on(first_sync(&mut launcher, 2_000, latency, 6_000, 16)));
+        rows.push(runtime.block_on(writes(
+            &mut launcher,
+            "2 first sync",
+            0,
+            2_000,
+            latency,
+            6_000,
+            16,
+        )));
+    }
+    if want("growth") {
+        rows.push(runtime.block_on(writes(
+            &mut launcher,
+            "2b growth, 2,000 new",
+            steady_users,
+            2_000,
+            latency,
+            6_000,
+            16,
+        )));
     }
     if want("planner") {
         rows.push(planner(1_000_000));
@@ -216,16 +239,19 @@ async fn bare_walk(setup: &support::Setup) -> (Duration, u64) {
     (started.elapsed(), pages)
 }
 
-async fn first_sync(
+/// `users` new Okta users to create in Spot, on top of `existing` users in sync (managed by
+/// the state file), with Spot's writes limited to `per_minute`.
+async fn writes(
     launcher: &mut support::Launcher,
+    name: &str,
+    existing: usize,
     users: usize,
     latency: Duration,
     per_minute: u32,
     concurrency: usize,
 ) -> Row {
-    let name = "2 first sync";
-    eprintln!("[{name}] seeding {users} users…");
-    let setup = support::first_sync(users, latency, per_minute, concurrency).await;
+    eprintln!("[{name}] seeding {existing} users in sync and {users} new ones…");
+    let setup = support::growth(existing, users, latency, per_minute, concurrency).await;
     // Watch the create counter from outside to time the create phase.
     let spot = setup.emu.spot.clone();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -264,13 +290,14 @@ async fn first_sync(
     // Minimum: list users, list accounts, list policies, one create and one mapping each.
     let spot_min = 3 + 2 * users as u64;
     let okta = setup.emu.okta.total_requests();
-    let okta_min = users.div_ceil(500) as u64;
+    let okta_min = (existing + users).div_ceil(500) as u64;
     let allowed = f64::from(per_minute) / 60.0;
     let rate = match (first, last) {
         (Some(a), Some((b, n))) if n > 1 && b > a => (n - 1) as f64 / (b - a).as_secs_f64(),
         _ => 0.0,
     };
-    let floor = Duration::from_secs_f64(users as f64 / allowed);
+    // The reads come first (the plan needs all of Okta), then the creates at the limit.
+    let floor = latency * okta_min as u32 + Duration::from_secs_f64(users as f64 / allowed);
     let retried = (creates + mappings).saturating_sub(2 * users as u64);
     let checks = [
         (
@@ -282,7 +309,7 @@ async fn first_sync(
             "0 failed".to_string(),
         ),
         (
-            setup.emu.spot.users().len() == users,
+            setup.emu.spot.users().len() == existing + users,
             "all users exist".to_string(),
         ),
     ];
@@ -293,7 +320,7 @@ async fn first_sync(
     ));
     Row {
         scenario: format!("{name} ({} ms, {per_minute}/min)", latency.as_millis()),
-        users,
+        users: existing + users,
         okta: format!("{okta} (min {okta_min})"),
         spot: format!("{spot_total} (min {spot_min})"),
         wall: format!("{} (floor {})", secs(run.wall), secs(floor)),

@@ -45,6 +45,49 @@ pub async fn start() -> Emulators {
 /// role applied. A reconcile has nothing to do.
 pub async fn steady_state(n: usize, latency: Duration) -> Setup {
     let emu = start().await;
+    let ledger = seed_in_sync(&emu, n);
+    let setup = finish(emu, "", latency);
+    save_ledger(&setup, &ledger);
+    setup
+}
+
+/// First sync: `n` assigned Okta users, none in Spot, no ledger; `POST /setup/user` and
+/// `PUT …/policyMapping` each limited to `per_minute` in Spot's sliding 60 s window.
+pub async fn first_sync(
+    n: usize,
+    latency: Duration,
+    per_minute: u32,
+    write_concurrency: usize,
+) -> Setup {
+    growth(0, n, latency, per_minute, write_concurrency).await
+}
+
+/// Growth: the steady state of `existing` users, then `new` more assigned in Okta only, with
+/// Spot's writes limited as in [`first_sync`]. Every create is preceded by a durable save of
+/// the whole state file, so this measures the write path against a large one.
+pub async fn growth(
+    existing: usize,
+    new: usize,
+    latency: Duration,
+    per_minute: u32,
+    write_concurrency: usize,
+) -> Setup {
+    let emu = start().await;
+    let ledger = (existing > 0).then(|| seed_in_sync(&emu, existing));
+    emu.okta.bulk_add_assigned_users(new, DOMAIN);
+    emu.spot.set_rate_limit(ROUTE_CREATE, per_minute);
+    emu.spot.set_rate_limit(ROUTE_MAPPING, per_minute);
+    let extra = format!("write_concurrency = {write_concurrency}\n");
+    let setup = finish(emu, &extra, latency);
+    if let Some(ledger) = ledger {
+        save_ledger(&setup, &ledger);
+    }
+    setup
+}
+
+/// Adds `n` assigned Okta users and the same users in Spot, and returns a ledger that manages
+/// every one of them with its role applied.
+fn seed_in_sync(emu: &Emulators, n: usize) -> Ledger {
     emu.okta.bulk_add_assigned_users(n, DOMAIN);
     emu.spot.bulk_add_users(n, DOMAIN);
     let mut ledger = Ledger::default();
@@ -69,33 +112,20 @@ pub async fn steady_state(n: usize, latency: Duration) -> Setup {
             },
         );
     }
-    let setup = finish(emu, "", latency);
+    ledger
+}
+
+fn save_ledger(setup: &Setup, ledger: &Ledger) {
     let started = Instant::now();
     LedgerStore::new(&setup.state)
-        .save(&ledger)
+        .save(ledger)
         .expect("ledger saved");
     eprintln!(
-        "  state file of {n} users: {} MB, saved in {} ms",
+        "  state file of {} users: {} MB, saved in {} ms",
+        ledger.users.len(),
         std::fs::metadata(&setup.state).map_or(0, |m| m.len()) / 1_000_000,
         started.elapsed().as_millis()
     );
-    setup
-}
-
-/// First sync: `n` assigned Okta users, none in Spot, no ledger; `POST /setup/user` and
-/// `PUT …/policyMapping` each limited to `per_minute` in Spot's sliding 60 s window.
-pub async fn first_sync(
-    n: usize,
-    latency: Duration,
-    per_minute: u32,
-    write_concurrency: usize,
-) -> Setup {
-    let emu = start().await;
-    emu.okta.bulk_add_assigned_users(n, DOMAIN);
-    emu.spot.set_rate_limit(ROUTE_CREATE, per_minute);
-    emu.spot.set_rate_limit(ROUTE_MAPPING, per_minute);
-    let extra = format!("write_concurrency = {write_concurrency}\n");
-    finish(emu, &extra, latency)
 }
 
 fn finish(emu: Emulators, spot_extra: &str, latency: Duration) -> Setup {
@@ -136,16 +166,7 @@ fn finish(emu: Emulators, spot_extra: &str, latency: Duration) -> Setup {
 }
 
 fn write_secret(path: &Path, content: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(content.as_bytes()))
-        .expect("token file written");
+    okta_spot_sync::fsutil::write_owner_only(path, content.as_bytes()).expect("token file written");
 }
 
 /// What one run of the binary did, measured from outside.
