@@ -19,7 +19,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SpotRoleSettings;
-use crate::ledger::{EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
+use crate::ledger::{journal_line, EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
 use crate::model::{Email, NewSpotUser, PolicyGrant, Role, SpotDirectory, SpotPolicy};
 use crate::plan::{Action, ActionKind, ActionStatus, Plan};
 use crate::spot::client::is_already_exists;
@@ -29,7 +29,7 @@ use crate::Error;
 ///
 /// Durability contract (what a crash at any instant may lose):
 /// - [`LedgerWriter::update`] and [`LedgerWriter::update_durable`] return only once the change
-///   is in the file (fsync'd). `apply` uses `update_durable` for the `pending` record of a
+///   is on disk (fsync'd). `apply` uses `update_durable` for the `pending` record of a
 ///   create: it is durable **before** the create is sent, so a crash can never leave a Spot
 ///   user that the next cycle does not find and claim by email.
 /// - [`LedgerWriter::record`] changes memory only; the change becomes durable with the next
@@ -41,31 +41,49 @@ use crate::Error;
 ///   before the cycle ends. A step that relies on an earlier result (the `pending` record of a
 ///   recreate after its delete) is saved with it, in order.
 /// - Saves are group commits: callers of `update_durable`/`flush` that arrive while a save is
-///   in flight wait for the next one, which covers all of them with one write and one fsync.
-///   Every save writes the whole ledger, in change order, so the file is always a prefix of
-///   the changes.
+///   in flight wait for the next one, which covers all of them with one append to the
+///   journal and one fsync. `update` writes the whole file (which then includes the journal,
+///   and removes it). Changes reach the disk in the order they were made, so what a crash
+///   leaves is always a prefix of them.
+/// - Once an append fails, the writer claims nothing more is durable: every later
+///   `update_durable`/`flush` fails too, because the lost lines might be ones that a later
+///   append would otherwise appear to cover.
 pub struct LedgerWriter {
     store: LedgerStore,
-    ledger: Mutex<Ledger>,
+    memory: Mutex<Memory>,
     /// `false` for dry runs and tests that keep the ledger in memory only.
     persist: bool,
-    /// Sequence number of the last change applied in memory (changed under `ledger`'s lock).
+    /// Sequence number of the last change applied in memory (changed under `memory`'s lock).
+    /// Continues the numbering of the loaded file's journal.
     applied: AtomicU64,
     /// One group-commit save at a time; later callers queue here.
     saver: tokio::sync::Mutex<()>,
-    /// Sequence number of the newest change in the file; its lock serialises file writes.
+    /// Sequence number of the newest change on disk; its lock serialises file writes.
     written: Arc<Mutex<u64>>,
+    /// Set when a journal append failed (see the contract).
+    broken: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The ledger, and the journal lines of its changes not yet on disk, in change order.
+struct Memory {
+    ledger: Ledger,
+    unsynced: Vec<u8>,
 }
 
 impl LedgerWriter {
     pub fn new(store: LedgerStore, ledger: Ledger) -> Self {
+        let seq = ledger.journal_seq;
         LedgerWriter {
             store,
-            ledger: Mutex::new(ledger),
+            memory: Mutex::new(Memory {
+                ledger,
+                unsynced: Vec::new(),
+            }),
             persist: true,
-            applied: AtomicU64::new(0),
+            applied: AtomicU64::new(seq),
             saver: tokio::sync::Mutex::new(()),
-            written: Arc::new(Mutex::new(0)),
+            written: Arc::new(Mutex::new(seq)),
+            broken: Arc::default(),
         }
     }
 
@@ -77,33 +95,55 @@ impl LedgerWriter {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
-        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies `change` in memory only and returns its sequence number (see the contract).
-    pub fn record(&self, change: impl FnOnce(&mut Ledger)) -> u64 {
-        let mut ledger = self.lock();
-        change(&mut ledger);
-        self.applied.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    /// Applies `change` and saves at once, synchronously (with everything recorded before it).
-    pub fn update(&self, change: impl FnOnce(&mut Ledger)) -> Result<(), Error> {
-        let mut ledger = self.lock();
-        change(&mut ledger);
+    /// Applies `change`, which must touch only the entries of `okta_user_ids` (those are what
+    /// the journal records), in memory only; returns its sequence number (see the contract).
+    pub fn record(&self, okta_user_ids: &[&str], change: impl FnOnce(&mut Ledger)) -> u64 {
+        let mut memory = self.lock();
+        change(&mut memory.ledger);
         let seq = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
         if self.persist {
-            let bytes = self.store.encode(&ledger)?;
-            write_if_newer(&self.store, &self.written, &bytes, seq)?;
+            let line = journal_line(&memory.ledger, okta_user_ids, seq);
+            memory.unsynced.extend_from_slice(&line);
         }
+        seq
+    }
+
+    /// Applies `change` (to any part of the ledger) and saves the whole file at once,
+    /// synchronously, with everything recorded before it.
+    pub fn update(&self, change: impl FnOnce(&mut Ledger)) -> Result<(), Error> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memory = self.lock();
+        change(&mut memory.ledger);
+        let seq = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
+        memory.ledger.journal_seq = seq;
+        if self.persist {
+            let saved = self
+                .store
+                .encode(&memory.ledger)
+                .and_then(|bytes| self.store.write_encoded(&bytes));
+            if let Err(e) = saved {
+                // This change is in no journal line, so no later append may claim it.
+                self.broken.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+            *written = seq;
+        }
+        memory.unsynced.clear();
         Ok(())
     }
 
-    /// Applies `change` and returns once it is durable, sharing the save with concurrent
-    /// callers (group commit).
-    pub async fn update_durable(&self, change: impl FnOnce(&mut Ledger)) -> Result<(), Error> {
-        let seq = self.record(change);
+    /// Applies `change` to the entries of `okta_user_ids` (as [`LedgerWriter::record`]) and
+    /// returns once it is durable, sharing the save with concurrent callers (group commit).
+    pub async fn update_durable(
+        &self,
+        okta_user_ids: &[&str],
+        change: impl FnOnce(&mut Ledger),
+    ) -> Result<(), Error> {
+        let seq = self.record(okta_user_ids, change);
         self.sync_through(seq).await
     }
 
@@ -116,55 +156,69 @@ impl LedgerWriter {
         *self.written.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn broken_error(&self) -> Error {
+        Error::Ledger {
+            path: self.store.journal_path(),
+            detail: "an earlier append to it failed, so no later change is claimed durable; \
+                     the next cycle starts again from what is on disk"
+                .into(),
+        }
+    }
+
     async fn sync_through(&self, seq: u64) -> Result<(), Error> {
         if !self.persist || self.durable() >= seq {
             return Ok(());
         }
         let _turn = self.saver.lock().await;
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(self.broken_error());
+        }
         if self.durable() >= seq {
             return Ok(()); // the save we waited for covered this change
         }
-        let (bytes, upto) = {
-            let ledger = self.lock();
+        let (lines, upto) = {
+            let mut memory = self.lock();
             (
-                self.store.encode(&ledger)?,
+                std::mem::take(&mut memory.unsynced),
                 self.applied.load(Ordering::SeqCst),
             )
         };
         let store = self.store.clone();
         let written = Arc::clone(&self.written);
+        let broken = Arc::clone(&self.broken);
         // Off the async task, so concurrent actions keep recording while the fsync runs.
-        tokio::task::spawn_blocking(move || write_if_newer(&store, &written, &bytes, upto))
-            .await
-            .map_err(|e| Error::Ledger {
-                path: self.store.path().to_path_buf(),
-                detail: format!("the save was interrupted: {e}"),
-            })?
+        let appended = tokio::task::spawn_blocking(move || {
+            let mut newest = written.lock().unwrap_or_else(|e| e.into_inner());
+            if *newest >= upto {
+                return Ok(()); // a whole-file save included these lines
+            }
+            let appended = store.append_journal(&lines);
+            match &appended {
+                Ok(()) => *newest = upto,
+                Err(_) => broken.store(true, Ordering::SeqCst),
+            }
+            appended
+        })
+        .await;
+        appended.unwrap_or_else(|e| {
+            self.broken.store(true, Ordering::SeqCst);
+            Err(Error::Ledger {
+                path: self.store.journal_path(),
+                detail: format!("the append was interrupted: {e}"),
+            })
+        })
     }
 
     pub fn snapshot(&self) -> Ledger {
-        self.lock().clone()
+        self.lock().ledger.clone()
     }
 
     pub fn into_inner(self) -> Ledger {
-        self.ledger.into_inner().unwrap_or_else(|e| e.into_inner())
+        self.memory
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .ledger
     }
-}
-
-/// Writes `bytes` (the ledger as of change `seq`) unless a newer state is already in the file.
-fn write_if_newer(
-    store: &LedgerStore,
-    written: &Mutex<u64>,
-    bytes: &[u8],
-    seq: u64,
-) -> Result<(), Error> {
-    let mut newest = written.lock().unwrap_or_else(|e| e.into_inner());
-    if *newest >= seq {
-        return Ok(());
-    }
-    store.write_encoded(bytes)?;
-    *newest = seq;
-    Ok(())
 }
 
 /// The organization's account ids and policies.
@@ -272,7 +326,10 @@ pub async fn apply_until<D: SpotDirectory>(
 ) -> Result<(), Error> {
     if !plan.forget.is_empty() {
         let forget = plan.forget.clone();
-        ledger.record(|l| forget.iter().for_each(|okta_id| l.retire(okta_id, None)));
+        let ids: Vec<&str> = forget.iter().map(String::as_str).collect();
+        ledger.record(&ids, |l| {
+            forget.iter().for_each(|okta_id| l.retire(okta_id, None))
+        });
     }
     for deletes in [false, true] {
         let work: Vec<(usize, Action)> = plan
@@ -367,14 +424,14 @@ async fn apply_one<D: SpotDirectory>(
             let target = action.spot_user_id.clone().unwrap_or_default();
             step!(spot spot.delete_user(&target).await, format!("deleting Spot user {target}"));
             // The entry may already point at a new Spot user (an email change adopted one).
-            ledger.record(|l| l.retire(&okta_id, Some(&target)));
+            ledger.record(&[&okta_id], |l| l.retire(&okta_id, Some(&target)));
             Outcome::Applied { spot_user_id: None }
         }
         ActionKind::Create | ActionKind::Recreate => {
             if let Some(old) = &action.detail.delete_first {
                 step!(spot spot.delete_user(old).await, format!("deleting the old Spot user {old}"));
                 // Saved with the `pending` record that follows, before the create is sent.
-                ledger.record(|l| l.retire(&okta_id, None));
+                ledger.record(&[&okta_id], |l| l.retire(&okta_id, None));
             }
             create(action, spot, ledger, roles).await
         }
@@ -390,7 +447,11 @@ async fn apply_one<D: SpotDirectory>(
             }
             let origin = action.detail.origin.unwrap_or(Origin::Adopted);
             let previous = action.detail.previous_owner.clone();
-            ledger.record(|l| {
+            let touched: Vec<&str> = [Some(okta_id.as_str()), previous.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            ledger.record(&touched, |l| {
                 // Only if the previous owner still points at this Spot user: its own create or
                 // recreate may already have given it a new one.
                 if let Some(prev) = &previous {
@@ -417,7 +478,7 @@ async fn apply_one<D: SpotDirectory>(
             if let Err(e) = map_role(&target, role, spot, roles).await {
                 return Outcome::Failed(e);
             }
-            ledger.record(|l| {
+            ledger.record(&[&okta_id], |l| {
                 if let Some(e) = l.users.get_mut(&okta_id) {
                     e.role = Some(role);
                     e.updated_at = Utc::now();
@@ -469,7 +530,7 @@ async fn create<D: SpotDirectory>(
     }
     let origin = Origin::Created;
     // Write-ahead: durable before the create is sent (see `LedgerWriter`).
-    step!(ledger ledger.update_durable(|l| {
+    step!(ledger ledger.update_durable(&[&okta_id], |l| {
         l.users.insert(okta_id.clone(), entry(&action.email, None, None, origin, EntryState::Pending));
     }).await);
     let new_user = NewSpotUser {
@@ -498,7 +559,7 @@ async fn create<D: SpotDirectory>(
         }
         Err(err) => return Outcome::Failed(format!("creating the Spot user: {err}")),
     };
-    ledger.record(|l| {
+    ledger.record(&[&okta_id], |l| {
         l.users.insert(
             okta_id.clone(),
             entry(
@@ -515,7 +576,7 @@ async fn create<D: SpotDirectory>(
             "created Spot user {spot_user_id}, but {e}; the next cycle retries the mapping"
         ));
     }
-    ledger.record(|l| {
+    ledger.record(&[&okta_id], |l| {
         if let Some(e) = l.users.get_mut(&okta_id) {
             e.role = Some(role);
             e.updated_at = Utc::now();
@@ -523,5 +584,94 @@ async fn create<D: SpotDirectory>(
     });
     Outcome::Applied {
         spot_user_id: Some(spot_user_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(email: &str) -> LedgerEntry {
+        entry(email, None, None, Origin::Created, EntryState::Pending)
+    }
+
+    fn store() -> (tempfile::TempDir, LedgerStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LedgerStore::new(dir.path().join("state.json"));
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_durable_change_survives_a_crash_and_numbering_continues_across_runs() {
+        let (_dir, store) = store();
+        let first = LedgerWriter::new(store.clone(), store.load().unwrap());
+        first
+            .update_durable(&["00ua"], |l| {
+                l.users.insert("00ua".into(), pending("a@example.com"));
+            })
+            .await
+            .unwrap();
+        drop(first); // a crash: no whole-file save
+        assert!(!store.path().exists());
+        assert_eq!(
+            store.load().unwrap().users["00ua"].state,
+            EntryState::Pending
+        );
+
+        let second = LedgerWriter::new(store.clone(), store.load().unwrap());
+        second.record(&["00ua"], |l| l.retire("00ua", None));
+        second.record(&["00ub"], |l| {
+            l.users.insert("00ub".into(), pending("b@example.com"));
+        });
+        second.flush().await.unwrap();
+        drop(second);
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.users["00ua"].state, EntryState::Deleted);
+        assert_eq!(loaded.users["00ub"].state, EntryState::Pending);
+        assert_eq!(loaded.journal_seq, 3);
+
+        let third = LedgerWriter::new(store.clone(), loaded.clone());
+        third.update(|_| {}).unwrap();
+        assert!(!store.journal_path().exists());
+        let saved = store.load().unwrap();
+        assert_eq!(saved.users, loaded.users);
+        assert_eq!(saved.journal_seq, 4);
+    }
+
+    #[tokio::test]
+    async fn a_change_recorded_but_not_flushed_is_not_on_disk() {
+        let (_dir, store) = store();
+        let writer = LedgerWriter::new(store.clone(), Ledger::default());
+        writer.record(&["00ua"], |l| {
+            l.users.insert("00ua".into(), pending("a@example.com"));
+        });
+        assert!(store.load().unwrap().users.is_empty());
+        writer.flush().await.unwrap();
+        assert_eq!(store.load().unwrap().users.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_append_nothing_more_is_claimed_durable() {
+        let (_dir, store) = store();
+        // The journal's path is a directory: every append fails.
+        std::fs::create_dir_all(store.journal_path()).unwrap();
+        let writer = LedgerWriter::new(store.clone(), Ledger::default());
+        let err = writer
+            .update_durable(&["00ua"], |l| {
+                l.users.insert("00ua".into(), pending("a@example.com"));
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("state.json.journal"), "{err}");
+        // The disk recovers, but the lost line is not in it: a later save must not claim it.
+        std::fs::remove_dir(store.journal_path()).unwrap();
+        let err = writer
+            .update_durable(&["00ub"], |l| {
+                l.users.insert("00ub".into(), pending("b@example.com"));
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("earlier append"), "{err}");
+        assert!(writer.flush().await.is_err());
     }
 }

@@ -243,15 +243,8 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
             return Ok(exit::ERROR);
         }
     }
-    if store.path().exists() {
-        let aside = store.path().with_extension(format!(
-            "json.bak-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-        ));
-        std::fs::rename(store.path(), &aside).map_err(|e| Error::Ledger {
-            path: store.path().to_path_buf(),
-            detail: format!("cannot move it aside to {}: {e}", aside.display()),
-        })?;
+    let suffix = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    if let Some(aside) = store.move_aside(&suffix)? {
         println!("The old state file was moved to {}.", aside.display());
     }
     let writer = LedgerWriter::new(store.clone(), Ledger::default());

@@ -6,10 +6,19 @@
 //! never decide what to do with a user; that is `plan`'s job. When a change must be durable
 //! (a `pending` record before its create) and which results may share a save is the
 //! contract of [`crate::apply::LedgerWriter`] (group commit).
+//!
+//! Between two saves of the whole file, changes to single users are appended to a journal
+//! beside it (`<state file>.journal`, one JSON record per line, fsync'd): at 100,000 users the
+//! file is 18 MB, and rewriting it before every batch of creates held creates to 78 % of
+//! Spot's rate. [`LedgerStore::load`] replays the journal over the file. Each record carries a
+//! sequence number and the file says the last one it includes ([`Ledger::journal_seq`]), so a
+//! journal left behind by a crash between a save and the journal's removal is skipped, not
+//! replayed over newer data. A torn last line (a crash mid-append) was never acknowledged and
+//! is ignored; a bad line before the last is an error that keeps both files.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -87,6 +96,14 @@ pub struct Ledger {
     /// nothing to do does not rewrite the file: at 100,000 users that would be an 18 MB write
     /// and fsync every cycle to record only a time; logs and `/metrics` say when cycles ran.
     pub last_run: Option<LastRun>,
+    /// The sequence number of the last journal record this file includes (0: none). On load,
+    /// journal records up to it are skipped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub journal_seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Default for Ledger {
@@ -95,8 +112,34 @@ impl Default for Ledger {
             version: LEDGER_VERSION,
             users: BTreeMap::new(),
             last_run: None,
+            journal_seq: 0,
         }
     }
+}
+
+/// One line of the journal: change `seq`, as the whole entries of the users it touched after
+/// it (`None`: the entry was removed). One line per change, so a change to two users (an
+/// adoption that retires a previous owner) is on disk entirely or not at all; whole entries
+/// rather than deltas, so replaying a record twice is harmless.
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalRecord {
+    seq: u64,
+    users: BTreeMap<String, Option<LedgerEntry>>,
+}
+
+/// The journal line (with its newline) for change `seq`, which touched `okta_user_ids` in
+/// `ledger`.
+pub fn journal_line(ledger: &Ledger, okta_user_ids: &[&str], seq: u64) -> Vec<u8> {
+    let record = JournalRecord {
+        seq,
+        users: okta_user_ids
+            .iter()
+            .map(|&id| (id.to_string(), ledger.users.get(id).cloned()))
+            .collect(),
+    };
+    let mut line = serde_json::to_vec(&record).expect("a journal record always serialises");
+    line.push(b'\n');
+    line
 }
 
 impl Ledger {
@@ -150,9 +193,17 @@ impl LedgerStore {
         }
     }
 
-    /// Loads the ledger. A missing file is an empty ledger (first run); anything unreadable or
-    /// unparsable is an error and the file is left exactly as it is.
+    /// Loads the ledger: the state file, then its journal. A missing file is an empty ledger
+    /// (first run, or a first cycle that has not finished yet); anything unreadable or
+    /// unparsable is an error and both files are left exactly as they are.
     pub fn load(&self) -> Result<Ledger, Error> {
+        let mut ledger = self.load_file()?;
+        self.replay_journal(&mut ledger)?;
+        Ok(ledger)
+    }
+
+    /// The state file alone, without its journal.
+    fn load_file(&self) -> Result<Ledger, Error> {
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
@@ -178,7 +229,140 @@ impl LedgerStore {
         Ok(ledger)
     }
 
+    /// `<state file>.journal`: single-user changes since the file was last saved whole.
+    pub fn journal_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".journal");
+        PathBuf::from(name)
+    }
+
+    fn journal_error(&self, detail: impl Into<String>) -> Error {
+        Error::Ledger {
+            path: self.journal_path(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Applies the journal's records newer than `ledger.journal_seq`, in order.
+    fn replay_journal(&self, ledger: &mut Ledger) -> Result<(), Error> {
+        let bytes = match fs::read(self.journal_path()) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(self.journal_error(format!(
+                    "cannot read it: {e}; check the file's owner and mode (the service user must be able to read and write it)"
+                )))
+            }
+        };
+        // Everything after the last newline is a torn append: never acknowledged, so dropped.
+        let complete = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(&bytes[..0], |end| &bytes[..=end]);
+        for (index, line) in complete.split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let record: JournalRecord = serde_json::from_slice(line).map_err(|e| {
+                self.journal_error(format!(
+                    "line {} is not a valid journal record ({e}); it and the state file were left untouched. \
+                     Restore both from a backup, or run `okta-spot-sync rebuild-ledger`",
+                    index + 1
+                ))
+            })?;
+            if record.seq <= ledger.journal_seq {
+                continue;
+            }
+            for (okta_user_id, entry) in record.users {
+                match entry {
+                    Some(entry) => ledger.users.insert(okta_user_id, entry),
+                    None => ledger.users.remove(&okta_user_id),
+                };
+            }
+            ledger.journal_seq = record.seq;
+        }
+        Ok(())
+    }
+
+    /// Appends journal lines and returns once they are on disk (fdatasync; the directory too
+    /// when the journal was created by this call). A torn line left by a crash is cut off
+    /// first, so that it never ends up in the middle of the journal.
+    pub fn append_journal(&self, lines: &[u8]) -> Result<(), Error> {
+        let path = self.journal_path();
+        let append = || -> std::io::Result<()> {
+            fs::create_dir_all(self.dir())?;
+            let mut file = owner_only().read(true).truncate(false).open(&path)?;
+            let len = file.metadata()?.len();
+            if len > 0 {
+                let mut last = [0u8];
+                file.seek(SeekFrom::Start(len - 1))?;
+                file.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    let mut existing = Vec::new();
+                    file.seek(SeekFrom::Start(0))?;
+                    file.read_to_end(&mut existing)?;
+                    let keep = existing
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    file.set_len(keep as u64)?;
+                }
+            }
+            file.seek(SeekFrom::End(0))?;
+            file.write_all(lines)?;
+            file.sync_data()?;
+            #[cfg(unix)]
+            if len == 0 {
+                File::open(self.dir())?.sync_all()?;
+            }
+            Ok(())
+        };
+        append().map_err(|e| self.journal_error(format!("cannot append to it: {e}")))
+    }
+
+    /// Removes the journal once the state file includes all of it. Not fsync'd: a journal
+    /// that comes back after a crash holds only records the file already has, which
+    /// [`LedgerStore::load`] skips.
+    fn remove_journal(&self) -> std::io::Result<()> {
+        match fs::remove_file(self.journal_path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Renames the state file and its journal aside (`<name>.bak-<suffix>`, and
+    /// `<name>.journal.bak-<suffix>`), for a fresh ledger; returns the state file's new path,
+    /// if there was one.
+    pub fn move_aside(&self, suffix: &str) -> Result<Option<PathBuf>, Error> {
+        let aside = |path: &Path| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".bak-{suffix}"));
+            PathBuf::from(name)
+        };
+        let journal = self.journal_path();
+        if journal.exists() {
+            fs::rename(&journal, aside(&journal))
+                .map_err(|e| self.journal_error(format!("cannot move it aside: {e}")))?;
+        }
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let moved = aside(&self.path);
+        fs::rename(&self.path, &moved)
+            .map_err(|e| self.error(format!("cannot move it aside to {}: {e}", moved.display())))?;
+        Ok(Some(moved))
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
     /// Writes the ledger atomically: a crash leaves either the old or the new file, never a mix.
+    /// `ledger` must include every journal record (it was loaded, and all changes since are in
+    /// it): the journal is removed after the write.
     pub fn save(&self, ledger: &Ledger) -> Result<(), Error> {
         self.write_encoded(&self.encode(ledger)?)
     }
@@ -201,12 +385,10 @@ impl LedgerStore {
     }
 
     /// Writes bytes from [`LedgerStore::encode`] atomically (temp file, fsync, rename, fsync of
-    /// the directory, mode 0600). Callers must not run two of these at once on one path.
+    /// the directory, mode 0600), then removes the journal, which they include. Callers must
+    /// not run two of these, or one and [`LedgerStore::append_journal`], at once on one path.
     pub fn write_encoded(&self, bytes: &[u8]) -> Result<(), Error> {
-        let dir = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = self.dir();
         if !dir.exists() {
             fs::create_dir_all(&dir).map_err(|e| {
                 self.error(format!(
@@ -229,7 +411,7 @@ impl LedgerStore {
             fs::rename(&tmp, &self.path)?;
             #[cfg(unix)]
             File::open(&dir)?.sync_all()?;
-            Ok(())
+            self.remove_journal()
         };
         write().map_err(|e| self.error(format!("cannot write it: {e}")))
     }
@@ -326,5 +508,126 @@ mod tests {
         assert_eq!(ledger.managed_count(), 1);
         assert!(ledger.owns_spot_user("u-1"));
         assert!(!ledger.owns_spot_user("u-2"));
+    }
+
+    /// A store in a temp dir, and a journal line for change `seq` setting `id` to `state`
+    /// (`None`: removing it).
+    fn store() -> (tempfile::TempDir, LedgerStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LedgerStore::new(dir.path().join("state").join("state.json"));
+        (dir, store)
+    }
+
+    fn line(seq: u64, id: &str, state: Option<EntryState>) -> Vec<u8> {
+        let mut ledger = Ledger::default();
+        if let Some(state) = state {
+            ledger.users.insert(id.into(), entry(state));
+        }
+        journal_line(&ledger, &[id], seq)
+    }
+
+    #[test]
+    fn the_journal_is_replayed_over_the_file_even_before_the_first_save() {
+        let (_dir, store) = store();
+        store
+            .append_journal(&line(1, "00ua", Some(EntryState::Pending)))
+            .unwrap();
+        assert_eq!(
+            store.load().unwrap().users["00ua"].state,
+            EntryState::Pending
+        );
+
+        let mut ledger = store.load().unwrap();
+        ledger
+            .users
+            .insert("00ub".into(), entry(EntryState::Managed));
+        store.save(&ledger).unwrap();
+        assert!(
+            !store.journal_path().exists(),
+            "a save includes and removes the journal"
+        );
+        let mut both = line(2, "00ua", Some(EntryState::Managed));
+        both.extend(line(3, "00ub", None));
+        store.append_journal(&both).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.users["00ua"].state, EntryState::Managed);
+        assert!(!loaded.users.contains_key("00ub"));
+        assert_eq!(loaded.journal_seq, 3);
+    }
+
+    #[test]
+    fn records_the_file_already_includes_are_skipped() {
+        // A crash between a save and the journal's removal leaves older records behind.
+        let (_dir, store) = store();
+        store
+            .append_journal(&line(4, "00ua", Some(EntryState::Pending)))
+            .unwrap();
+        let mut ledger = Ledger::default();
+        ledger
+            .users
+            .insert("00ua".into(), entry(EntryState::Managed));
+        ledger.journal_seq = 5;
+        let bytes = store.encode(&ledger).unwrap();
+        fs::write(store.path(), bytes).unwrap();
+        assert_eq!(
+            store.load().unwrap().users["00ua"].state,
+            EntryState::Managed
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_cut_off_before_the_next_append() {
+        let (_dir, store) = store();
+        let mut torn = line(1, "00ua", Some(EntryState::Pending));
+        let partial = line(2, "00ub", Some(EntryState::Pending));
+        torn.extend_from_slice(&partial[..partial.len() / 2]);
+        fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        fs::write(store.journal_path(), &torn).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.users.len(), 1);
+        assert_eq!(loaded.journal_seq, 1);
+
+        store
+            .append_journal(&line(2, "00uc", Some(EntryState::Managed)))
+            .unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(
+            loaded.users.keys().collect::<Vec<_>>(),
+            ["00ua", "00uc"],
+            "the torn record is gone, the new one follows the last whole one"
+        );
+    }
+
+    #[test]
+    fn a_bad_line_before_the_last_is_an_error_that_keeps_both_files() {
+        let (_dir, store) = store();
+        store.save(&Ledger::default()).unwrap();
+        let mut journal = b"{\"seq\": 1, \"users\": 7}\n".to_vec();
+        journal.extend(line(2, "00ua", Some(EntryState::Pending)));
+        fs::write(store.journal_path(), &journal).unwrap();
+        let file = fs::read(store.path()).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("state.json.journal"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+        assert!(err.contains("rebuild-ledger"), "{err}");
+        assert_eq!(fs::read(store.journal_path()).unwrap(), journal);
+        assert_eq!(fs::read(store.path()).unwrap(), file);
+    }
+
+    #[test]
+    fn moving_aside_takes_the_journal_too() {
+        let (_dir, store) = store();
+        store.save(&Ledger::default()).unwrap();
+        store
+            .append_journal(&line(1, "00ua", Some(EntryState::Managed)))
+            .unwrap();
+        let aside = store.move_aside("20261125T060000Z").unwrap().unwrap();
+        assert!(
+            aside.ends_with("state.json.bak-20261125T060000Z"),
+            "{aside:?}"
+        );
+        assert!(!store.path().exists() && !store.journal_path().exists());
+        assert_eq!(store.load().unwrap(), Ledger::default());
+        assert!(store.move_aside("again").unwrap().is_none());
     }
 }
