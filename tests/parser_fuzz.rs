@@ -5,7 +5,7 @@
 
 use okta_spot_sync::model::SpotUserKind;
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};
-use okta_spot_sync::okta::parse::parse_page;
+use okta_spot_sync::okta::parse::{parse_page, parse_page_row_by_row};
 use okta_spot_sync::spot::client::parse_user_list;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -51,6 +51,48 @@ fn okta_row() -> impl Strategy<Value = Value> {
         })
 }
 
+/// A string with the characters JSON must escape (quote, backslash, control) and non-ASCII,
+/// so that both page readings must unescape into owned strings.
+fn tricky_string() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => prop::char::range('a', 'z'),
+            1 => Just('"'),
+            1 => Just('\\'),
+            1 => Just('\n'),
+            1 => Just('\u{1}'),
+            1 => Just('é'),
+            1 => Just('@'),
+        ],
+        0..12,
+    )
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+/// An app-user row whose fields all have the documented types (the one-pass reading's case).
+fn well_formed_row() -> impl Strategy<Value = Value> {
+    (
+        "00u[a-z0-9]{6}",
+        prop_oneof![Just("ACTIVE"), Just("SUSPENDED"), Just("INACTIVE")],
+        prop_oneof![
+            Just(json!("viewer")),
+            Just(json!(null)),
+            tricky_string().prop_map(Value::String)
+        ],
+        (tricky_string(), tricky_string(), tricky_string()),
+        any::<bool>(),
+    )
+        .prop_map(|(id, status, role, (email, first, last), with_user)| {
+            let mut row =
+                json!({"id": id, "scope": "USER", "status": status, "profile": {"role": role}});
+            if with_user {
+                row["_embedded"] = json!({"user": {"id": id, "status": status,
+                    "profile": {"email": email, "firstName": first, "lastName": last}}});
+            }
+            row
+        })
+}
+
 fn rules() -> ClassifyRules {
     ClassifyRules {
         provision_statuses: vec!["ACTIVE".into()],
@@ -70,6 +112,16 @@ proptest! {
     #[test]
     fn okta_parser_never_panics_on_json(value in any_json()) {
         let _ = parse_page(value.to_string().as_bytes(), "role");
+    }
+
+    #[test]
+    fn the_one_pass_page_reading_agrees_with_reading_row_by_row(
+        rows in prop::collection::vec(prop_oneof![8 => well_formed_row(), 1 => okta_row()], 0..8),
+    ) {
+        let body = Value::Array(rows).to_string();
+        let one_pass = parse_page(body.as_bytes(), "role").map_err(|e| e.to_string());
+        let row_by_row = parse_page_row_by_row(body.as_bytes(), "role").map_err(|e| e.to_string());
+        prop_assert_eq!(one_pass, row_by_row);
     }
 
     #[test]
