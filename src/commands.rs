@@ -251,6 +251,8 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     writer.update(|_| {})?;
     let roles = RoleResolver::new(&spot, &settings.spot.roles);
     apply(&mut fresh, &spot, &writer, &roles, 1).await?;
+    // The adoptions are durable in the journal; one whole-file save leaves a single file.
+    writer.update(|_| {})?;
     println!(
         "Wrote {} with {} managed users.",
         store.path().display(),

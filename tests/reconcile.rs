@@ -639,6 +639,12 @@ async fn rebuild_ledger_recovers_from_a_corrupt_state_file_without_deleting_anyo
         .collect();
     assert_eq!(aside.len(), 1, "the corrupt file must be kept aside");
     assert_eq!(env.ledger().managed_count(), 1);
+    let mut journal = env.state.clone().into_os_string();
+    journal.push(".journal");
+    assert!(
+        !std::path::Path::new(&journal).exists(),
+        "rebuild-ledger leaves one whole file"
+    );
 
     let writes = env.spot().write_requests();
     let run = env.run(&["reconcile", "--output", "json"]).await;
