@@ -638,6 +638,48 @@ mod tests {
         assert_eq!(saved.journal_seq, 4);
     }
 
+    /// Appends in group commits racing with whole-file saves (which remove the journal) must
+    /// never lose a change that was reported durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_and_whole_file_saves_lose_nothing_reported_durable() {
+        let (_dir, store) = store();
+        let writer = Arc::new(LedgerWriter::new(store.clone(), Ledger::default()));
+        let mut tasks = Vec::new();
+        for task in 0..16 {
+            let writer = Arc::clone(&writer);
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for step in 0..25 {
+                    let id = format!("00u{task:02}{step:03}");
+                    writer
+                        .update_durable(&[&id], |l| {
+                            l.users
+                                .insert(id.clone(), pending(&format!("{id}@example.com")));
+                        })
+                        .await
+                        .unwrap();
+                    // Reported durable: it must be on disk now, whatever else is running.
+                    let on_disk = store.load().unwrap();
+                    assert!(on_disk.users.contains_key(&id), "{id} lost");
+                    writer.record(&[&id], |l| l.retire(&id, None));
+                    if step % 7 == task % 7 {
+                        let writer = Arc::clone(&writer);
+                        tokio::task::spawn_blocking(move || writer.update(|_| {}))
+                            .await
+                            .unwrap()
+                            .unwrap();
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        assert_eq!(store.load().unwrap().users, writer.snapshot().users);
+        assert_eq!(writer.snapshot().users.len(), 16 * 25);
+    }
+
     #[tokio::test]
     async fn a_change_recorded_but_not_flushed_is_not_on_disk() {
         let (_dir, store) = store();
