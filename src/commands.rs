@@ -168,11 +168,22 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
     }
     let store = LedgerStore::new(&settings.sync.state_file);
     match store.load() {
-        Ok(ledger) => println!(
-            "  ok   state file {}: {} users managed",
-            store.path().display(),
-            ledger.managed_count()
-        ),
+        Ok(ledger) => {
+            let journal = match store.journal_records() {
+                0 => String::new(),
+                n => format!(
+                    " and {n} journal record(s) in {} since it was last saved whole (a cycle \
+                     is running or was interrupted; the next cycle that changes something \
+                     folds them in)",
+                    store.journal_path().display()
+                ),
+            };
+            println!(
+                "  ok   state file {}: {} users managed{journal}",
+                store.path().display(),
+                ledger.managed_count()
+            )
+        }
         Err(e) => {
             ok = false;
             println!("  FAIL {e}");

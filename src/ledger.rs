@@ -236,6 +236,12 @@ impl LedgerStore {
         PathBuf::from(name)
     }
 
+    /// How many whole records the journal holds (0 when there is none), for `check`.
+    pub fn journal_records(&self) -> usize {
+        fs::read(self.journal_path())
+            .map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count())
+    }
+
     fn journal_error(&self, detail: impl Into<String>) -> Error {
         Error::Ledger {
             path: self.journal_path(),

@@ -5,7 +5,8 @@
 
 mod util;
 
-use okta_spot_sync::ledger::{EntryState, Origin};
+use okta_spot_sync::apply::LedgerWriter;
+use okta_spot_sync::ledger::{EntryState, LedgerEntry, LedgerStore, Origin};
 use okta_spot_sync::sim::{FailSpec, Fault};
 use util::{actions, triple, Env};
 
@@ -552,6 +553,37 @@ async fn check_reports_both_apis_and_fails_on_a_bad_token() {
         "{}",
         run.stdout
     );
+    assert!(!run.stdout.contains("journal"), "{}", run.stdout);
+
+    // An interrupted cycle leaves a journal: check says so, and counts its change.
+    let store = LedgerStore::new(&env.state);
+    let writer = LedgerWriter::new(store.clone(), store.load().unwrap());
+    writer
+        .update_durable(&["00uInterrupted"], |l| {
+            l.users.insert(
+                "00uInterrupted".into(),
+                LedgerEntry {
+                    email: "cut@example.com".into(),
+                    spot_user_id: Some("u-cut".into()),
+                    role: None,
+                    origin: Origin::Created,
+                    state: EntryState::Managed,
+                    updated_at: chrono::Utc::now(),
+                },
+            );
+        })
+        .await
+        .unwrap();
+    let run = env.run(&["check"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("1 users managed and 1 journal record(s) in")
+            && run.stdout.contains("state.json.journal"),
+        "{}",
+        run.stdout
+    );
+
     util::write_secret(&env.dir.path().join("spot-token"), "wrong-token");
     let run = env.run(&["check"]).await;
     assert_eq!(run.code, 1);
