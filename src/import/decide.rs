@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::SEARCH_THRESHOLD;
 use crate::ledger::{EntryState, Ledger, Origin};
 use crate::model::{AppUserRow, Email, Role, SpotUser};
-use crate::okta::classify::{classify, ClassifyRules};
+use crate::okta::classify::{classify, is_one_of, upper, ClassifyRules};
 use crate::okta::parse::OktaUser;
 use crate::plan::{Action, ActionDetail, ActionKind, ActionStatus};
 use crate::report::Unmatched;
@@ -326,13 +326,13 @@ fn decide_unassigned(rules: &ClassifyRules, user: &OktaUser, covered: &Covered) 
     if let Some(other) = covered.live_okta_ids.get(user.id.as_str()) {
         return Decision::Unmatched(already_managed(&user.id, *other));
     }
-    let status = user.status.as_deref().unwrap_or("").to_ascii_uppercase();
-    if rules.provision_statuses.contains(&status) {
+    let status = upper(user.status.as_deref().unwrap_or(""));
+    if is_one_of(&status, &rules.provision_statuses) {
         Decision::Assign {
             okta_user_id: user.id.clone(),
             status,
         }
-    } else if rules.hold_statuses.contains(&status) {
+    } else if is_one_of(&status, &rules.hold_statuses) {
         Decision::Unmatched(format!(
             "Okta user {} has status {status} (held, okta.hold_statuses): not assigned",
             user.id

@@ -209,12 +209,14 @@ enum RowClass {
 }
 
 /// Is `value` (trimmed) one of `set`, ignoring ASCII case? No allocation: this runs per row.
-fn is_one_of<S: AsRef<str>>(value: &str, set: &[S]) -> bool {
+/// `import` matches a looked-up user's status with it too, so both commands agree on what a
+/// status means.
+pub(crate) fn is_one_of<S: AsRef<str>>(value: &str, set: &[S]) -> bool {
     let value = value.trim();
     set.iter().any(|s| s.as_ref().eq_ignore_ascii_case(value))
 }
 
-fn upper(value: &str) -> String {
+pub(crate) fn upper(value: &str) -> String {
     value.trim().to_ascii_uppercase()
 }
 
