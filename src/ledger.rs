@@ -296,8 +296,15 @@ impl LedgerStore {
     pub fn append_journal(&self, lines: &[u8]) -> Result<(), Error> {
         let path = self.journal_path();
         let append = || -> std::io::Result<()> {
-            fs::create_dir_all(self.dir())?;
-            let mut file = owner_only().read(true).truncate(false).open(&path)?;
+            let open = || owner_only().read(true).truncate(false).open(&path);
+            let mut file = match open() {
+                // The first append of a first run may come before any save made the directory.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    fs::create_dir_all(self.dir())?;
+                    open()?
+                }
+                opened => opened?,
+            };
             let len = file.metadata()?.len();
             if len > 0 {
                 let mut last = [0u8];
