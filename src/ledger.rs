@@ -34,6 +34,26 @@ pub const LEDGER_VERSION: u32 = 1;
 /// Above this many users the state file is written without indentation.
 pub const PRETTY_MAX_USERS: usize = 10_000;
 
+/// How many times [`LedgerStore::load`] starts over when a save replaces the file under it.
+const LOAD_ATTEMPTS: usize = 8;
+
+/// What tells two files at one path apart: a save renames a new file (a new inode) into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(metadata: &fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        }
+    }
+}
+
 /// How a Spot user came to be managed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -196,22 +216,58 @@ impl LedgerStore {
     /// Loads the ledger: the state file, then its journal. A missing file is an empty ledger
     /// (first run, or a first cycle that has not finished yet); anything unreadable or
     /// unparsable is an error and both files are left exactly as they are.
+    ///
+    /// The result is one consistent state even while another process saves (`check` or
+    /// `status` reading while the daemon runs a cycle): a save replaces the file and then
+    /// removes the journal, so the old file read before it and no journal read after it would
+    /// miss every change in between. When the file was replaced during the read, it starts
+    /// over.
     pub fn load(&self) -> Result<Ledger, Error> {
-        let mut ledger = self.load_file()?;
-        self.replay_journal(&mut ledger)?;
-        Ok(ledger)
+        for _ in 0..LOAD_ATTEMPTS {
+            // `_held` stays open until the check: a file closed and replaced could free its
+            // inode number for the next save's file, which would then look unchanged.
+            let (mut ledger, read, _held) = self.load_file()?;
+            self.replay_journal(&mut ledger)?;
+            if self.file_identity()? == read {
+                return Ok(ledger);
+            }
+        }
+        Err(self.error(format!(
+            "it was replaced {LOAD_ATTEMPTS} times while being read; another process is saving it \
+             continuously. Check that only one okta-spot-sync uses this state file"
+        )))
     }
 
-    /// The state file alone, without its journal.
-    fn load_file(&self) -> Result<Ledger, Error> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ledger::default()),
-            Err(e) => {
-                return Err(self.error(format!(
-                    "cannot read it: {e}; check the file's owner and mode (the service user must be able to read and write it)"
-                )))
+    /// Which file is at the state file's path now (None: none), to tell a replaced file.
+    fn file_identity(&self) -> Result<Option<FileIdentity>, Error> {
+        match fs::metadata(&self.path) {
+            Ok(metadata) => Ok(Some(FileIdentity::of(&metadata))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.unreadable(e)),
+        }
+    }
+
+    fn unreadable(&self, e: std::io::Error) -> Error {
+        self.error(format!(
+            "cannot read it: {e}; check the file's owner and mode (the service user must be able to read and write it)"
+        ))
+    }
+
+    /// The state file alone, without its journal, which file that was, and the file still open.
+    fn load_file(&self) -> Result<(Ledger, Option<FileIdentity>, Option<File>), Error> {
+        let read = || -> std::io::Result<(Vec<u8>, FileIdentity, File)> {
+            let mut file = File::open(&self.path)?;
+            let identity = FileIdentity::of(&file.metadata()?);
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)?;
+            Ok((bytes, identity, file))
+        };
+        let (bytes, identity, file) = match read() {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Ledger::default(), None, None))
             }
+            Err(e) => return Err(self.unreadable(e)),
         };
         let ledger: Ledger = serde_json::from_slice(&bytes).map_err(|e| {
             self.error(format!(
@@ -226,7 +282,7 @@ impl LedgerStore {
                 ledger.version, LEDGER_VERSION
             )));
         }
-        Ok(ledger)
+        Ok((ledger, Some(identity), Some(file)))
     }
 
     /// `<state file>.journal`: single-user changes since the file was last saved whole.
@@ -625,6 +681,47 @@ mod tests {
         assert!(err.contains("rebuild-ledger"), "{err}");
         assert_eq!(fs::read(store.journal_path()).unwrap(), journal);
         assert_eq!(fs::read(store.path()).unwrap(), file);
+    }
+
+    /// `check` and `status` load while the daemon saves: a load must never see less than was
+    /// on disk when it started, though a save replaces the file and removes the journal.
+    #[test]
+    fn a_load_during_saves_sees_everything_already_durable() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let (_dir, store) = store();
+        let durable = Arc::new(AtomicU64::new(0));
+        let saver = {
+            let (store, durable) = (store.clone(), Arc::clone(&durable));
+            std::thread::spawn(move || {
+                let mut ledger = Ledger::default();
+                for seq in 1..=300u64 {
+                    let id = format!("00u{seq:04}");
+                    ledger.users.insert(id.clone(), entry(EntryState::Managed));
+                    if seq % 2 == 1 {
+                        store
+                            .append_journal(&journal_line(&ledger, &[&id], seq))
+                            .unwrap();
+                    } else {
+                        ledger.journal_seq = seq;
+                        store.save(&ledger).unwrap();
+                    }
+                    durable.store(seq, Ordering::SeqCst);
+                }
+            })
+        };
+        while !saver.is_finished() {
+            let before = durable.load(Ordering::SeqCst);
+            let loaded = store.load().unwrap();
+            assert!(
+                loaded.journal_seq >= before && loaded.users.len() as u64 >= before,
+                "change {before} was durable, the load saw only {} users (up to {})",
+                loaded.users.len(),
+                loaded.journal_seq
+            );
+        }
+        saver.join().unwrap();
+        assert_eq!(store.load().unwrap().users.len(), 300);
     }
 
     #[test]
