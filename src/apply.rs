@@ -644,6 +644,9 @@ mod tests {
     async fn concurrent_appends_and_whole_file_saves_lose_nothing_reported_durable() {
         let (_dir, store) = store();
         let writer = Arc::new(LedgerWriter::new(store.clone(), Ledger::default()));
+        // 58 whole-file saves in all (`step % 7 == task % 7`), fewer than a load's attempts,
+        // so a load starved of CPU cannot run out of them.
+        const _: () = assert!(58 < crate::ledger::LOAD_ATTEMPTS);
         let mut tasks = Vec::new();
         for task in 0..16 {
             let writer = Arc::clone(&writer);
