@@ -14,7 +14,9 @@
 //! sequence number and the file says the last one it includes ([`Ledger::journal_seq`]), so a
 //! journal left behind by a crash between a save and the journal's removal is skipped, not
 //! replayed over newer data. A torn last line (a crash mid-append) was never acknowledged and
-//! is ignored; a bad line before the last is an error that keeps both files.
+//! is ignored; a bad line before the last is an error that keeps both files. A load is one
+//! consistent state even while another process saves (it starts over when the file was
+//! replaced under it).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
