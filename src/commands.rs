@@ -167,9 +167,9 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         }
     }
     let store = LedgerStore::new(&settings.sync.state_file);
-    match store.load() {
-        Ok(ledger) => {
-            let journal = match store.journal_records() {
+    match store.load_counting_journal() {
+        Ok((ledger, journal_records)) => {
+            let journal = match journal_records {
                 0 => String::new(),
                 n => format!(
                     " and {n} journal record(s) in {} since it was last saved whole (a cycle \

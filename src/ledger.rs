@@ -227,13 +227,20 @@ impl LedgerStore {
     /// miss every change in between. When the file was replaced during the read, it starts
     /// over.
     pub fn load(&self) -> Result<Ledger, Error> {
+        self.load_counting_journal().map(|(ledger, _)| ledger)
+    }
+
+    /// [`LedgerStore::load`], and how many journal records it applied over the file: the
+    /// changes not yet saved whole, for `check` (records the file already includes, left by
+    /// a crash just after a save, are not counted).
+    pub fn load_counting_journal(&self) -> Result<(Ledger, usize), Error> {
         for _ in 0..LOAD_ATTEMPTS {
             // `_held` stays open until the check: a file closed and replaced could free its
             // inode number for the next save's file, which would then look unchanged.
             let (mut ledger, read, _held) = self.load_file()?;
-            self.replay_journal(&mut ledger)?;
+            let replayed = self.replay_journal(&mut ledger)?;
             if self.file_identity()? == read {
-                return Ok(ledger);
+                return Ok((ledger, replayed));
             }
         }
         Err(self.error(format!(
@@ -296,12 +303,6 @@ impl LedgerStore {
         PathBuf::from(name)
     }
 
-    /// How many whole records the journal holds (0 when there is none), for `check`.
-    pub fn journal_records(&self) -> usize {
-        fs::read(self.journal_path())
-            .map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count())
-    }
-
     fn journal_error(&self, detail: impl Into<String>) -> Error {
         Error::Ledger {
             path: self.journal_path(),
@@ -309,11 +310,12 @@ impl LedgerStore {
         }
     }
 
-    /// Applies the journal's records newer than `ledger.journal_seq`, in order.
-    fn replay_journal(&self, ledger: &mut Ledger) -> Result<(), Error> {
+    /// Applies the journal's records newer than `ledger.journal_seq`, in order; returns how
+    /// many.
+    fn replay_journal(&self, ledger: &mut Ledger) -> Result<usize, Error> {
         let bytes = match fs::read(self.journal_path()) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => {
                 return Err(self.journal_error(format!(
                     "cannot read it: {e}; check the file's owner and mode (the service user must be able to read and write it)"
@@ -325,6 +327,7 @@ impl LedgerStore {
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(&bytes[..0], |end| &bytes[..=end]);
+        let mut replayed = 0;
         for (index, line) in complete.split(|&b| b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
@@ -346,8 +349,9 @@ impl LedgerStore {
                 };
             }
             ledger.journal_seq = record.seq;
+            replayed += 1;
         }
-        Ok(())
+        Ok(replayed)
     }
 
     /// Appends journal lines and returns once they are on disk (fdatasync; the directory too
@@ -622,10 +626,11 @@ mod tests {
         let mut both = line(2, "00ua", Some(EntryState::Managed));
         both.extend(line(3, "00ub", None));
         store.append_journal(&both).unwrap();
-        let loaded = store.load().unwrap();
+        let (loaded, replayed) = store.load_counting_journal().unwrap();
         assert_eq!(loaded.users["00ua"].state, EntryState::Managed);
         assert!(!loaded.users.contains_key("00ub"));
         assert_eq!(loaded.journal_seq, 3);
+        assert_eq!(replayed, 2, "both records are newer than the file");
     }
 
     #[test]
@@ -642,9 +647,11 @@ mod tests {
         ledger.journal_seq = 5;
         let bytes = store.encode(&ledger).unwrap();
         fs::write(store.path(), bytes).unwrap();
+        let (loaded, replayed) = store.load_counting_journal().unwrap();
+        assert_eq!(loaded.users["00ua"].state, EntryState::Managed);
         assert_eq!(
-            store.load().unwrap().users["00ua"].state,
-            EntryState::Managed
+            replayed, 0,
+            "check must not report changes the file already has"
         );
     }
 
