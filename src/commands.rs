@@ -43,7 +43,8 @@ pub async fn cycle(
     output: Output,
 ) -> Result<i32, Error> {
     // Applying runs under the instance lock, so it never overlaps the daemon; `plan` and
-    // `--dry-run` write nothing and read an atomically replaced file, so they need none.
+    // `--dry-run` write nothing and load the file and its journal as one consistent state
+    // even while the daemon saves (`LedgerStore::load`), so they need none.
     let _lock = match mode {
         Mode::Apply | Mode::Import => Some(InstanceLock::acquire(
             &settings.sync.state_file,

@@ -221,8 +221,9 @@ impl LedgerStore {
     /// (first run, or a first cycle that has not finished yet); anything unreadable or
     /// unparsable is an error and both files are left exactly as they are.
     ///
-    /// The result is one consistent state even while another process saves (`check` or
-    /// `status` reading while the daemon runs a cycle): a save replaces the file and then
+    /// The result is one consistent state even while another process saves (`plan`,
+    /// `reconcile --dry-run` or `check` reading while the daemon runs a cycle; they take no
+    /// lock because they write nothing): a save replaces the file and then
     /// removes the journal, so the old file read before it and no journal read after it would
     /// miss every change in between. When the file was replaced during the read, it starts
     /// over.
