@@ -58,6 +58,20 @@ impl FileIdentity {
     }
 }
 
+/// `path` with `suffix` added to its file name (`state.json` → `state.json.journal`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The detail of an error reading the state file or its journal.
+fn cannot_read(e: &std::io::Error) -> String {
+    format!(
+        "cannot read it: {e}; check the file's owner and mode (the service user must be able to read and write it)"
+    )
+}
+
 /// How a Spot user came to be managed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -260,9 +274,7 @@ impl LedgerStore {
     }
 
     fn unreadable(&self, e: std::io::Error) -> Error {
-        self.error(format!(
-            "cannot read it: {e}; check the file's owner and mode (the service user must be able to read and write it)"
-        ))
+        self.error(cannot_read(&e))
     }
 
     /// The state file alone, without its journal, which file that was, and the file still open.
@@ -299,9 +311,7 @@ impl LedgerStore {
 
     /// `<state file>.journal`: single-user changes since the file was last saved whole.
     pub fn journal_path(&self) -> PathBuf {
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(".journal");
-        PathBuf::from(name)
+        with_suffix(&self.path, ".journal")
     }
 
     fn journal_error(&self, detail: impl Into<String>) -> Error {
@@ -317,11 +327,7 @@ impl LedgerStore {
         let bytes = match fs::read(self.journal_path()) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => {
-                return Err(self.journal_error(format!(
-                    "cannot read it: {e}; check the file's owner and mode (the service user must be able to read and write it)"
-                )))
-            }
+            Err(e) => return Err(self.journal_error(cannot_read(&e))),
         };
         // Everything after the last newline is a torn append: never acknowledged, so dropped.
         let complete = bytes
@@ -412,11 +418,7 @@ impl LedgerStore {
     /// `<name>.journal.bak-<suffix>`), for a fresh ledger; returns the state file's new path,
     /// if there was one.
     pub fn move_aside(&self, suffix: &str) -> Result<Option<PathBuf>, Error> {
-        let aside = |path: &Path| {
-            let mut name = path.as_os_str().to_owned();
-            name.push(format!(".bak-{suffix}"));
-            PathBuf::from(name)
-        };
+        let aside = |path: &Path| with_suffix(path, &format!(".bak-{suffix}"));
         let journal = self.journal_path();
         if journal.exists() {
             fs::rename(&journal, aside(&journal))
