@@ -111,7 +111,8 @@ pub struct LedgerEntry {
 /// Writes a timestamp exactly as chrono's own `Serialize` does (RFC 3339 in UTC with `Z`, and
 /// as many fractional digits as the time has), but as one string: chrono's goes through
 /// `collect_str`, which serde_json escapes one character at a time, and that was a third of
-/// the time spent encoding the state file, which `apply` saves before every batch of creates.
+/// the time spent encoding the state file (saved whole at the end of a cycle that changed
+/// something) and the journal's lines (one per change).
 fn serialize_timestamp<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }

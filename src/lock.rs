@@ -8,8 +8,9 @@
 //! stay, but they are only read while someone holds the lock). A separate file is needed
 //! because the state file itself is replaced by rename on every save.
 //!
-//! `plan`, `reconcile --dry-run` and `check` do not take it: they write nothing, and the
-//! state file is always replaced atomically, so they read a consistent snapshot.
+//! `plan`, `reconcile --dry-run` and `check` do not take it: they write nothing, and
+//! [`crate::ledger::LedgerStore::load`] reads the state file and its journal as one
+//! consistent state even while a save replaces the file.
 
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
