@@ -401,6 +401,8 @@ fn planner(n: usize) -> Row {
             (Role::Editor, "admin".to_string()),
         ]),
     };
+    // Made distinct as the Spot client does when it reads the list (not part of the planner).
+    let spot = okta_spot_sync::model::SpotUsers::distinct(spot);
     eprintln!("[{name}] planning…");
     let cpu_before = thread_cpu();
     let started = Instant::now();

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use crate::error::Api;
 use crate::model::{
     AppUserRow, Email, IdentitySource, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy,
-    SpotUser, SpotUserKind,
+    SpotUser, SpotUserKind, SpotUsers,
 };
 use crate::Error;
 
@@ -203,8 +203,8 @@ impl FakeSpotDirectory {
 }
 
 impl SpotDirectory for FakeSpotDirectory {
-    async fn list_users(&self) -> Result<Vec<SpotUser>, Error> {
-        Ok(self.snapshot())
+    async fn list_users(&self) -> Result<SpotUsers, Error> {
+        Ok(SpotUsers::distinct(self.snapshot()))
     }
 
     async fn list_account_ids(&self) -> Result<Vec<String>, Error> {

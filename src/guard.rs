@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use crate::ledger::Ledger;
-use crate::model::{Email, SpotUser};
+use crate::model::{Email, SpotUser, SpotUsers};
 use crate::plan::{ActionKind, ActionStatus, GuardTrip, Plan};
 
 /// The configured limits plus this run's one-shot overrides.
@@ -27,7 +27,7 @@ pub struct GuardLimits {
 pub const PERCENT_GUARD_FLOOR: usize = 100;
 
 /// Marks blocked actions in `plan`.
-pub fn guard(plan: &mut Plan, spot_users: &[SpotUser], ledger: &Ledger, limits: &GuardLimits) {
+pub fn guard(plan: &mut Plan, spot_users: &SpotUsers, ledger: &Ledger, limits: &GuardLimits) {
     block_untouchable(plan, spot_users, ledger, limits);
 
     let managed = ledger.managed_count();

@@ -10,11 +10,19 @@ use std::future::Future;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-/// An email address as a join key: trimmed and lower-cased.
+/// An email address as a join key: trimmed, with **ASCII** letters lower-cased and nothing
+/// else changed.
 ///
 /// Okta keeps the case the admin typed and Spot's handling is undocumented, so every
 /// comparison across the two systems goes through this type. The original spelling is kept
 /// separately where it is shown to people or sent to Spot.
+///
+/// Only ASCII case is folded: no Unicode lower-casing, case folding or normalisation. Unicode
+/// lower-casing maps some non-ASCII characters onto ASCII ones (U+212A KELVIN SIGN becomes
+/// `k`, U+0130 becomes `i̇`), so `\u{212A}im@example.com` would match `kim@example.com`, a
+/// different mailbox and a different person, whose Spot user would then be adopted and
+/// later deleted. Two addresses that a mail system might deliver to different mailboxes are
+/// different people (docs: README "Safety", email identity).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Email(String);
@@ -122,12 +130,9 @@ fn is_plausible(trimmed: &str) -> bool {
     domain.contains('.') && !domain.split('.').any(str::is_empty)
 }
 
+/// ASCII letters lower-cased, every other character as it is (see [`Email`]).
 fn lower_case(trimmed: &str) -> String {
-    if trimmed.is_ascii() {
-        trimmed.to_ascii_lowercase()
-    } else {
-        trimmed.to_lowercase()
-    }
+    trimmed.to_ascii_lowercase()
 }
 
 impl fmt::Display for Email {
@@ -275,6 +280,66 @@ impl SpotUser {
     }
 }
 
+/// The users of the Spot organization, one per Spot user id: the only form in which a Spot
+/// user list reaches the planner, the guards and `import`.
+///
+/// An API may list an object twice. Counting list entries instead of users once let the
+/// guard that keeps the last personal user believe there were two personal users when the
+/// token's owner was listed twice, and delete it. So a list is made distinct here, once, when
+/// it is read ([`SpotUsers::distinct`]), and everything downstream counts and decides on
+/// distinct ids; the caller logs [`SpotUsers::repeated`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpotUsers {
+    users: Vec<SpotUser>,
+    repeated: Vec<String>,
+}
+
+impl SpotUsers {
+    /// One user per id, in the order each id was first listed. When the entries of one id
+    /// differ (two different users cannot share an id, so one entry is wrong), the user is
+    /// kept with kind [`SpotUserKind::Unknown`], which is never touched.
+    pub fn distinct(listed: Vec<SpotUser>) -> SpotUsers {
+        let mut first: rustc_hash::FxHashMap<String, usize> = rustc_hash::FxHashMap::default();
+        first.reserve(listed.len());
+        let mut users: Vec<SpotUser> = Vec::with_capacity(listed.len());
+        let mut repeated = Vec::new();
+        for user in listed {
+            match first.get(user.user_id.as_str()) {
+                None => {
+                    first.insert(user.user_id.clone(), users.len());
+                    users.push(user);
+                }
+                Some(&kept) => {
+                    if !repeated.contains(&user.user_id) {
+                        repeated.push(user.user_id.clone());
+                    }
+                    if users[kept] != user {
+                        users[kept].kind = SpotUserKind::Unknown;
+                    }
+                }
+            }
+        }
+        SpotUsers { users, repeated }
+    }
+
+    /// The ids the list had more than once, in the order first repeated.
+    pub fn repeated(&self) -> &[String] {
+        &self.repeated
+    }
+
+    pub fn into_vec(self) -> Vec<SpotUser> {
+        self.users
+    }
+}
+
+impl std::ops::Deref for SpotUsers {
+    type Target = [SpotUser];
+
+    fn deref(&self) -> &[SpotUser] {
+        &self.users
+    }
+}
+
 /// A built-in or custom Spot policy, from `GET /setup/organization/policy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpotPolicy {
@@ -310,7 +375,8 @@ pub trait IdentitySource: Send + Sync {
 /// Reads and writes the Spot side. Implementations must treat "already gone" on delete as
 /// success and must never be handed a programmatic user.
 pub trait SpotDirectory: Send + Sync {
-    fn list_users(&self) -> impl Future<Output = Result<Vec<SpotUser>, crate::Error>> + Send;
+    /// The complete user list, one entry per Spot user id ([`SpotUsers::distinct`]).
+    fn list_users(&self) -> impl Future<Output = Result<SpotUsers, crate::Error>> + Send;
     fn list_account_ids(&self) -> impl Future<Output = Result<Vec<String>, crate::Error>> + Send;
     fn list_policies(&self) -> impl Future<Output = Result<Vec<SpotPolicy>, crate::Error>> + Send;
     /// Creates the user and returns its Spot user id.
@@ -389,6 +455,60 @@ mod tests {
     fn email_is_trimmed_and_lowercased() {
         let e = Email::parse("  Jane.Doe@Example.COM ").unwrap();
         assert_eq!(e.as_str(), "jane.doe@example.com");
+    }
+
+    /// Unicode lower-casing would make these the ASCII address of someone else.
+    #[test]
+    fn only_ascii_case_is_folded() {
+        let kim = Email::parse("kim@example.com").unwrap();
+        for other in [
+            "\u{212A}im@example.com",
+            "KIM@EXAMPLE.COM\u{212A}",
+            "\u{130}nes@example.com",
+        ] {
+            let parsed = Email::parse(other).unwrap();
+            assert_ne!(parsed, kim, "{other:?}");
+            assert!(!parsed.as_str().is_ascii(), "{other:?} became {parsed}");
+            let (owned, _) = Email::parse_owned(other.to_string()).unwrap();
+            assert_eq!(owned, parsed);
+        }
+        assert_eq!(
+            Email::parse("\u{212A}IM@Example.com").unwrap().as_str(),
+            "\u{212A}im@example.com"
+        );
+        assert_eq!(
+            Email::parse("ZOË@Exämple.DE").unwrap().as_str(),
+            "zoË@exämple.de"
+        );
+        assert_ne!(
+            Email::parse("ZOË@example.de"),
+            Email::parse("zoë@example.de")
+        );
+    }
+
+    #[test]
+    fn a_spot_list_is_made_distinct_by_id_and_a_conflicting_id_is_never_touched() {
+        let user = |id: &str, email: &str, kind| SpotUser {
+            user_id: id.into(),
+            email: Email::parse(email),
+            username: email.into(),
+            kind,
+        };
+        let owner = user("u-1", "owner@example.com", SpotUserKind::Personal);
+        let ann = user("u-2", "ann@example.com", SpotUserKind::Personal);
+        let users = SpotUsers::distinct(vec![
+            owner.clone(),
+            ann.clone(),
+            owner.clone(),
+            user("u-2", "bob@example.com", SpotUserKind::Personal),
+            owner.clone(),
+        ]);
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0], owner);
+        assert_eq!(users[1].kind, SpotUserKind::Unknown);
+        assert!(!users[1].is_personal());
+        assert_eq!(users.repeated(), ["u-1", "u-2"]);
+        assert!(SpotUsers::distinct(vec![owner, ann]).repeated().is_empty());
     }
 
     #[test]

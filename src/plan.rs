@@ -19,7 +19,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 
 use crate::ledger::{EntryState, Ledger, LedgerEntry, Origin};
-use crate::model::{DesiredUser, Email, HeldUser, OktaSnapshot, Role, SpotUser};
+use crate::model::{DesiredUser, Email, HeldUser, OktaSnapshot, Role, SpotUser, SpotUsers};
 
 /// The kinds of action, in the words of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -167,7 +167,7 @@ pub struct PlanOptions {
 /// Computes the plan. `spot_users` is the complete list of the organization's users.
 pub fn plan(
     okta: &OktaSnapshot,
-    spot_users: &[SpotUser],
+    spot_users: &SpotUsers,
     ledger: &Ledger,
     options: &PlanOptions,
 ) -> Plan {
@@ -1263,7 +1263,7 @@ mod tests {
         ledger
             .users
             .insert("00u2".into(), managed("bob@example.com", "u-2"));
-        let plan = plan(&okta, &spot_users, &ledger, &options());
+        let plan = plan(&okta, &SpotUsers::distinct(spot_users), &ledger, &options());
         assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
         assert_eq!(plan.actions[0].action, ActionKind::Adopt);
         assert_eq!(plan.actions[0].spot_user_id.as_deref(), Some("u-ann-again"));

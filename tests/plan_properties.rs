@@ -10,7 +10,7 @@ use okta_spot_sync::config::SpotRoleSettings;
 use okta_spot_sync::fake::{FakeFault, FakeSpotDirectory};
 use okta_spot_sync::guard::{guard, GuardLimits};
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
-use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind};
+use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind, SpotUsers};
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};
 use okta_spot_sync::plan::{plan, ActionStatus, PlanOptions};
 use proptest::prelude::*;
@@ -227,8 +227,8 @@ proptest! {
     #[test]
     fn never_writes_to_a_spot_user_it_does_not_own(w in world()) {
         let snap = classify(w.rows.clone(), &rules());
-        let mut p = plan(&snap, &w.spot, &w.ledger, &options(&w.protected));
-        guard(&mut p, &w.spot, &w.ledger, &open_limits(&w.protected));
+        let mut p = plan(&snap, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &options(&w.protected));
+        guard(&mut p, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &open_limits(&w.protected));
         for action in p.actions.iter().filter(|a| a.status == ActionStatus::Planned) {
             if let Some(target) = action.deleted_spot_user() {
                 prop_assert!(w.ledger.owns_spot_user(target), "deletes unowned {target}: {action:?}");
@@ -251,28 +251,28 @@ proptest! {
         for u in &w.spot {
             spot.add(&u.user_id, u.email.as_ref().map(|e| e.as_str()).unwrap_or(""), u.kind);
         }
-        let mut p = plan(&snap, &w.spot, &w.ledger, &options(&w.protected));
+        let mut p = plan(&snap, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &options(&w.protected));
         let writer = LedgerWriter::in_memory(w.ledger.clone());
         let roles = role_settings();
         let resolver = RoleResolver::new(&spot, &roles);
         runtime().block_on(apply(&mut p, &spot, &writer, &resolver, 3)).unwrap();
         prop_assert!(p.actions.iter().all(|a| a.status == ActionStatus::Applied), "{:#?}", p.actions);
         let ledger = writer.into_inner();
-        let again = plan(&snap, &spot.snapshot(), &ledger, &options(&w.protected));
+        let again = plan(&snap, &SpotUsers::distinct(spot.snapshot()), &ledger, &options(&w.protected));
         prop_assert!(again.is_empty(), "first: {:#?}\nsecond: {:#?}", p.actions, again);
     }
 
     #[test]
     fn the_order_of_input_rows_does_not_change_the_plan(w in world(), seed in any::<u64>()) {
         let snap = classify(w.rows.clone(), &rules());
-        let expected = plan(&snap, &w.spot, &w.ledger, &options(&w.protected));
+        let expected = plan(&snap, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &options(&w.protected));
         let mut rows = w.rows.clone();
         let mut spot = w.spot.clone();
         let mut rng = seed;
         let mut next = || { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (rng >> 33) as usize };
         for i in (1..rows.len()).rev() { let j = next() % (i + 1); rows.swap(i, j); }
         for i in (1..spot.len()).rev() { let j = next() % (i + 1); spot.swap(i, j); }
-        let shuffled = plan(&classify(rows, &rules()), &spot, &w.ledger, &options(&w.protected));
+        let shuffled = plan(&classify(rows, &rules()), &SpotUsers::distinct(spot), &w.ledger, &options(&w.protected));
         prop_assert_eq!(expected, shuffled);
     }
 
@@ -301,7 +301,7 @@ proptest! {
                 spot.faults.lock().unwrap().clear();
             }
             let ledger = writer.snapshot();
-            let current = spot.snapshot();
+            let current = SpotUsers::distinct(spot.snapshot());
             let mut p = plan(&snap, &current, &ledger, &options(&w.protected));
             guard(&mut p, &current, &ledger, &open_limits(&w.protected));
             let resolver = RoleResolver::new(&spot, &roles);
@@ -314,7 +314,7 @@ proptest! {
             }
         }
         let ledger = writer.snapshot();
-        let current = spot.snapshot();
+        let current = SpotUsers::distinct(spot.snapshot());
         let again = plan(&snap, &current, &ledger, &options(&w.protected));
         prop_assert!(again.is_empty(), "did not converge: {:#?}", again.actions);
 

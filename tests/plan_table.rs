@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::Utc;
 use okta_spot_sync::guard::{guard, GuardLimits};
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
-use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind};
+use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind, SpotUsers};
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};
 use okta_spot_sync::plan::{plan, ActionKind, ActionStatus, Plan, PlanOptions};
 use okta_spot_sync::report::{exit, Mode, Report};
@@ -117,8 +117,9 @@ fn run(
     limits: &GuardLimits,
 ) -> Plan {
     let snap = classify(rows.to_vec(), &rules());
-    let mut p = plan(&snap, spot_users, ledger, &options());
-    guard(&mut p, spot_users, ledger, limits);
+    let spot_users = SpotUsers::distinct(spot_users.to_vec());
+    let mut p = plan(&snap, &spot_users, ledger, &options());
+    guard(&mut p, &spot_users, ledger, limits);
     p
 }
 
@@ -292,7 +293,12 @@ fn update_role_when_the_spot_role_is_the_same_and_recreate_when_it_is_not() {
         vec![row("00u1", "ann@example.com", "ACTIVE", Some("editor"))],
         &rules(),
     );
-    let p = plan(&snap, &spot_users, &ledger, &same);
+    let p = plan(
+        &snap,
+        &SpotUsers::distinct(spot_users.clone()),
+        &ledger,
+        &same,
+    );
     assert_eq!(
         kinds(&p),
         vec![(ActionKind::UpdateRole, "ann@example.com".into())]
@@ -484,10 +490,15 @@ fn max_delete_percent_applies_above_one_hundred_managed_users() {
 
 #[test]
 fn the_last_personal_user_is_never_deleted() {
-    let spot_users = vec![
-        spot("u-00000002", "ann@example.com"),
-        programmatic("pu-00000001"),
-    ];
+    // Also when Spot lists it twice: the guard counts users, not list entries.
+    for listed in [1, 2, 3] {
+        let mut spot_users = vec![programmatic("pu-00000001")];
+        spot_users.extend((0..listed).map(|_| spot("u-00000002", "ann@example.com")));
+        last_personal_user_is_kept(&spot_users);
+    }
+}
+
+fn last_personal_user_is_kept(spot_users: &[SpotUser]) {
     let mut ledger = Ledger::default();
     managed(
         &mut ledger,
@@ -499,10 +510,11 @@ fn the_last_personal_user_is_never_deleted() {
     );
     let p = run(
         &[row("00u2", "bob@example.com", "DEPROVISIONED", None)],
-        &spot_users,
+        spot_users,
         &ledger,
         &limits(),
     );
+    assert_eq!(p.spot_users, 2, "distinct users");
     let delete = p
         .actions
         .iter()

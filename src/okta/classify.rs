@@ -12,6 +12,7 @@ use std::hash::BuildHasher;
 
 use rustc_hash::{FxBuildHasher, FxHashSet};
 
+use crate::config::OKTA_USER_STATUSES;
 use crate::model::{
     spot_safe_name_owned, AbsentUser, AppUserRow, DesiredUser, Email, HeldUser, OktaSnapshot, Role,
 };
@@ -118,6 +119,7 @@ fn one_row_per_user(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> Vec<AppUser
     }
     let mut rows = if in_order { rows } else { sorted_by_id(rows) };
     if repeats || !in_order {
+        let conflicts = conflicting_emails(&rows);
         rows.dedup_by(|row, kept| {
             if row.okta_user_id != kept.okta_user_id {
                 return false;
@@ -127,8 +129,44 @@ fn one_row_per_user(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> Vec<AppUser
             }
             true
         });
+        // Both lists are in id order: mark the conflicting users' rows in one merge.
+        let mut conflicts = conflicts.into_iter().peekable();
+        for row in &mut rows {
+            if let Some((_, reason)) = conflicts.next_if(|(id, _)| *id == row.okta_user_id) {
+                row.malformed = Some(reason);
+            }
+        }
     }
     rows
+}
+
+/// The Okta users (with a reason) listed on several rows that disagree on the email, in id
+/// order; `rows` must be sorted by id. Such rows cannot both be right, and picking one could
+/// move the user to another Spot user (a recreate), so the user is held until Okta agrees.
+/// Emails are compared normalised ([`Email`]): a difference in ASCII case is no conflict.
+fn conflicting_emails(rows: &[AppUserRow]) -> Vec<(String, String)> {
+    let normalised = |row: &AppUserRow| {
+        let raw = row.email.as_deref()?;
+        Some(Email::parse(raw).map_or_else(|| raw.trim().to_string(), |e| e.to_string()))
+    };
+    let mut conflicts = Vec::new();
+    for group in rows.chunk_by(|a, b| a.okta_user_id == b.okta_user_id) {
+        if group.len() < 2 {
+            continue;
+        }
+        let mut emails: Vec<String> = group.iter().filter_map(normalised).collect();
+        emails.sort_unstable();
+        emails.dedup();
+        if emails.len() > 1 {
+            let reason = format!(
+                "Okta listed this user on {} rows with different emails ({}); held until Okta lists one email",
+                group.len(),
+                emails.join(", ")
+            );
+            conflicts.push((group[0].okta_user_id.clone(), reason));
+        }
+    }
+    conflicts
 }
 
 /// `rows` sorted by Okta user id. The key's first 16 bytes travel with the index, so most
@@ -267,6 +305,16 @@ fn classify_row(row: AppUserRow, rules: &ClassifyRules) -> RowClass {
         }
     }
     if !is_one_of(user_status, &rules.provision_statuses) {
+        // Only a status Okta documents may mean "gone"; one it does not (empty, or added by
+        // Okta after this build) is doubt, and doubt is a hold.
+        if !is_one_of(user_status, OKTA_USER_STATUSES) {
+            let reason = format!(
+                "Okta user status {:?} is not one Okta documents; held (nothing created or deleted). \
+                 If Okta added it, list it in okta.provision_statuses or okta.hold_statuses",
+                user_status.trim()
+            );
+            return held(row.okta_user_id, row.email, reason);
+        }
         return RowClass::Absent(AbsentUser {
             reason: format!("status {} in Okta", upper(user_status)),
             okta_user_id: row.okta_user_id,
@@ -492,6 +540,74 @@ pub(crate) mod tests {
             assert_eq!(snap.provision.len(), 1);
             assert_eq!(snap.provision[0].role, Role::Editor);
         }
+    }
+
+    /// Only documented statuses may mean "gone": an empty or undocumented one is a hold.
+    #[test]
+    fn an_empty_or_undocumented_user_status_is_held_not_absent() {
+        for status in ["", "  ", "ARCHIVED", "deprovisioned_soon"] {
+            let snap = classify(vec![row("00u1", "a@example.com", status)], &rules());
+            assert!(snap.absent.is_empty(), "{status:?}: {:?}", snap.absent);
+            assert!(snap.provision.is_empty(), "{status:?}");
+            assert!(
+                snap.held[0].reason.contains("not one Okta documents"),
+                "{status:?}: {}",
+                snap.held[0].reason
+            );
+        }
+        // A documented status in neither list is what the admin chose not to provision.
+        let mut rules = rules();
+        rules.provision_statuses.retain(|s| s != "LOCKED_OUT");
+        let snap = classify(vec![row("00u1", "a@example.com", "LOCKED_OUT")], &rules);
+        assert_eq!(snap.absent.len(), 1);
+    }
+
+    /// Two rows of one Okta user that disagree on its email: neither is trusted.
+    #[test]
+    fn rows_of_one_user_with_conflicting_emails_hold_the_user_whatever_the_order() {
+        let direct = row("00u2", "b@example.com", "ACTIVE");
+        let mut group = row("00u2", "b.new@example.com", "ACTIVE");
+        group.scope = Some("GROUP".into());
+        let mut lapsed = row("00u2", "b@example.com", "ACTIVE");
+        lapsed.app_user_status = Some("INACTIVE".into());
+        let other = row("00u1", "a@example.com", "ACTIVE");
+        for rows in [
+            vec![other.clone(), direct.clone(), group.clone()],
+            vec![group.clone(), other.clone(), direct.clone()],
+            vec![direct.clone(), lapsed.clone(), group.clone(), other.clone()],
+            vec![other.clone(), group.clone(), direct.clone(), lapsed.clone()],
+        ] {
+            let snap = classify(rows, &rules());
+            let ids: Vec<&str> = snap
+                .provision
+                .iter()
+                .map(|d| d.okta_user_id.as_str())
+                .collect();
+            assert_eq!(ids, ["00u1"]);
+            assert!(snap.absent.is_empty());
+            assert_eq!(snap.held.len(), 1);
+            assert!(
+                snap.held[0]
+                    .reason
+                    .contains("b.new@example.com, b@example.com"),
+                "{}",
+                snap.held[0].reason
+            );
+        }
+        // Rows that differ only in ASCII case agree.
+        let snap = classify(
+            vec![
+                row("00u2", "B@example.com", "ACTIVE"),
+                group_of(row("00u2", "b@EXAMPLE.com", "ACTIVE")),
+            ],
+            &rules(),
+        );
+        assert_eq!(snap.provision.len(), 1);
+    }
+
+    fn group_of(mut row: AppUserRow) -> AppUserRow {
+        row.scope = Some("GROUP".into());
+        row
     }
 
     #[test]

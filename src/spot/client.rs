@@ -32,7 +32,7 @@ use crate::config::{HttpSettings, SpotSettings};
 use crate::error::{Api, Error};
 use crate::http::{from_json_object, AuthScheme, Call, HttpClient, Observer, Retry};
 use crate::model::{
-    Email, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy, SpotUser, SpotUserKind,
+    Email, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy, SpotUser, SpotUserKind, SpotUsers,
 };
 use crate::spot::throttle::SpotThrottle;
 
@@ -314,8 +314,17 @@ impl SpotClient {
 }
 
 impl SpotDirectory for SpotClient {
-    async fn list_users(&self) -> Result<Vec<SpotUser>, Error> {
-        self.fetch_users().await
+    async fn list_users(&self) -> Result<SpotUsers, Error> {
+        let users = SpotUsers::distinct(self.fetch_users().await?);
+        if !users.repeated().is_empty() {
+            tracing::warn!(
+                repeated = users.repeated().len(),
+                spot_user_ids = %users.repeated().join(","),
+                "Spot listed {} user id(s) more than once; each is counted once",
+                users.repeated().len()
+            );
+        }
+        Ok(users)
     }
 
     async fn list_account_ids(&self) -> Result<Vec<String>, Error> {
