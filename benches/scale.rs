@@ -371,6 +371,7 @@ fn planner(n: usize) -> Row {
                 LedgerEntry {
                     email,
                     spot_user_id: Some(spot_id),
+                    tombstones: Vec::new(),
                     role: Some(Role::Viewer),
                     origin: Origin::Adopted,
                     state: EntryState::Managed,

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::SpotRoleSettings;
 use crate::ledger::{journal_line, EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
-use crate::model::{Email, NewSpotUser, PolicyGrant, Role, SpotDirectory, SpotPolicy};
+use crate::model::{Email, NewSpotUser, PolicyGrant, Role, SpotDirectory, SpotPolicy, SpotUsers};
 use crate::plan::{Action, ActionKind, ActionStatus, Plan};
-use crate::spot::client::is_already_exists;
+use crate::spot::client::{is_already_exists, is_not_found};
 use crate::Error;
 
 /// The ledger in memory plus the file it is saved to.
@@ -292,6 +292,105 @@ impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
     }
 }
 
+/// How many fresh reads of the Spot user list one cycle makes after failed writes. Beyond
+/// this many, a failed write stays failed and the next cycle's complete read decides: a
+/// misconfiguration that fails every create must not turn into one 100,000-user read each.
+pub const MAX_RECHECKS: usize = 8;
+
+/// Fresh reads of the Spot user list after a failed create or delete.
+///
+/// Spot's error codes for "already exists" and "not found" are not confirmed by any public
+/// source, and a create that timed out may have landed. So what a failed write did is decided
+/// from a read of the list made **after** the failure, not from the error text (the codes only
+/// shape the message). Concurrent failures share one read: a read started after a failure was
+/// seen answers for it, and a failure waits for the read in flight rather than starting its
+/// own.
+struct Recheck<'a, D> {
+    spot: &'a D,
+    /// Failures seen so far; each failure's number is its ticket.
+    failures: AtomicU64,
+    /// The latest read, with the number of failures seen when it started (it answers for those).
+    latest: tokio::sync::Mutex<Option<(u64, std::sync::Arc<SpotUsers>)>>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a, D: SpotDirectory> Recheck<'a, D> {
+    fn new(spot: &'a D) -> Self {
+        Recheck {
+            spot,
+            failures: AtomicU64::new(0),
+            latest: tokio::sync::Mutex::new(None),
+            reads: Default::default(),
+        }
+    }
+
+    /// The Spot users as listed after a write that just failed.
+    async fn users_after_failure(&self) -> Result<std::sync::Arc<SpotUsers>, String> {
+        let ticket = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut latest = self.latest.lock().await;
+        if let Some((covers, users)) = latest.as_ref() {
+            if *covers >= ticket {
+                return Ok(std::sync::Arc::clone(users));
+            }
+        }
+        if self.reads.fetch_add(1, Ordering::SeqCst) >= MAX_RECHECKS {
+            return Err(format!(
+                "not re-read: more than {MAX_RECHECKS} writes failed this cycle; the next cycle's complete read decides"
+            ));
+        }
+        let covers = self.failures.load(Ordering::SeqCst);
+        let users = self
+            .spot
+            .list_users()
+            .await
+            .map_err(|e| format!("re-reading the Spot users failed: {e}"))?;
+        let users = std::sync::Arc::new(users);
+        *latest = Some((covers, std::sync::Arc::clone(&users)));
+        Ok(users)
+    }
+
+    /// After a failed create: the id of the personal Spot user with `email` (the lowest id if
+    /// several), which the `pending` record claims, or `None` when Spot does not list one.
+    async fn created(&self, email: &Email) -> Result<Option<String>, String> {
+        let users = self.users_after_failure().await?;
+        Ok(users
+            .iter()
+            .filter(|u| u.is_personal() && u.email.as_ref() == Some(email))
+            .map(|u| u.user_id.clone())
+            .min())
+    }
+
+    /// After a failed delete: is the user gone (Spot no longer lists it)?
+    async fn gone(&self, spot_user_id: &str) -> Result<bool, String> {
+        let users = self.users_after_failure().await?;
+        Ok(!users.iter().any(|u| u.user_id == spot_user_id))
+    }
+}
+
+/// Deletes `target`; a failure is decided by a fresh read ([`Recheck`]): a user Spot no longer
+/// lists is gone, whatever the error said. The id stays in the ledger (as the entry's or as a
+/// tombstone) either way, so a delete that answered success and did nothing is found by a
+/// later cycle's read.
+async fn delete_checked<D: SpotDirectory>(
+    spot: &D,
+    recheck: &Recheck<'_, D>,
+    target: &str,
+) -> Result<(), String> {
+    let Err(err) = spot.delete_user(target).await else {
+        return Ok(());
+    };
+    let hint = if is_not_found(&err) {
+        " (Spot says it does not exist)"
+    } else {
+        ""
+    };
+    match recheck.gone(target).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("{err}; Spot still lists the user")),
+        Err(e) => Err(format!("{err}{hint}; {e}")),
+    }
+}
+
 /// Applies every `planned` action of `plan`, updating statuses, errors and created user ids in
 /// place. Non-destructive actions run first, deletes last, each phase with at most
 /// `concurrency` calls in flight. Also performs the plan's ledger-only housekeeping.
@@ -331,6 +430,7 @@ pub async fn apply_until<D: SpotDirectory>(
             forget.iter().for_each(|okta_id| l.retire(okta_id, None))
         });
     }
+    let recheck = Recheck::new(spot);
     for deletes in [false, true] {
         let work: Vec<(usize, Action)> = plan
             .actions
@@ -341,9 +441,12 @@ pub async fn apply_until<D: SpotDirectory>(
             })
             .map(|(i, a)| (i, a.clone()))
             .collect();
+        let recheck = &recheck;
         let results: Vec<(usize, Outcome)> = stream::iter(work)
             .take_while(|_| futures::future::ready(!stop.is_cancelled()))
-            .map(|(i, action)| async move { (i, apply_one(&action, spot, ledger, roles).await) })
+            .map(|(i, action)| async move {
+                (i, apply_one(&action, spot, ledger, roles, recheck).await)
+            })
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
@@ -405,6 +508,7 @@ pub(crate) fn entry(
             .map(|e| e.to_string())
             .unwrap_or_else(|| email.to_string()),
         spot_user_id,
+        tombstones: Vec::new(),
         role,
         origin,
         state,
@@ -417,23 +521,43 @@ async fn apply_one<D: SpotDirectory>(
     spot: &D,
     ledger: &LedgerWriter,
     roles: &RoleResolver<'_, D>,
+    recheck: &Recheck<'_, D>,
 ) -> Outcome {
     let okta_id = action.okta_user_id.clone();
     match action.action {
         ActionKind::Delete => {
             let target = action.spot_user_id.clone().unwrap_or_default();
-            step!(spot spot.delete_user(&target).await, format!("deleting Spot user {target}"));
-            // The entry may already point at a new Spot user (an email change adopted one).
+            step!(spot delete_checked(spot, recheck, &target).await, format!("deleting Spot user {target}"));
+            // The entry may already point at a new Spot user (an email change adopted one);
+            // the deleted one stays as a tombstone.
             ledger.record(&[&okta_id], |l| l.retire(&okta_id, Some(&target)));
             Outcome::Applied { spot_user_id: None }
         }
         ActionKind::Create | ActionKind::Recreate => {
             if let Some(old) = &action.detail.delete_first {
-                step!(spot spot.delete_user(old).await, format!("deleting the old Spot user {old}"));
+                step!(spot delete_checked(spot, recheck, old).await, format!("deleting the old Spot user {old}"));
                 // Saved with the `pending` record that follows, before the create is sent.
                 ledger.record(&[&okta_id], |l| l.retire(&okta_id, None));
             }
-            create(action, spot, ledger, roles).await
+            let created = create(action, spot, ledger, roles, recheck).await;
+            match (&created, &action.detail.delete_after) {
+                (
+                    Outcome::Applied {
+                        spot_user_id: Some(new),
+                    },
+                    Some(old),
+                ) => {
+                    // The `pending` record made `old` a tombstone: a failure here is retried by
+                    // the next cycle, which still finds it listed.
+                    if let Err(e) = delete_checked(spot, recheck, old).await {
+                        return Outcome::Failed(format!(
+                            "created Spot user {new}, but deleting the old Spot user {old} failed: {e}; the next cycle deletes it again"
+                        ));
+                    }
+                    created
+                }
+                _ => created,
+            }
         }
         ActionKind::Adopt => {
             let Some(role) = action.role else {
@@ -452,13 +576,13 @@ async fn apply_one<D: SpotDirectory>(
                 .flatten()
                 .collect();
             ledger.record(&touched, |l| {
-                // Only if the previous owner still points at this Spot user: its own create or
-                // recreate may already have given it a new one.
+                // The previous owner lets go of it (if it still points at it: its own create or
+                // recreate may already have given it a new one); no tombstone, as it is not gone.
                 if let Some(prev) = &previous {
-                    l.retire(prev, Some(&target));
+                    l.release(prev, &target);
                 }
-                l.users.insert(
-                    okta_id.clone(),
+                l.put(
+                    &okta_id,
                     entry(
                         &action.email,
                         Some(target.clone()),
@@ -515,6 +639,7 @@ async fn create<D: SpotDirectory>(
     spot: &D,
     ledger: &LedgerWriter,
     roles: &RoleResolver<'_, D>,
+    recheck: &Recheck<'_, D>,
 ) -> Outcome {
     let okta_id = action.okta_user_id.clone();
     let Some(role) = action.role else {
@@ -529,9 +654,11 @@ async fn create<D: SpotDirectory>(
         return Outcome::Failed(format!("resolving the {role} role: {e}"));
     }
     let origin = Origin::Created;
-    // Write-ahead: durable before the create is sent (see `LedgerWriter`).
+    // Write-ahead: durable before the create is sent (see `LedgerWriter`). `put` keeps the
+    // Spot user the entry had as a tombstone: a create planned because a lagging list missed
+    // it must not make the ledger forget it.
     step!(ledger ledger.update_durable(&[&okta_id], |l| {
-        l.users.insert(okta_id.clone(), entry(&action.email, None, None, origin, EntryState::Pending));
+        l.put(&okta_id, entry(&action.email, None, None, origin, EntryState::Pending));
     }).await);
     let new_user = NewSpotUser {
         email: if action.detail.email_display.is_empty() {
@@ -545,23 +672,35 @@ async fn create<D: SpotDirectory>(
     };
     let spot_user_id = match spot.create_user(&new_user).await {
         Ok(id) => id,
-        Err(err) if is_already_exists(&err) => {
-            // A retried or timed-out create may have landed: our `pending` record claims it.
-            let users = step!(spot spot.list_users().await, "re-reading Spot users after \"already exists\"");
-            let email = Email::parse(&action.email);
-            match users
-                .iter()
-                .find(|u| u.is_personal() && u.email.is_some() && u.email == email)
-            {
-                Some(found) => found.user_id.clone(),
-                None => return Outcome::Failed(format!("creating the Spot user: {err}")),
+        Err(err) => {
+            // Whatever the error said, the create may have landed (a timeout, a 5xx after the
+            // write, a list that lagged behind an earlier create): a fresh read decides, and our
+            // `pending` record claims a personal user with the email.
+            let hint = if is_already_exists(&err) {
+                " (Spot says the user already exists)"
+            } else {
+                ""
+            };
+            let found = match Email::parse(&action.email) {
+                Some(email) => recheck.created(&email).await,
+                None => Ok(None),
+            };
+            match found {
+                Ok(Some(id)) => id,
+                Ok(None) => {
+                    return Outcome::Failed(format!(
+                        "creating the Spot user: {err}{hint}; Spot does not list a user with this email"
+                    ))
+                }
+                Err(e) => {
+                    return Outcome::Failed(format!("creating the Spot user: {err}{hint}; {e}"))
+                }
             }
         }
-        Err(err) => return Outcome::Failed(format!("creating the Spot user: {err}")),
     };
     ledger.record(&[&okta_id], |l| {
-        l.users.insert(
-            okta_id.clone(),
+        l.put(
+            &okta_id,
             entry(
                 &action.email,
                 Some(spot_user_id.clone()),

@@ -128,7 +128,7 @@ fn block_untouchable(
             {
                 Some(format!("Spot user {target} has a protected email"))
             }
-            Some(_) if !ledger.owns_spot_user(target) => {
+            Some(_) if !ledger.has_owned_spot_user(target) => {
                 Some(format!("Spot user {target} is not owned by okta-spot-sync"))
             }
             Some(_) => None,

@@ -176,8 +176,8 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
         let writer = LedgerWriter::new(store.clone(), ledger);
         writer.update(|l| {
             for adoption in &adoptions {
-                l.users.insert(
-                    adoption.okta_user_id.clone(),
+                l.put(
+                    &adoption.okta_user_id,
                     ledger_entry(
                         &adoption.email,
                         Some(adoption.spot_user_id.clone()),

@@ -99,13 +99,27 @@ pub enum EntryState {
 pub struct LedgerEntry {
     /// Normalised email of the Spot user.
     pub email: String,
+    /// The Spot user this entry owns now (`managed`; `pending` once a create may have landed).
     pub spot_user_id: Option<String>,
+    /// Tombstones: Spot users this Okta user owned before and let go of (deleted, replaced after
+    /// an email change, or replaced by a pending create). See [`Ledger`] for the invariant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tombstones: Vec<String>,
     /// The role whose Spot mapping is known to be applied; `None` until it is.
     pub role: Option<Role>,
     pub origin: Origin,
     pub state: EntryState,
     #[serde(serialize_with = "serialize_timestamp")]
     pub updated_at: DateTime<Utc>,
+}
+
+impl LedgerEntry {
+    /// Keeps `spot_user_id` as a tombstone (once).
+    fn bury(&mut self, spot_user_id: String) {
+        if !self.tombstones.contains(&spot_user_id) {
+            self.tombstones.push(spot_user_id);
+        }
+    }
 }
 
 /// Writes a timestamp exactly as chrono's own `Serialize` does (RFC 3339 in UTC with `Z`, and
@@ -126,6 +140,17 @@ pub struct LastRun {
 }
 
 /// The whole state file.
+///
+/// **Invariant: the ledger never forgets a Spot user it owned.** Every Spot user id an entry
+/// ever held stays in the ledger: as the entry's `spot_user_id` while it owns it, then as one of
+/// its `tombstones`. An id leaves the ledger only when the Spot user passes to another Okta
+/// user's entry (a transfer, [`Ledger::release`]). Replacing an entry goes through
+/// [`Ledger::put`], which moves the old id into the tombstones; nothing else may overwrite an
+/// entry. Spot user ids are not reused, so a tombstone costs a few bytes and is kept for the
+/// life of the entry: a Spot list that misses a user once, a delete that answered success but
+/// did nothing, a list that lagged after a create — whichever way Spot later lists the user
+/// again, the planner finds the tombstone and deletes the user again if its Okta user is
+/// gone (README "Safety").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     pub version: u32,
@@ -190,22 +215,60 @@ impl Ledger {
             .count()
     }
 
-    /// Records that `okta_user_id` no longer has a Spot user. With `only_if_owning`, only when
-    /// the entry still points at that Spot user (a concurrent action may have moved it on).
+    /// Records that `okta_user_id` no longer has a Spot user: its Spot user becomes a
+    /// tombstone. With `only_if_owning`, only when the entry still points at that Spot user (a
+    /// concurrent action may have moved it on).
     pub fn retire(&mut self, okta_user_id: &str, only_if_owning: Option<&str>) {
         if let Some(entry) = self.users.get_mut(okta_user_id) {
             if only_if_owning.is_none_or(|id| entry.spot_user_id.as_deref() == Some(id)) {
                 entry.state = EntryState::Deleted;
-                entry.spot_user_id = None;
+                if let Some(id) = entry.spot_user_id.take() {
+                    entry.bury(id);
+                }
                 entry.updated_at = chrono::Utc::now();
             }
         }
     }
 
-    /// Does any live entry own this Spot user id?
-    pub fn owns_spot_user(&self, spot_user_id: &str) -> bool {
+    /// Makes `entry` the record of `okta_user_id`, keeping what the old record owned: its
+    /// tombstones, and its Spot user (as a tombstone) when it was managed and the new record
+    /// does not own it. (A `pending` record's Spot user id is a guess, never confirmed as
+    /// ours.) The only way an entry is replaced (see the invariant on [`Ledger`]).
+    pub fn put(&mut self, okta_user_id: &str, mut entry: LedgerEntry) {
+        if let Some(old) = self.users.remove(okta_user_id) {
+            let owned = old
+                .spot_user_id
+                .filter(|_| old.state == EntryState::Managed);
+            for id in old.tombstones.into_iter().chain(owned) {
+                entry.bury(id);
+            }
+        }
+        if let Some(id) = entry.spot_user_id.clone() {
+            entry.tombstones.retain(|t| *t != id);
+        }
+        self.users.insert(okta_user_id.to_string(), entry);
+    }
+
+    /// Another Okta user takes `spot_user_id` over from `okta_user_id`: the old entry lets go
+    /// of it without a tombstone, since the Spot user is not gone but someone else's now. When
+    /// the entry already points at another Spot user, only a tombstone of this one is dropped.
+    pub fn release(&mut self, okta_user_id: &str, spot_user_id: &str) {
+        if let Some(entry) = self.users.get_mut(okta_user_id) {
+            if entry.spot_user_id.as_deref() == Some(spot_user_id) {
+                entry.state = EntryState::Deleted;
+                entry.spot_user_id = None;
+                entry.updated_at = chrono::Utc::now();
+            }
+            entry.tombstones.retain(|t| t != spot_user_id);
+        }
+    }
+
+    /// Has the ledger ever owned this Spot user id: does an entry own it now (not deleted), or
+    /// hold it as a tombstone?
+    pub fn has_owned_spot_user(&self, spot_user_id: &str) -> bool {
         self.users.values().any(|e| {
-            e.state != EntryState::Deleted && e.spot_user_id.as_deref() == Some(spot_user_id)
+            (e.state != EntryState::Deleted && e.spot_user_id.as_deref() == Some(spot_user_id))
+                || e.tombstones.iter().any(|t| t == spot_user_id)
         })
     }
 }
@@ -506,6 +569,7 @@ mod tests {
         LedgerEntry {
             email: "a@example.com".into(),
             spot_user_id: Some("u-1".into()),
+            tombstones: Vec::new(),
             role: Some(Role::Viewer),
             origin: Origin::Created,
             state,
@@ -587,8 +651,59 @@ mod tests {
             .users
             .insert("00u2".into(), entry(EntryState::Deleted));
         assert_eq!(ledger.managed_count(), 1);
-        assert!(ledger.owns_spot_user("u-1"));
-        assert!(!ledger.owns_spot_user("u-2"));
+        assert!(ledger.has_owned_spot_user("u-1"));
+        assert!(!ledger.has_owned_spot_user("u-2"));
+    }
+
+    fn owning(spot_user_id: Option<&str>, state: EntryState) -> LedgerEntry {
+        LedgerEntry {
+            spot_user_id: spot_user_id.map(String::from),
+            ..entry(state)
+        }
+    }
+
+    /// Every Spot user id an entry held stays in the ledger until another entry takes it over.
+    #[test]
+    fn the_ledger_never_forgets_a_spot_user_it_owned() {
+        let mut ledger = Ledger::default();
+        ledger.put("00u1", owning(Some("u-1"), EntryState::Managed));
+        // A failed or repeated create replaces the record with a pending one: u-1 is kept.
+        ledger.put("00u1", owning(None, EntryState::Pending));
+        assert_eq!(ledger.users["00u1"].tombstones, ["u-1"]);
+        assert!(ledger.has_owned_spot_user("u-1"));
+        // The create lands on another user; then it is deleted.
+        ledger.put("00u1", owning(Some("u-2"), EntryState::Managed));
+        ledger.retire("00u1", Some("u-2"));
+        assert_eq!(ledger.users["00u1"].tombstones, ["u-1", "u-2"]);
+        assert_eq!(ledger.users["00u1"].spot_user_id, None);
+        // Taking u-1 back (it was still listed) makes it owned again, not a tombstone.
+        ledger.put("00u1", owning(Some("u-1"), EntryState::Managed));
+        assert_eq!(ledger.users["00u1"].tombstones, ["u-2"]);
+        // Another Okta user takes u-1 over: only then does 00u1 let go of it, with no tombstone.
+        ledger.release("00u1", "u-1");
+        ledger.release("00u1", "u-2");
+        assert!(ledger.users["00u1"].tombstones.is_empty());
+        assert_eq!(ledger.users["00u1"].state, EntryState::Deleted);
+    }
+
+    #[test]
+    fn tombstones_round_trip_and_an_old_file_without_them_loads() {
+        let (_dir, store) = store();
+        let mut ledger = Ledger::default();
+        ledger.put("00u1", owning(Some("u-1"), EntryState::Managed));
+        ledger.retire("00u1", None);
+        store.save(&ledger).unwrap();
+        assert!(fs::read_to_string(store.path())
+            .unwrap()
+            .contains("\"tombstones\""));
+        assert_eq!(store.load().unwrap(), ledger);
+        let mut old = ledger.clone();
+        old.users.get_mut("00u1").unwrap().tombstones.clear();
+        store.save(&old).unwrap();
+        assert!(!fs::read_to_string(store.path())
+            .unwrap()
+            .contains("tombstones"));
+        assert_eq!(store.load().unwrap(), old);
     }
 
     /// A store in a temp dir, and a journal line for change `seq` setting `id` to `state`

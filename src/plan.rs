@@ -82,8 +82,12 @@ pub struct ActionDetail {
     pub email_display: String,
     pub first_name: String,
     pub last_name: String,
-    /// Recreate only: the existing Spot user to delete before creating the new one.
+    /// Recreate only: the existing Spot user to delete before creating the new one (a role
+    /// change: Spot has one user per email, so the old one must go first).
     pub delete_first: Option<String>,
+    /// Recreate only: the existing Spot user to delete once the new one is created (an email
+    /// change: if Spot refuses the new email, the person keeps the old user).
+    pub delete_after: Option<String>,
     /// Adopt only: also apply the role's policy mapping (completing an interrupted create).
     pub apply_role_mapping: bool,
     /// Adopt only: the origin to record.
@@ -110,15 +114,18 @@ pub struct Action {
 impl Action {
     /// Does applying this action delete a Spot user?
     pub fn deletes(&self) -> bool {
-        self.action == ActionKind::Delete
-            || (self.action == ActionKind::Recreate && self.detail.delete_first.is_some())
+        self.deleted_spot_user().is_some()
     }
 
     /// The Spot user this action deletes, if any.
     pub fn deleted_spot_user(&self) -> Option<&str> {
         match self.action {
             ActionKind::Delete => self.spot_user_id.as_deref(),
-            ActionKind::Recreate => self.detail.delete_first.as_deref(),
+            ActionKind::Recreate => self
+                .detail
+                .delete_first
+                .as_deref()
+                .or(self.detail.delete_after.as_deref()),
             _ => None,
         }
     }
@@ -207,6 +214,9 @@ struct Aligned<'a> {
     /// The old emails of managed users whose email changed: the only emails looked up among
     /// the desired users (is someone else given the old one?).
     changed_emails: HashSet<&'a str>,
+    /// The tombstones Spot still lists: (Okta user id, its ledger entry, index in
+    /// `spot_users`). Empty in a quiet cycle.
+    listed_tombstones: Vec<(&'a str, Slot<'a>, usize)>,
 }
 
 /// A ledger entry and its position in the ledger's order, which indexes
@@ -267,8 +277,23 @@ impl<'a> Aligned<'a> {
             complete: OnceCell::new(),
             build: Box::new(move |only| personal_by_email(spot_users, only)),
         };
-        let spot_user_of_entry =
-            join_on_spot_user_id(walk.spot_user_ids, spot_keys, ledger.users.len());
+        // One join for the entries' Spot users and the tombstones: the tombstones' positions
+        // follow the entries'.
+        let entries = ledger.users.len();
+        let mut wanted = walk.spot_user_ids;
+        wanted.extend(
+            walk.tombstones
+                .iter()
+                .enumerate()
+                .map(|(i, &(_, _, id))| (IdKey::new(id), entries + i)),
+        );
+        let mut spot_user_of_entry =
+            join_on_spot_user_id(wanted, spot_keys, entries + walk.tombstones.len());
+        let listed_tombstones = spot_user_of_entry
+            .drain(entries..)
+            .zip(walk.tombstones)
+            .filter_map(|(found, (okta_id, slot, _))| found.map(|index| (okta_id, slot, index)))
+            .collect();
         let aligned = Aligned {
             desired,
             matches: walk.matches,
@@ -276,6 +301,7 @@ impl<'a> Aligned<'a> {
             unmatched: walk.unmatched,
             spot_user_of_entry,
             changed_emails,
+            listed_tombstones,
         };
         (aligned, personal_by_email)
     }
@@ -289,6 +315,8 @@ struct LedgerWalk<'a> {
     pending_emails: Vec<&'a str>,
     /// The Spot user id of each ledger entry that has one, with the entry's position.
     spot_user_ids: Vec<(IdKey<'a>, usize)>,
+    /// Every tombstone, with its entry.
+    tombstones: Vec<(&'a str, Slot<'a>, &'a str)>,
 }
 
 impl<'a> LedgerWalk<'a> {
@@ -299,6 +327,7 @@ impl<'a> LedgerWalk<'a> {
             unmatched: Vec::new(),
             pending_emails: Vec::new(),
             spot_user_ids: Vec::with_capacity(ledger.users.len()),
+            tombstones: Vec::new(),
         };
         let mut entries = ledger.users.iter().enumerate().peekable();
         // The Okta user id of the last entry a desired user matched: that entry is left in
@@ -346,6 +375,9 @@ impl<'a> LedgerWalk<'a> {
         }
         if let Some(id) = slot.entry.spot_user_id.as_deref() {
             self.spot_user_ids.push((IdKey::new(id), slot.position));
+        }
+        for id in &slot.entry.tombstones {
+            self.tombstones.push((okta_id, slot, id));
         }
     }
 }
@@ -520,6 +552,17 @@ impl Eq for IdKey<'_> {}
 struct Claim<'a> {
     user: &'a SpotUser,
     previous_owner: Option<&'a str>,
+    /// The claiming Okta user owned it before (one of its tombstones): taking it back is not
+    /// adopting someone else's user, whatever `sync.adopt_existing` says.
+    ours: bool,
+}
+
+impl Claim<'_> {
+    /// May this claim be adopted? A Spot user that was never this tool's is adopted only with
+    /// `sync.adopt_existing`.
+    fn may_adopt(&self, adopt_existing: bool) -> bool {
+        adopt_existing || self.ours || self.previous_owner.is_some()
+    }
 }
 
 struct Planner<'a> {
@@ -533,14 +576,16 @@ struct Planner<'a> {
     /// Provisioned Okta users by email (unique: shared emails are held by the classifier),
     /// built on first use: only when an email changed.
     desired_by_email: OnceCell<ForecastIndex<'a, &'a DesiredUser>>,
-    /// Spot user id -> Okta user id of the live ledger entry that owns it.
+    /// Spot user id -> Okta user id of the live ledger entry that owns it or, when none does,
+    /// of an entry that holds it as a tombstone.
     owner_of: OnceCell<ForecastIndex<'a, &'a str>>,
     spot_count: usize,
     actions: Vec<Action>,
     held: Vec<HeldUser>,
     forget: Vec<String>,
-    /// Spot users handed from an absent owner to a new one this cycle: not to be deleted.
-    transferred: HashSet<String>,
+    /// Spot users adopted this cycle (including those handed from an absent owner to a new
+    /// one): not to be deleted.
+    claimed: HashSet<String>,
     /// Provisioned Okta users sorted by Okta user id (binary search, merge with the ledger).
     desired_sorted: &'a [&'a DesiredUser],
     /// Okta users held by the classifier, sorted: with `desired_sorted`, the entitled users.
@@ -622,7 +667,7 @@ impl<'a> Planner<'a> {
             actions: Vec::new(),
             held: okta.held.clone(),
             forget: Vec::new(),
-            transferred: HashSet::default(),
+            claimed: HashSet::default(),
             desired_sorted: &aligned.desired,
             held_sorted: &aligned.held,
         }
@@ -657,7 +702,8 @@ impl<'a> Planner<'a> {
             .get(email.as_str())
     }
 
-    /// The Okta user whose live ledger entry owns this Spot user.
+    /// The Okta user whose live ledger entry owns this Spot user, or else whose entry holds it
+    /// as a tombstone.
     ///
     /// Only Spot users returned by [`Planner::personal_with_email`] are asked about, so the
     /// index is built for those alone: one pass over the ledger instead of a 1,000,000-entry
@@ -680,13 +726,19 @@ impl<'a> Planner<'a> {
                             only.map_or(ledger.users.len(), HashSet::len),
                             Default::default(),
                         );
+                        let wanted = |id: &str| only.is_none_or(|keys| keys.contains(id));
                         for (okta_id, entry) in &ledger.users {
-                            if entry.state == EntryState::Deleted {
-                                continue;
+                            // A live owner wins over a tombstone, whichever comes first.
+                            if entry.state != EntryState::Deleted {
+                                if let Some(spot_id) = entry.spot_user_id.as_deref() {
+                                    if wanted(spot_id) {
+                                        map.insert(spot_id, okta_id.as_str());
+                                    }
+                                }
                             }
-                            if let Some(spot_id) = entry.spot_user_id.as_deref() {
-                                if only.is_none_or(|keys| keys.contains(spot_id)) {
-                                    map.insert(spot_id, okta_id.as_str());
+                            for spot_id in &entry.tombstones {
+                                if wanted(spot_id) {
+                                    map.entry(spot_id.as_str()).or_insert(okta_id.as_str());
                                 }
                             }
                         }
@@ -719,6 +771,7 @@ impl<'a> Planner<'a> {
             self.plan_desired(user, found);
         }
         self.plan_absent();
+        self.plan_tombstones();
         self.actions
             .sort_by(|a, b| (&a.okta_user_id, a.action).cmp(&(&b.okta_user_id, b.action)));
         self.held
@@ -790,10 +843,12 @@ impl<'a> Planner<'a> {
             Some(owner) if owner != okta_id => Some(Ok(Claim {
                 user,
                 previous_owner: Some(owner),
+                ours: false,
             })),
-            _ => Some(Ok(Claim {
+            owner => Some(Ok(Claim {
                 user,
                 previous_owner: None,
+                ours: owner.is_some(),
             })),
         }
     }
@@ -807,9 +862,9 @@ impl<'a> Planner<'a> {
         reason: String,
     ) -> &mut Action {
         let id = claim.user.user_id.clone();
+        self.claimed.insert(id.clone());
         let reason = match claim.previous_owner {
             Some(owner) => {
-                self.transferred.insert(id.clone());
                 format!(
                     "{reason} (it was managed for Okta user {owner}, who is no longer assigned)"
                 )
@@ -938,7 +993,7 @@ impl<'a> Planner<'a> {
         );
         match self.free_personal_user(&user.email, &user.okta_user_id) {
             Some(Err(owner)) => self.hold_owned(user, owner),
-            Some(Ok(claim)) if self.options.adopt_existing || claim.previous_owner.is_some() => {
+            Some(Ok(claim)) if claim.may_adopt(self.options.adopt_existing) => {
                 let reason = format!("{change}; a Spot user with the new email exists");
                 self.adopt(user, claim, entry.origin, reason);
                 if !old_passes_on {
@@ -962,15 +1017,16 @@ impl<'a> Planner<'a> {
                 self.action(ActionKind::Create, user, None, reason);
             }
             None => {
-                let reason =
-                    format!("{change}; Spot cannot change an email, so the user is recreated");
+                let reason = format!(
+                    "{change}; Spot cannot change an email, so a Spot user with the new email is created, then the old one deleted"
+                );
                 let action = self.action(
                     ActionKind::Recreate,
                     user,
                     Some(old.user_id.clone()),
                     reason,
                 );
-                action.detail.delete_first = Some(old.user_id.clone());
+                action.detail.delete_after = Some(old.user_id.clone());
             }
         }
     }
@@ -986,6 +1042,7 @@ impl<'a> Planner<'a> {
             Some(found) => Some(Ok(Claim {
                 user: found,
                 previous_owner: None,
+                ours: true,
             })),
             None => self.free_personal_user(&user.email, &user.okta_user_id),
         };
@@ -1010,7 +1067,7 @@ impl<'a> Planner<'a> {
     /// A user this tool deleted earlier is entitled again (reactivated or reassigned in Okta).
     fn plan_returning(&mut self, user: &DesiredUser) {
         match self.free_personal_user(&user.email, &user.okta_user_id) {
-            Some(Ok(claim)) if self.options.adopt_existing || claim.previous_owner.is_some() => {
+            Some(Ok(claim)) if claim.may_adopt(self.options.adopt_existing) => {
                 let reason = "reactivated in Okta; a Spot user with this email already exists".to_string();
                 self.adopt(user, claim, Origin::Adopted, reason);
             }
@@ -1042,7 +1099,7 @@ impl<'a> Planner<'a> {
                 );
             }
             Some(Err(owner)) => self.hold_owned(user, owner),
-            Some(Ok(claim)) if self.options.adopt_existing || claim.previous_owner.is_some() => {
+            Some(Ok(claim)) if claim.may_adopt(self.options.adopt_existing) => {
                 let reason = "existing Spot user matches an assigned Okta user".to_string();
                 self.adopt(user, claim, Origin::Adopted, reason);
             }
@@ -1096,33 +1153,109 @@ impl<'a> Planner<'a> {
                 self.forget.push(okta_id.to_string());
                 continue;
             };
-            if self.transferred.contains(&target.user_id) {
-                continue;
-            }
-            let email = Email::parse(&entry.email);
-            if !target.is_personal() || email.as_ref().is_some_and(|e| self.is_protected(e)) {
-                self.held.push(HeldUser {
-                    okta_user_id: okta_id.to_string(),
-                    email: Some(entry.email.clone()),
-                    reason: format!("no longer assigned in Okta, but Spot user {} is programmatic or protected: never deleted", target.user_id),
-                });
+            if self.claimed.contains(&target.user_id) {
                 continue;
             }
             let reason = match absent_reason.get(okta_id) {
                 Some(why) => format!("{why}: no longer entitled"),
                 None => "no longer assigned to the app in Okta".to_string(),
             };
-            self.actions.push(Action {
-                action: ActionKind::Delete,
-                email: entry.email.clone(),
+            self.delete_owned(okta_id, entry, target, reason);
+        }
+    }
+
+    /// Plans the delete of `target`, a Spot user `okta_id`'s entry owns or owned, unless it is
+    /// programmatic or protected (then it is reported as held).
+    fn delete_owned(
+        &mut self,
+        okta_id: &str,
+        entry: &LedgerEntry,
+        target: &SpotUser,
+        reason: String,
+    ) {
+        let protected = |email: Option<&Email>| email.is_some_and(|e| self.is_protected(e));
+        if !target.is_personal()
+            || protected(Email::parse(&entry.email).as_ref())
+            || protected(target.email.as_ref())
+        {
+            self.held.push(HeldUser {
                 okta_user_id: okta_id.to_string(),
-                spot_user_id: Some(target.user_id.clone()),
-                role: entry.role,
-                reason,
-                status: ActionStatus::Planned,
-                error: None,
-                detail: ActionDetail::default(),
+                email: Some(entry.email.clone()),
+                reason: format!(
+                    "{reason}, but Spot user {} is programmatic or protected: never deleted",
+                    target.user_id
+                ),
             });
+            return;
+        }
+        self.actions.push(Action {
+            action: ActionKind::Delete,
+            email: target
+                .email
+                .as_ref()
+                .map_or_else(|| entry.email.clone(), Email::to_string),
+            okta_user_id: okta_id.to_string(),
+            spot_user_id: Some(target.user_id.clone()),
+            role: entry.role,
+            reason,
+            status: ActionStatus::Planned,
+            error: None,
+            detail: ActionDetail::default(),
+        });
+    }
+
+    /// Tombstones that Spot still lists: Spot users this tool deleted (the delete answered
+    /// success but did nothing, or a list missed the user), or let go of (an email change, a
+    /// create that replaced a record). Each is deleted again when its Okta user is gone, and
+    /// when its Okta user has a live replacement; otherwise it is left for the Okta user to take
+    /// back (`plan_returning`, `plan_pending`) or for another Okta user to take over.
+    fn plan_tombstones(&mut self) {
+        let listed = &self.aligned.listed_tombstones;
+        if listed.is_empty() {
+            return;
+        }
+        // Spot users a live entry owns now: another Okta user's, never deleted as a tombstone.
+        let live: HashSet<usize> = self
+            .ledger
+            .users
+            .values()
+            .zip(&self.aligned.spot_user_of_entry)
+            .filter(|(entry, _)| entry.state != EntryState::Deleted)
+            .filter_map(|(_, found)| *found)
+            .collect();
+        for &(okta_id, slot, index) in listed {
+            let target = &self.spot_users[index];
+            if live.contains(&index)
+                || self.claimed.contains(&target.user_id)
+                || self.held_sorted.binary_search(&okta_id).is_ok()
+            {
+                continue;
+            }
+            let entry = slot.entry;
+            let reason = if self.is_entitled(okta_id) {
+                // Deleted only once the replacement exists, so the person is never left
+                // without a Spot user.
+                let replaced = entry.state == EntryState::Managed
+                    && self.spot_user_of(slot).is_some()
+                    && !self
+                        .actions
+                        .iter()
+                        .any(|a| a.okta_user_id == okta_id && a.action != ActionKind::UpdateRole);
+                if !replaced {
+                    continue;
+                }
+                format!(
+                    "Spot user {} was replaced by Spot user {} for this Okta user (email change), but Spot still lists it",
+                    target.user_id,
+                    entry.spot_user_id.as_deref().unwrap_or("?")
+                )
+            } else {
+                format!(
+                    "no longer entitled in Okta; okta-spot-sync deleted or let go of Spot user {} earlier, but Spot still lists it",
+                    target.user_id
+                )
+            };
+            self.delete_owned(okta_id, entry, target, reason);
         }
     }
 }
@@ -1157,6 +1290,7 @@ mod tests {
         LedgerEntry {
             email: email.into(),
             spot_user_id: Some(spot_user_id.into()),
+            tombstones: Vec::new(),
             role: Some(Role::Viewer),
             origin: Origin::Created,
             state: EntryState::Managed,

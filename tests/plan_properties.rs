@@ -179,6 +179,7 @@ fn world() -> impl Strategy<Value = World> {
                     LedgerEntry {
                         email: entry_email,
                         spot_user_id,
+                        tombstones: Vec::new(),
                         role: [
                             None,
                             Some(Role::Viewer),
@@ -231,7 +232,7 @@ proptest! {
         guard(&mut p, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &open_limits(&w.protected));
         for action in p.actions.iter().filter(|a| a.status == ActionStatus::Planned) {
             if let Some(target) = action.deleted_spot_user() {
-                prop_assert!(w.ledger.owns_spot_user(target), "deletes unowned {target}: {action:?}");
+                prop_assert!(w.ledger.has_owned_spot_user(target), "deletes unowned {target}: {action:?}");
                 let user = w.spot.iter().find(|u| u.user_id == target).unwrap();
                 prop_assert!(user.is_personal());
                 prop_assert!(!user.email.as_ref().is_some_and(|e| w.protected.contains(e)));
@@ -325,7 +326,7 @@ proptest! {
         }
         // Nothing deleted that it did not own, nor anything programmatic or protected.
         for u in &w.spot {
-            let owned = w.ledger.owns_spot_user(&u.user_id)
+            let owned = w.ledger.has_owned_spot_user(&u.user_id)
                 || w.ledger.users.values().any(|e| e.state == EntryState::Pending && Some(e.email.as_str()) == u.email.as_ref().map(|e| e.as_str()));
             let protected = u.email.as_ref().is_some_and(|e| w.protected.contains(e));
             if !owned || !u.is_personal() || protected {

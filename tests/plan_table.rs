@@ -94,6 +94,7 @@ fn managed(
         LedgerEntry {
             email: email.into(),
             spot_user_id: spot_id.map(String::from),
+            tombstones: Vec::new(),
             role: Some(role),
             origin: Origin::Created,
             state,
@@ -239,8 +240,10 @@ fn recreate_when_the_email_changed() {
         kinds(&p),
         vec![(ActionKind::Recreate, "ann.lee@example.com".into())]
     );
+    // Create first, delete after: if Spot refuses the new email, Ann keeps her user.
+    assert_eq!(p.actions[0].detail.delete_first, None);
     assert_eq!(
-        p.actions[0].detail.delete_first.as_deref(),
+        p.actions[0].detail.delete_after.as_deref(),
         Some("u-00000002")
     );
 }

@@ -565,6 +565,7 @@ async fn check_reports_both_apis_and_fails_on_a_bad_token() {
                 LedgerEntry {
                     email: "cut@example.com".into(),
                     spot_user_id: Some("u-cut".into()),
+                    tombstones: Vec::new(),
                     role: None,
                     origin: Origin::Created,
                     state: EntryState::Managed,

@@ -105,6 +105,7 @@ fn seed_in_sync(emu: &Emulators, n: usize) -> Ledger {
             LedgerEntry {
                 email: user.email.to_lowercase(),
                 spot_user_id: Some(user.user_id.clone()),
+                tombstones: Vec::new(),
                 role: Some(Role::Viewer),
                 origin: Origin::Adopted,
                 state: EntryState::Managed,

@@ -583,6 +583,7 @@ mod tests {
             let entry = LedgerEntry {
                 email: email.into(),
                 spot_user_id: spot_id.map(Into::into),
+                tombstones: Vec::new(),
                 role: Some(Role::Viewer),
                 origin: Origin::Created,
                 state,
