@@ -38,6 +38,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,6 +87,9 @@ pub const KEYS: &[&str] = &[
     "okta.provision_statuses",
     "okta.hold_statuses",
     "okta.max_api_capacity_percent",
+    "okta.max_read_pages",
+    "okta.max_read_rows",
+    "okta.max_read_time",
     "okta.auth",
     "okta.client_id",
     "okta.private_key_file",
@@ -332,6 +336,9 @@ struct RawOkta {
     #[serde(deserialize_with = "string_list")]
     hold_statuses: Vec<String>,
     max_api_capacity_percent: i64,
+    max_read_pages: i64,
+    max_read_rows: i64,
+    max_read_time: String,
     auth: String,
     client_id: Option<String>,
     private_key_file: Option<String>,
@@ -359,6 +366,9 @@ impl Default for RawOkta {
             ]),
             hold_statuses: strings(&["SUSPENDED", "STAGED"]),
             max_api_capacity_percent: 50,
+            max_read_pages: i64::from(ReadBounds::DEFAULT_MAX_PAGES),
+            max_read_rows: ReadBounds::DEFAULT_MAX_ROWS as i64,
+            max_read_time: humantime::format_duration(ReadBounds::DEFAULT_MAX_TIME).to_string(),
             auth: "ssws".into(),
             client_id: None,
             private_key_file: None,
@@ -663,6 +673,59 @@ pub struct OktaSettings {
     pub hold_statuses: Vec<String>,
     /// 1..=100.
     pub max_api_capacity_percent: u8,
+    /// How far one paged read may go (`okta.max_read_pages`, `okta.max_read_rows`,
+    /// `okta.max_read_time`).
+    pub read_bounds: ReadBounds,
+}
+
+/// The bounds of one paged Okta read (the assignment walk; `import`'s user searches and
+/// walk). A read that reaches one is aborted as incomplete, so nothing is planned from it.
+///
+/// The defaults are sized for 1,000,000 assigned users: at `limit=500` that is 2,000 pages
+/// of the app's assignments (5,000 pages of 200 for `import`'s walk of the org's users), so
+/// 10,000 pages leave a factor of 2 for the smaller page and for a server that caps `limit`;
+/// 2,000,000 rows leave room for every user to be listed twice (a direct and a group grant);
+/// and 2,000 pages at 50 a minute (half of Okta's 100/min `/api/v1/apps` bucket, the default
+/// `okta.max_api_capacity_percent`) take 40 minutes, so 2 hours leave a factor of 3 for
+/// 429 waits and retries. A runaway next link (thousands of pages a minute) still stops
+/// within a few minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBounds {
+    /// `okta.max_read_pages`: pages of one read.
+    pub max_pages: NonZeroU32,
+    /// `okta.max_read_rows`: rows (list entries) of one read.
+    pub max_rows: NonZeroU64,
+    /// `okta.max_read_time`: wall time of one read, waits included; never zero.
+    pub max_time: Duration,
+}
+
+impl ReadBounds {
+    pub const DEFAULT_MAX_PAGES: u32 = 10_000;
+    pub const DEFAULT_MAX_ROWS: u64 = 2_000_000;
+    pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(2 * 3600);
+
+    /// Bounds with these limits; `None` for a zero limit.
+    pub fn new(max_pages: u32, max_rows: u64, max_time: Duration) -> Option<ReadBounds> {
+        if max_time.is_zero() {
+            return None;
+        }
+        Some(ReadBounds {
+            max_pages: NonZeroU32::new(max_pages)?,
+            max_rows: NonZeroU64::new(max_rows)?,
+            max_time,
+        })
+    }
+}
+
+impl Default for ReadBounds {
+    fn default() -> Self {
+        ReadBounds::new(
+            Self::DEFAULT_MAX_PAGES,
+            Self::DEFAULT_MAX_ROWS,
+            Self::DEFAULT_MAX_TIME,
+        )
+        .expect("the defaults are not zero")
+    }
 }
 
 /// How the tool authenticates to Okta (`okta.auth`).
@@ -876,6 +939,23 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
         1,
         100,
     ));
+    let max_read_pages = p.check(in_range(
+        "okta.max_read_pages",
+        raw.okta.max_read_pages,
+        1,
+        i64::from(u32::MAX),
+    ));
+    let max_read_rows = p.check(in_range(
+        "okta.max_read_rows",
+        raw.okta.max_read_rows,
+        1,
+        i64::MAX,
+    ));
+    let max_read_time = p.check(validate_duration(
+        "okta.max_read_time",
+        &raw.okta.max_read_time,
+        "\"2h\" (a read that takes longer is aborted; raise it for a very large app)",
+    ));
     let provision_statuses = p.check(validate_statuses(
         "okta.provision_statuses",
         &raw.okta.provision_statuses,
@@ -1016,6 +1096,12 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
             provision_statuses: provision_statuses.ok_or_else(missing)?,
             hold_statuses: hold_statuses.ok_or_else(missing)?,
             max_api_capacity_percent: max_api_capacity_percent.ok_or_else(missing)?,
+            read_bounds: ReadBounds::new(
+                max_read_pages.ok_or_else(missing)?,
+                max_read_rows.ok_or_else(missing)?,
+                max_read_time.ok_or_else(missing)?,
+            )
+            .ok_or_else(missing)?,
         },
         spot: SpotSettings {
             base_url: base_url.ok_or_else(missing)?,

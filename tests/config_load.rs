@@ -987,3 +987,56 @@ fn secrets_never_appear_in_debug_output_or_errors() {
         assert_no_secret(&text);
     }
 }
+
+#[test]
+fn read_bounds_have_generous_defaults_overrides_and_no_zero() {
+    let f = Fixture::new();
+    let s = ok(&f.config(""), &[]).settings;
+    assert_eq!(s.okta.read_bounds.max_pages.get(), 10_000);
+    assert_eq!(s.okta.read_bounds.max_rows.get(), 2_000_000);
+    assert_eq!(s.okta.read_bounds.max_time, Duration::from_secs(2 * 3600));
+
+    let path = f.config("");
+    let path = {
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "[okta]\n",
+            "[okta]\nmax_read_pages = 50\nmax_read_rows = 100\nmax_read_time = \"10m\"\n",
+        );
+        f.file("config.toml", &text)
+    };
+    let s = ok(&path, &[("OKTA_SPOT_SYNC__OKTA__MAX_READ_ROWS", "7")]).settings;
+    assert_eq!(s.okta.read_bounds.max_pages.get(), 50);
+    assert_eq!(s.okta.read_bounds.max_rows.get(), 7, "env beats the file");
+    assert_eq!(s.okta.read_bounds.max_time, Duration::from_secs(600));
+
+    for (var, value, expected) in [
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_PAGES",
+            "0",
+            &["okta.max_read_pages = 0", "1..="][..],
+        ),
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_PAGES",
+            "4294967296",
+            &["okta.max_read_pages = 4294967296"][..],
+        ),
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_ROWS",
+            "0",
+            &["okta.max_read_rows = 0", "at least 1"][..],
+        ),
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_TIME",
+            "0s",
+            &["okta.max_read_time", "greater than zero", "\"2h\""][..],
+        ),
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_TIME",
+            "forever",
+            &["okta.max_read_time", "not a duration"][..],
+        ),
+    ] {
+        let msg = config_err(&f.config(""), &[(var, value)]);
+        assert_contains(&msg, expected);
+    }
+}
