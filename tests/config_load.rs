@@ -1040,3 +1040,105 @@ fn read_bounds_have_generous_defaults_overrides_and_no_zero() {
         assert_contains(&msg, expected);
     }
 }
+
+#[test]
+fn a_schedule_that_never_fires_is_an_error() {
+    let f = Fixture::new();
+    for (file, vars) in [
+        ("[sync]\nschedule = \"0 0 0 30 2 *\"\n", vec![]),
+        (
+            "",
+            vec![("OKTA_SPOT_SYNC__SYNC__SCHEDULE", "0 0 12 31 4 *")],
+        ),
+        ("[sync]\nschedule = \"0 0 0 1 1 * 2020\"\n", vec![]),
+    ] {
+        let msg = config_err(&f.config(file), &vars);
+        assert_contains(
+            &msg,
+            &["sync.schedule", "never fires", "\"0 */10 * * * *\""],
+        );
+    }
+}
+
+#[test]
+fn an_unknown_spot_role_is_an_error() {
+    let f = Fixture::new();
+    let msg = config_err(
+        &f.config("[spot.roles.editor]\nspot_role = \"superuser\"\n"),
+        &[],
+    );
+    assert_contains(
+        &msg,
+        &[
+            "spot.roles.editor.spot_role",
+            "\"superuser\"",
+            "\"viewer\", \"editor\", \"admin\"",
+        ],
+    );
+    let msg = config_err(
+        &f.config(""),
+        &[("OKTA_SPOT_SYNC__SPOT__ROLES__VIEWER__SPOT_ROLE", "veiwer")],
+    );
+    assert_contains(&msg, &["spot.roles.viewer.spot_role", "\"veiwer\""]);
+}
+
+#[test]
+fn an_override_that_empties_protected_emails_is_an_error() {
+    let f = Fixture::new();
+    let path = f.config("[sync]\nprotected_emails = [\"boss@example.com\"]\n");
+    for empty in ["", " ", ",", " , ,"] {
+        let msg = config_err(&path, &[("OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS", empty)]);
+        assert_contains(
+            &msg,
+            &[
+                "OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS",
+                "sync.protected_emails",
+                "lists no address",
+                "=[]",
+            ],
+        );
+    }
+    // Saying it explicitly works, and so does the file.
+    let s = ok(&path, &[("OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS", " [] ")]).settings;
+    assert!(s.sync.protected_emails.is_empty());
+    let s = ok(&f.config("[sync]\nprotected_emails = []\n"), &[]).settings;
+    assert!(s.sync.protected_emails.is_empty());
+    let s = ok(
+        &path,
+        &[("OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS", ",a@example.com,")],
+    )
+    .settings;
+    assert_eq!(s.sync.protected_emails.len(), 1);
+}
+
+#[test]
+fn a_token_file_with_a_utf8_bom_is_read_without_it() {
+    let f = Fixture::new();
+    f.secret_file("okta-token", &format!("\u{feff}{OKTA_TOKEN}\r\n"));
+    f.secret_file("spot-token", &format!("\u{feff}{SPOT_TOKEN}"));
+    let s = ok(&f.config(""), &[]).settings;
+    assert_eq!(s.okta.token.expose_secret(), OKTA_TOKEN);
+    assert_eq!(s.spot.token.expose_secret(), SPOT_TOKEN);
+}
+
+#[test]
+fn a_non_loopback_listen_address_warns() {
+    let f = Fixture::new();
+    let loaded = ok(&f.config("[daemon]\nlisten = \"0.0.0.0:9464\"\n"), &[]);
+    assert_eq!(
+        loaded.settings.daemon.listen,
+        Some("0.0.0.0:9464".parse().unwrap())
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("daemon.listen = \"0.0.0.0:9464\"") && w.contains("loopback")),
+        "{:?}",
+        loaded.warnings
+    );
+    for quiet in ["127.0.0.1:9464", "[::1]:9464", ""] {
+        let loaded = ok(&f.config(""), &[("OKTA_SPOT_SYNC__DAEMON__LISTEN", quiet)]);
+        assert!(loaded.warnings.is_empty(), "{quiet}: {:?}", loaded.warnings);
+    }
+}
