@@ -10,6 +10,7 @@ use crate::apply::RoleResolver;
 use crate::cli::Output;
 use crate::config::Settings;
 use crate::cycle::{run_cycle, CycleOptions};
+use crate::error::Api;
 use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
 use crate::lock::InstanceLock;
@@ -90,6 +91,31 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
     let mut ok = true;
     println!("okta-spot-sync check");
     println!("  auth: {}; Spot bearer token", okta.auth_description());
+    for (api, base) in [
+        (Api::Okta, &settings.okta.org_url),
+        (Api::Spot, &settings.spot.base_url),
+    ] {
+        if let Ok(Some(proxy)) = crate::http::proxy_for(api, base, &|k| std::env::var(k).ok()) {
+            println!(
+                "  info {api}: through the proxy {} from {} (a CONNECT tunnel{})",
+                proxy.shown(),
+                proxy.variable,
+                if proxy.no_proxy.is_some() {
+                    ", unless NO_PROXY names the host"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if let Some(warning) = settings
+        .daemon
+        .listen
+        .as_ref()
+        .and_then(crate::config::listen_warning)
+    {
+        println!("  warn {warning}");
+    }
     match okta.check().await {
         Ok(info) => {
             if let Some(granted) = okta.oauth().and_then(|p| p.granted_scopes()) {

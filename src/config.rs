@@ -13,15 +13,19 @@
 //!
 //! Unknown keys are errors (`deny_unknown_fields`); every error names the full key, the bad
 //! value (unless it is a secret) and the fix. All problems found are reported together in
-//! one [`Error::Config`].
+//! one [`Error::Config`]. Beyond types and ranges: `sync.schedule` must fire at least once
+//! from now on (asked of the scheduler's own parser), `spot_role` must be one of
+//! [`SPOT_ROLES`], an override that lists no `sync.protected_emails` address is refused
+//! (`[]` says "none" on purpose), and a non-loopback `daemon.listen` yields a warning.
 //!
 //! Tokens are never read from the command line. For each API the first source present wins:
 //! `okta.token` (inline in the file or `OKTA_SPOT_SYNC__OKTA__TOKEN`; allowed but discouraged,
 //! it yields a warning), `okta.token_file`, `$CREDENTIALS_DIRECTORY/okta-token` (systemd
 //! `LoadCredential=`), then `OKTA_SPOT_SYNC_OKTA_TOKEN` (likewise `spot.*`, `spot-token`,
 //! `OKTA_SPOT_SYNC_SPOT_TOKEN`). An empty `token_file` counts as unset (so an override can
-//! clear it); a relative one is relative to the working directory. Token files are trimmed;
-//! an empty token is an error; a token file accessible by group or others yields a warning.
+//! clear it); a relative one is relative to the working directory. Token files are trimmed
+//! and a leading UTF-8 byte-order mark is dropped; an empty token is an error; a token file
+//! accessible by group or others yields a warning.
 //! Tokens go straight into [`SecretString`].
 //!
 //! Okta authentication (`okta.auth`): `ssws` (the default) uses the token above; `oauth`
@@ -38,6 +42,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -86,6 +91,9 @@ pub const KEYS: &[&str] = &[
     "okta.provision_statuses",
     "okta.hold_statuses",
     "okta.max_api_capacity_percent",
+    "okta.max_read_pages",
+    "okta.max_read_rows",
+    "okta.max_read_time",
     "okta.auth",
     "okta.client_id",
     "okta.private_key_file",
@@ -129,6 +137,9 @@ pub const OKTA_USER_STATUSES: &[&str] = &[
     "STAGED",
     "SUSPENDED",
 ];
+
+/// The organization roles `POST /setup/user` takes in `role` (README, "Configuration").
+pub const SPOT_ROLES: &[&str] = &["viewer", "editor", "admin"];
 
 const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
@@ -257,8 +268,11 @@ impl<'de> Deserialize<'de> for RawSecret {
     }
 }
 
+/// How an override says "an empty list" on purpose: `OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS=[]`.
+const EXPLICITLY_EMPTY_LIST: &str = "[]";
+
 /// A list given as a TOML array or as one comma-separated string (how overrides arrive).
-/// Entries are trimmed; empty entries are dropped.
+/// Entries are trimmed; empty entries are dropped; the string `[]` is the empty list.
 fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     struct ListVisitor;
 
@@ -270,6 +284,9 @@ fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            if v.trim() == EXPLICITLY_EMPTY_LIST {
+                return Ok(Vec::new());
+            }
             Ok(v.split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
@@ -332,6 +349,9 @@ struct RawOkta {
     #[serde(deserialize_with = "string_list")]
     hold_statuses: Vec<String>,
     max_api_capacity_percent: i64,
+    max_read_pages: i64,
+    max_read_rows: i64,
+    max_read_time: String,
     auth: String,
     client_id: Option<String>,
     private_key_file: Option<String>,
@@ -359,6 +379,9 @@ impl Default for RawOkta {
             ]),
             hold_statuses: strings(&["SUSPENDED", "STAGED"]),
             max_api_capacity_percent: 50,
+            max_read_pages: i64::from(ReadBounds::DEFAULT_MAX_PAGES),
+            max_read_rows: ReadBounds::DEFAULT_MAX_ROWS as i64,
+            max_read_time: humantime::format_duration(ReadBounds::DEFAULT_MAX_TIME).to_string(),
             auth: "ssws".into(),
             client_id: None,
             private_key_file: None,
@@ -663,6 +686,59 @@ pub struct OktaSettings {
     pub hold_statuses: Vec<String>,
     /// 1..=100.
     pub max_api_capacity_percent: u8,
+    /// How far one paged read may go (`okta.max_read_pages`, `okta.max_read_rows`,
+    /// `okta.max_read_time`).
+    pub read_bounds: ReadBounds,
+}
+
+/// The bounds of one paged Okta read (the assignment walk; `import`'s user searches and
+/// walk). A read that reaches one is aborted as incomplete, so nothing is planned from it.
+///
+/// The defaults are sized for 1,000,000 assigned users: at `limit=500` that is 2,000 pages
+/// of the app's assignments (5,000 pages of 200 for `import`'s walk of the org's users), so
+/// 10,000 pages leave a factor of 2 for the smaller page and for a server that caps `limit`;
+/// 2,000,000 rows leave room for every user to be listed twice (a direct and a group grant);
+/// and 2,000 pages at 50 a minute (half of Okta's 100/min `/api/v1/apps` bucket, the default
+/// `okta.max_api_capacity_percent`) take 40 minutes, so 2 hours leave a factor of 3 for
+/// 429 waits and retries. A runaway next link (thousands of pages a minute) still stops
+/// within a few minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadBounds {
+    /// `okta.max_read_pages`: pages of one read.
+    pub max_pages: NonZeroU32,
+    /// `okta.max_read_rows`: rows (list entries) of one read.
+    pub max_rows: NonZeroU64,
+    /// `okta.max_read_time`: wall time of one read, waits included; never zero.
+    pub max_time: Duration,
+}
+
+impl ReadBounds {
+    pub const DEFAULT_MAX_PAGES: u32 = 10_000;
+    pub const DEFAULT_MAX_ROWS: u64 = 2_000_000;
+    pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(2 * 3600);
+
+    /// Bounds with these limits; `None` for a zero limit.
+    pub fn new(max_pages: u32, max_rows: u64, max_time: Duration) -> Option<ReadBounds> {
+        if max_time.is_zero() {
+            return None;
+        }
+        Some(ReadBounds {
+            max_pages: NonZeroU32::new(max_pages)?,
+            max_rows: NonZeroU64::new(max_rows)?,
+            max_time,
+        })
+    }
+}
+
+impl Default for ReadBounds {
+    fn default() -> Self {
+        ReadBounds::new(
+            Self::DEFAULT_MAX_PAGES,
+            Self::DEFAULT_MAX_ROWS,
+            Self::DEFAULT_MAX_TIME,
+        )
+        .expect("the defaults are not zero")
+    }
 }
 
 /// How the tool authenticates to Okta (`okta.auth`).
@@ -876,6 +952,23 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
         1,
         100,
     ));
+    let max_read_pages = p.check(in_range(
+        "okta.max_read_pages",
+        raw.okta.max_read_pages,
+        1,
+        i64::from(u32::MAX),
+    ));
+    let max_read_rows = p.check(in_range(
+        "okta.max_read_rows",
+        raw.okta.max_read_rows,
+        1,
+        i64::MAX,
+    ));
+    let max_read_time = p.check(validate_duration(
+        "okta.max_read_time",
+        &raw.okta.max_read_time,
+        "\"2h\" (a read that takes longer is aborted; raise it for a very large app)",
+    ));
     let provision_statuses = p.check(validate_statuses(
         "okta.provision_statuses",
         &raw.okta.provision_statuses,
@@ -972,7 +1065,9 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
         0,
         100,
     ));
-    let protected_emails = p.check(validate_emails(&raw.sync.protected_emails));
+    let protected_emails = p
+        .check(validate_protected_emails_override(vars))
+        .and_then(|()| p.check(validate_emails(&raw.sync.protected_emails)));
 
     // [http]
     let timeout = p.check(validate_timeout(&raw.http.timeout));
@@ -980,6 +1075,9 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
 
     // [daemon]
     let listen = p.check(validate_listen(&raw.daemon.listen));
+    if let Some(warning) = listen.flatten().as_ref().and_then(listen_warning) {
+        warnings.push(warning);
+    }
     let readiness_max_age = p.check(validate_duration(
         "daemon.readiness_max_age",
         &raw.daemon.readiness_max_age,
@@ -1016,6 +1114,12 @@ fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Result<Loaded, S
             provision_statuses: provision_statuses.ok_or_else(missing)?,
             hold_statuses: hold_statuses.ok_or_else(missing)?,
             max_api_capacity_percent: max_api_capacity_percent.ok_or_else(missing)?,
+            read_bounds: ReadBounds::new(
+                max_read_pages.ok_or_else(missing)?,
+                max_read_rows.ok_or_else(missing)?,
+                max_read_time.ok_or_else(missing)?,
+            )
+            .ok_or_else(missing)?,
         },
         spot: SpotSettings {
             base_url: base_url.ok_or_else(missing)?,
@@ -1196,14 +1300,20 @@ fn validate_role(role: Role, raw: RawRole) -> Result<SpotRoleSettings, String> {
     let spot_role = match raw.spot_role {
         None => defaults.spot_role,
         Some(s) => {
-            let t = s.trim();
-            if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            let t = s.trim().to_ascii_lowercase();
+            if !SPOT_ROLES.contains(&t.as_str()) {
                 return Err(format!(
-                    "{key}.spot_role = {s:?} is not a Spot role name; use e.g. \"{}\"",
+                    "{key}.spot_role = {s:?} is not a Spot organization role; use one of {} \
+                     (the default for {role} is \"{}\")",
+                    SPOT_ROLES
+                        .iter()
+                        .map(|r| format!("\"{r}\""))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     defaults.spot_role
                 ));
             }
-            t.to_string()
+            t
         }
     };
     let mut policies: Vec<String> = Vec::new();
@@ -1218,8 +1328,10 @@ fn validate_role(role: Role, raw: RawRole) -> Result<SpotRoleSettings, String> {
     })
 }
 
-/// A light syntactic check: six or seven fields (seconds first) of cron characters. The
-/// scheduler parses it for real.
+/// Six or seven fields (seconds first) of cron characters, which the daemon's scheduler
+/// (`tokio-cron-scheduler`, in UTC) accepts and which fires at least once after now: a
+/// schedule such as `0 0 0 30 2 *` (February 30) or a past year would let `run` start and
+/// then never cycle again.
 fn validate_schedule(raw: &str) -> Result<String, String> {
     let fields: Vec<&str> = raw.split_whitespace().collect();
     let fix = "use a cron expression with seconds, e.g. \"0 */10 * * * *\" (every 10 minutes)";
@@ -1236,7 +1348,43 @@ fn validate_schedule(raw: &str) -> Result<String, String> {
             "sync.schedule = {raw:?}: field {f:?} has characters cron does not use; {fix}"
         ));
     }
-    Ok(fields.join(" "))
+    let schedule = fields.join(" ");
+    // Asked exactly as the daemon's scheduler is (UTC); a job is only a value until added.
+    let mut job = tokio_cron_scheduler::Job::new(schedule.as_str(), |_, _| {}).map_err(|e| {
+        format!("sync.schedule = {raw:?} is not a valid cron expression ({e}); {fix}")
+    })?;
+    let next_tick = job
+        .job_data()
+        .map(|data| data.next_tick)
+        .map_err(|e| format!("sync.schedule = {raw:?} cannot be scheduled ({e}); {fix}"))?;
+    if next_tick == 0 {
+        return Err(format!(
+            "sync.schedule = {raw:?} never fires: no time from now on matches it (a day the \
+             month does not have, such as February 30, or a year in the past; the day of the \
+             month and the weekday must both match); {fix}"
+        ));
+    }
+    Ok(schedule)
+}
+
+/// An override of `sync.protected_emails` that lists no address (`""`, `" "`, `","`) is
+/// refused: it would silently drop every protection of the file, and an empty variable is
+/// far more often a template or a secret store that lost its value than a decision. An
+/// empty list is said explicitly with `[]`.
+fn validate_protected_emails_override(vars: &BTreeMap<String, String>) -> Result<(), String> {
+    let var = env_var_for_key("sync.protected_emails");
+    let Some(value) = vars.get(&var) else {
+        return Ok(());
+    };
+    if value.trim() == EXPLICITLY_EMPTY_LIST || value.split(',').any(|e| !e.trim().is_empty()) {
+        return Ok(());
+    }
+    Err(format!(
+        "{var} = {value:?} lists no address, which would empty sync.protected_emails (the Spot \
+         users never touched); list the addresses, comma-separated, or unset {var} to keep the \
+         file's list. To protect no one on purpose, set {var}=[] (or protected_emails = [] in \
+         the file)"
+    ))
 }
 
 fn validate_emails(raw: &[String]) -> Result<Vec<Email>, String> {
@@ -1301,6 +1449,22 @@ fn validate_listen(raw: &str) -> Result<Option<SocketAddr>, String> {
              \"127.0.0.1:9464\", or \"\" to turn the health/metrics server off"
         )
     })
+}
+
+/// The warning a `daemon.listen` address draws: any address but loopback serves `/metrics`
+/// (user counts, API routes, rate limits) and the health endpoints to the network, without
+/// authentication.
+pub fn listen_warning(addr: &SocketAddr) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "daemon.listen = \"{addr}\" is not a loopback address: /metrics, /healthz and /readyz \
+         are served without authentication to whoever can reach it; use \"127.0.0.1:{}\" \
+         (scrape through a local agent or an authenticating proxy), or \"\" to turn the \
+         server off",
+        addr.port()
+    ))
 }
 
 fn validate_log_level(raw: &str) -> Result<String, String> {
@@ -1521,6 +1685,7 @@ fn read_secret_file(
     }
     let text =
         String::from_utf8(buf).map_err(|_| format!("{label}: {shown} is not UTF-8 text; {fix}"))?;
+    let text = strip_bom(text);
     if text.trim().is_empty() {
         return Err(format!("{label}: {shown} is empty; {fix}"));
     }
@@ -1625,6 +1790,17 @@ fn resolve_token(
     ))
 }
 
+/// The text without a leading UTF-8 byte-order mark, which editors on Windows (and
+/// PowerShell's `Out-File`) put at the start of a file: it is not part of the token, and
+/// `trim` does not remove it (U+FEFF is not whitespace). The text is moved, not copied,
+/// when there is none.
+fn strip_bom(text: String) -> String {
+    match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
 /// Trims and checks a token; messages never include it.
 fn check_token(raw: &str, label: &str, fix: impl Fn() -> String) -> Result<SecretString, String> {
     let t = raw.trim();
@@ -1679,7 +1855,9 @@ fn read_token_file(
     }
     let text =
         String::from_utf8(buf).map_err(|_| format!("{label}: {shown} is not UTF-8 text; {fix}"))?;
-    check_token(&text, &format!("{label} ({shown})"), || fix.to_string())
+    check_token(&strip_bom(text), &format!("{label} ({shown})"), || {
+        fix.to_string()
+    })
 }
 
 #[cfg(test)]
@@ -1855,7 +2033,7 @@ mod tests {
         for good in [
             "0 */10 * * * *",
             "0 0 9 * * MON-FRI",
-            "0 0 0 1 JAN ? 2030",
+            "0 0 0 1 JAN ? 2099",
             "  0   0 * * *  * ",
             "0 0 12 ? * 2#1",
         ] {
@@ -1870,6 +2048,67 @@ mod tests {
             "@hourly",
         ] {
             assert!(validate_schedule(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schedules_that_never_fire_are_refused() {
+        for never in [
+            "0 0 0 30 2 *",
+            "0 0 0 31 4 *",
+            "0 0 0 1 1 * 2020",
+            "0 0 0 31 FEB ?",
+        ] {
+            let err = validate_schedule(never).unwrap_err();
+            assert!(
+                err.contains("sync.schedule") && err.contains("never fires"),
+                "{never}: {err}"
+            );
+        }
+        // Once every four years still fires.
+        assert!(validate_schedule("0 0 0 29 2 *").is_ok());
+        let err = validate_schedule("0 0 0 32 1 *").unwrap_err();
+        assert!(err.contains("not a valid cron expression"), "{err}");
+    }
+
+    #[test]
+    fn spot_roles_are_spot_s_organization_roles() {
+        let role = |s: &str| {
+            validate_role(
+                Role::Viewer,
+                RawRole {
+                    spot_role: Some(s.to_string()),
+                    policies: None,
+                },
+            )
+        };
+        assert_eq!(role(" Admin ").unwrap().spot_role, "admin");
+        assert_eq!(role("editor").unwrap().spot_role, "editor");
+        for bad in ["viwer", "owner", "", "read_only"] {
+            let err = role(bad).unwrap_err();
+            assert!(
+                err.contains("spot.roles.viewer.spot_role")
+                    && err.contains("\"viewer\", \"editor\", \"admin\""),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bom_is_not_part_of_a_token() {
+        assert_eq!(strip_bom("\u{feff}tok\n".into()), "tok\n");
+        assert_eq!(strip_bom("tok".into()), "tok");
+        assert_eq!(strip_bom("t\u{feff}k".into()), "t\u{feff}k");
+    }
+
+    #[test]
+    fn only_loopback_listen_addresses_are_quiet() {
+        for quiet in ["127.0.0.1:9464", "[::1]:9464", "127.0.0.2:1"] {
+            assert_eq!(listen_warning(&quiet.parse().unwrap()), None, "{quiet}");
+        }
+        for loud in ["0.0.0.0:9464", "[::]:9464", "10.0.0.5:9464"] {
+            let w = listen_warning(&loud.parse().unwrap()).unwrap();
+            assert!(w.contains("daemon.listen") && w.contains("loopback"), "{w}");
         }
     }
 

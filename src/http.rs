@@ -1,7 +1,7 @@
 //! The one HTTP policy layer shared by the Okta and Spot clients.
 //!
 //! It owns: building the `reqwest` client (rustls, no redirects, connect and request
-//! timeouts, User-Agent), attaching the API token, retries with exponential backoff and full
+//! timeouts, User-Agent, the proxy choice of [`proxy_for`]), attaching the API token, retries with exponential backoff and full
 //! jitter, the two APIs' rate-limit waits, the response size cap, mapping HTTP failures to
 //! [`Error`] values, and the per-request observability hook.
 //!
@@ -10,6 +10,9 @@
 //!   `Authorization` header, which is marked sensitive; error texts are scrubbed of it anyway;
 //! - follow a redirect (a 3xx is an error: following it could carry the token elsewhere);
 //! - send the token to an origin other than the configured base URL's;
+//! - send a plain-http request (a loopback emulator) through a proxy, or use a proxy from any
+//!   variable but `HTTPS_PROXY`/`https_proxy` (https requests only, tunnelled with `CONNECT`
+//!   so TLS stays end to end; `NO_PROXY` honoured);
 //! - put a full URL, a query string or a header into an error or a log line: callers pass a
 //!   short `what` label and a route template instead.
 //!
@@ -306,13 +309,27 @@ impl HttpClient {
         }
         let mut headers = default_headers;
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-        let client = reqwest::Client::builder()
+        // `no_proxy()` first: reqwest would otherwise read HTTP_PROXY, ALL_PROXY and the rest
+        // of the environment on its own and send a plain-http request, token and all, to the
+        // proxy. Only the proxy chosen by `proxy_for` is ever used.
+        let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(settings.timeout)
             .https_only(!settings.allow_insecure_http)
             .default_headers(headers)
+            .no_proxy();
+        if let Some(choice) = proxy_for(api, base, &|name| std::env::var(name).ok())? {
+            tracing::debug!(
+                api = %api,
+                variable = choice.variable,
+                proxy = %choice.shown(),
+                "HTTPS requests go through this CONNECT proxy unless NO_PROXY names the host"
+            );
+            builder = builder.proxy(choice.into_reqwest(api)?);
+        }
+        let client = builder
             .build()
             .map_err(|e| Error::Config(format!("cannot build the {api} HTTP client: {e}")))?;
         Ok(HttpClient {
@@ -749,6 +766,106 @@ enum Attempt {
     TooLarge(StatusCode, usize),
 }
 
+/// The environment variables naming the HTTPS proxy, in the order they are looked up.
+pub const HTTPS_PROXY_VARS: &[&str] = &["HTTPS_PROXY", "https_proxy"];
+/// The environment variables listing hosts that bypass the proxy, in the order they are
+/// looked up.
+pub const NO_PROXY_VARS: &[&str] = &["NO_PROXY", "no_proxy"];
+
+/// The proxy one API's client uses, from the environment (see [`proxy_for`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyChoice {
+    /// The variable it came from (`HTTPS_PROXY` or `https_proxy`).
+    pub variable: &'static str,
+    /// The proxy's URL (`http://` or `https://`; it may carry the proxy's own credentials,
+    /// so it is only ever shown through [`ProxyChoice::shown`]).
+    pub url: Url,
+    /// The `NO_PROXY` list, as given.
+    pub no_proxy: Option<String>,
+}
+
+impl ProxyChoice {
+    /// The proxy's scheme, host and port, never its credentials.
+    pub fn shown(&self) -> String {
+        self.url.origin().ascii_serialization()
+    }
+
+    fn into_reqwest(self, api: Api) -> Result<reqwest::Proxy, Error> {
+        let proxy = reqwest::Proxy::https(self.url.as_str()).map_err(|e| {
+            Error::Config(format!(
+                "{} = {}: cannot use it as the {api} proxy ({}); fix or unset it",
+                self.variable,
+                self.shown(),
+                error_chain(&e.without_url())
+            ))
+        })?;
+        Ok(proxy.no_proxy(
+            self.no_proxy
+                .as_deref()
+                .and_then(reqwest::NoProxy::from_string),
+        ))
+    }
+}
+
+/// Which proxy the client for `base` uses, looking variables up through `env`:
+///
+/// - a plain-http base (a loopback emulator with `http.allow_insecure_http`) never uses one:
+///   the request, token included, would reach the proxy in clear text;
+/// - an https base uses the proxy in `HTTPS_PROXY` (else `https_proxy`), unless `NO_PROXY`
+///   (else `no_proxy`) names the host. The request goes through a `CONNECT` tunnel, so TLS
+///   runs end to end with the API and the proxy sees only the host and port;
+/// - `HTTP_PROXY`, `ALL_PROXY` and their lower-case forms are never used.
+///
+/// A proxy URL without a scheme is taken as `http://`; a scheme other than `http` or `https`
+/// (e.g. `socks5`) is an error naming the variable. Errors never show the proxy's credentials.
+pub fn proxy_for(
+    api: Api,
+    base: &Url,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<ProxyChoice>, Error> {
+    if base.scheme() != "https" {
+        return Ok(None);
+    }
+    let Some((variable, raw)) = HTTPS_PROXY_VARS.iter().find_map(|name| {
+        env(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .map(|v| (*name, v))
+    }) else {
+        return Ok(None);
+    };
+    let shown = if raw.contains('@') {
+        "(value not shown: it contains credentials)".to_string()
+    } else {
+        format!("{raw:?}")
+    };
+    let with_scheme = if raw.contains("://") {
+        raw.clone()
+    } else {
+        format!("http://{raw}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| {
+        Error::Config(format!(
+            "{variable} = {shown} is not a proxy URL ({e}); set it to e.g. \
+             http://proxy.example.com:3128, or unset it"
+        ))
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" || url.host_str().is_none() {
+        return Err(Error::Config(format!(
+            "{variable} = {shown}: the {api} client can use only an http:// or https:// proxy \
+             (it tunnels with CONNECT); set it to e.g. http://proxy.example.com:3128, or unset it"
+        )));
+    }
+    let no_proxy = NO_PROXY_VARS
+        .iter()
+        .find_map(|name| env(name).filter(|v| !v.trim().is_empty()));
+    Ok(Some(ProxyChoice {
+        variable,
+        url,
+        no_proxy,
+    }))
+}
+
 /// Runs `parse` (the parse of one large response body) on tokio's blocking pool. A parse of
 /// 100,000 Spot users takes ~100 ms of CPU; on an async worker it would hold up every task
 /// queued behind it there, including the Okta walk, which must answer each page's headers
@@ -1063,6 +1180,87 @@ mod tests {
             parse_error_body(Api::Spot, b"<html>"),
             ApiErrorBody::default()
         );
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const EVERY_PROXY_VAR: &[(&str, &str)] = &[
+        ("HTTP_PROXY", "http://127.0.0.1:3128"),
+        ("http_proxy", "http://127.0.0.1:3128"),
+        ("ALL_PROXY", "http://127.0.0.1:3128"),
+        ("all_proxy", "http://127.0.0.1:3128"),
+        ("HTTPS_PROXY", "http://127.0.0.1:3128"),
+        ("https_proxy", "http://127.0.0.1:3128"),
+    ];
+
+    #[test]
+    fn plain_http_never_uses_a_proxy() {
+        let base = Url::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            proxy_for(Api::Okta, &base, &env_of(EVERY_PROXY_VAR)).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn https_uses_only_https_proxy() {
+        let base = Url::parse("https://example.okta.com").unwrap();
+        let only_others: &[(&str, &str)] = &[
+            ("HTTP_PROXY", "http://127.0.0.1:3128"),
+            ("http_proxy", "http://127.0.0.1:3128"),
+            ("ALL_PROXY", "http://127.0.0.1:3128"),
+            ("all_proxy", "http://127.0.0.1:3128"),
+        ];
+        assert_eq!(
+            proxy_for(Api::Okta, &base, &env_of(only_others)).unwrap(),
+            None
+        );
+
+        let chosen = proxy_for(Api::Okta, &base, &env_of(EVERY_PROXY_VAR))
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.variable, "HTTPS_PROXY");
+        assert_eq!(chosen.shown(), "http://127.0.0.1:3128");
+
+        let lower_no_scheme: &[(&str, &str)] = &[
+            ("https_proxy", "proxy.example.com:3128"),
+            ("no_proxy", "internal.example.com"),
+        ];
+        let chosen = proxy_for(Api::Spot, &base, &env_of(lower_no_scheme))
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.variable, "https_proxy");
+        assert_eq!(chosen.shown(), "http://proxy.example.com:3128");
+        assert_eq!(chosen.no_proxy.as_deref(), Some("internal.example.com"));
+    }
+
+    #[test]
+    fn unusable_proxies_are_errors_that_hide_credentials() {
+        let base = Url::parse("https://example.okta.com").unwrap();
+        let socks: &[(&str, &str)] = &[("HTTPS_PROXY", "socks5://user:s3cret@127.0.0.1:1080")];
+        let err = proxy_for(Api::Okta, &base, &env_of(socks))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HTTPS_PROXY") && err.contains("http://"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+        let chosen = proxy_for(
+            Api::Okta,
+            &base,
+            &env_of(&[("HTTPS_PROXY", "http://user:s3cret@proxy.example.com:3128")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!chosen.shown().contains("s3cret"), "{}", chosen.shown());
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn settings(base: &str, page_size: u32) -> OktaSettings {
         provision_statuses: vec!["ACTIVE".into()],
         hold_statuses: vec!["SUSPENDED".into()],
         max_api_capacity_percent: 50,
+        read_bounds: Default::default(),
     }
 }
 

@@ -987,3 +987,158 @@ fn secrets_never_appear_in_debug_output_or_errors() {
         assert_no_secret(&text);
     }
 }
+
+#[test]
+fn read_bounds_have_generous_defaults_overrides_and_no_zero() {
+    let f = Fixture::new();
+    let s = ok(&f.config(""), &[]).settings;
+    assert_eq!(s.okta.read_bounds.max_pages.get(), 10_000);
+    assert_eq!(s.okta.read_bounds.max_rows.get(), 2_000_000);
+    assert_eq!(s.okta.read_bounds.max_time, Duration::from_secs(2 * 3600));
+
+    let path = f.config("");
+    let path = {
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "[okta]\n",
+            "[okta]\nmax_read_pages = 50\nmax_read_rows = 100\nmax_read_time = \"10m\"\n",
+        );
+        f.file("config.toml", &text)
+    };
+    let s = ok(&path, &[("OKTA_SPOT_SYNC__OKTA__MAX_READ_ROWS", "7")]).settings;
+    assert_eq!(s.okta.read_bounds.max_pages.get(), 50);
+    assert_eq!(s.okta.read_bounds.max_rows.get(), 7, "env beats the file");
+    assert_eq!(s.okta.read_bounds.max_time, Duration::from_secs(600));
+
+    for (var, value, expected) in [
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_PAGES",
+            "0",
+            &["okta.max_read_pages = 0", "1..="][..],
+        ),
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_PAGES",
+            "4294967296",
+            &["okta.max_read_pages = 4294967296"][..],
+        ),
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_ROWS",
+            "0",
+            &["okta.max_read_rows = 0", "at least 1"][..],
+        ),
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_TIME",
+            "0s",
+            &["okta.max_read_time", "greater than zero", "\"2h\""][..],
+        ),
+        (
+            "OKTA_SPOT_SYNC__OKTA__MAX_READ_TIME",
+            "forever",
+            &["okta.max_read_time", "not a duration"][..],
+        ),
+    ] {
+        let msg = config_err(&f.config(""), &[(var, value)]);
+        assert_contains(&msg, expected);
+    }
+}
+
+#[test]
+fn a_schedule_that_never_fires_is_an_error() {
+    let f = Fixture::new();
+    for (file, vars) in [
+        ("[sync]\nschedule = \"0 0 0 30 2 *\"\n", vec![]),
+        (
+            "",
+            vec![("OKTA_SPOT_SYNC__SYNC__SCHEDULE", "0 0 12 31 4 *")],
+        ),
+        ("[sync]\nschedule = \"0 0 0 1 1 * 2020\"\n", vec![]),
+    ] {
+        let msg = config_err(&f.config(file), &vars);
+        assert_contains(
+            &msg,
+            &["sync.schedule", "never fires", "\"0 */10 * * * *\""],
+        );
+    }
+}
+
+#[test]
+fn an_unknown_spot_role_is_an_error() {
+    let f = Fixture::new();
+    let msg = config_err(
+        &f.config("[spot.roles.editor]\nspot_role = \"superuser\"\n"),
+        &[],
+    );
+    assert_contains(
+        &msg,
+        &[
+            "spot.roles.editor.spot_role",
+            "\"superuser\"",
+            "\"viewer\", \"editor\", \"admin\"",
+        ],
+    );
+    let msg = config_err(
+        &f.config(""),
+        &[("OKTA_SPOT_SYNC__SPOT__ROLES__VIEWER__SPOT_ROLE", "veiwer")],
+    );
+    assert_contains(&msg, &["spot.roles.viewer.spot_role", "\"veiwer\""]);
+}
+
+#[test]
+fn an_override_that_empties_protected_emails_is_an_error() {
+    let f = Fixture::new();
+    let path = f.config("[sync]\nprotected_emails = [\"boss@example.com\"]\n");
+    for empty in ["", " ", ",", " , ,"] {
+        let msg = config_err(&path, &[("OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS", empty)]);
+        assert_contains(
+            &msg,
+            &[
+                "OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS",
+                "sync.protected_emails",
+                "lists no address",
+                "=[]",
+            ],
+        );
+    }
+    // Saying it explicitly works, and so does the file.
+    let s = ok(&path, &[("OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS", " [] ")]).settings;
+    assert!(s.sync.protected_emails.is_empty());
+    let s = ok(&f.config("[sync]\nprotected_emails = []\n"), &[]).settings;
+    assert!(s.sync.protected_emails.is_empty());
+    let s = ok(
+        &path,
+        &[("OKTA_SPOT_SYNC__SYNC__PROTECTED_EMAILS", ",a@example.com,")],
+    )
+    .settings;
+    assert_eq!(s.sync.protected_emails.len(), 1);
+}
+
+#[test]
+fn a_token_file_with_a_utf8_bom_is_read_without_it() {
+    let f = Fixture::new();
+    f.secret_file("okta-token", &format!("\u{feff}{OKTA_TOKEN}\r\n"));
+    f.secret_file("spot-token", &format!("\u{feff}{SPOT_TOKEN}"));
+    let s = ok(&f.config(""), &[]).settings;
+    assert_eq!(s.okta.token.expose_secret(), OKTA_TOKEN);
+    assert_eq!(s.spot.token.expose_secret(), SPOT_TOKEN);
+}
+
+#[test]
+fn a_non_loopback_listen_address_warns() {
+    let f = Fixture::new();
+    let loaded = ok(&f.config("[daemon]\nlisten = \"0.0.0.0:9464\"\n"), &[]);
+    assert_eq!(
+        loaded.settings.daemon.listen,
+        Some("0.0.0.0:9464".parse().unwrap())
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("daemon.listen = \"0.0.0.0:9464\"") && w.contains("loopback")),
+        "{:?}",
+        loaded.warnings
+    );
+    for quiet in ["127.0.0.1:9464", "[::1]:9464", ""] {
+        let loaded = ok(&f.config(""), &[("OKTA_SPOT_SYNC__DAEMON__LISTEN", quiet)]);
+        assert!(loaded.warnings.is_empty(), "{quiet}: {:?}", loaded.warnings);
+    }
+}

@@ -8,6 +8,9 @@
 //! - a next link to another origin (scheme, host, port) is refused before anything is sent
 //!   there, so the token never leaves the configured org;
 //! - a next URL seen before, or a run of pages that add no new user, is a pagination loop;
+//! - a read is bounded (`okta.max_read_pages`, `okta.max_read_rows`, `okta.max_read_time`,
+//!   see [`ReadBounds`]): a next link that keeps bringing new users is aborted once it passes
+//!   one, with a message naming the bound and the key (and variable) that raises it;
 //! - any failed page (non-2xx after retries, transport error, bad JSON, a body that is not an
 //!   array, a row without an id) aborts the read. A 401/403 stays an
 //!   [`Error::Credentials`] so the daemon knows retrying cannot help.
@@ -40,7 +43,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use rustc_hash::FxHasher;
 use url::Url;
 
-use crate::config::{HttpSettings, OktaAuth, OktaSettings};
+use crate::config::{env_var_for_key, HttpSettings, OktaAuth, OktaSettings, ReadBounds};
 use crate::error::{Api, Error};
 use crate::http::{
     AuthScheme, Call, HttpClient, HttpResponse, Observer, Retry, RATE_LIMIT_WAIT_CAP,
@@ -77,6 +80,7 @@ pub struct OktaClient {
     role_attribute: String,
     page_size: u32,
     capacity_percent: u8,
+    bounds: ReadBounds,
     pages: AtomicU64,
     /// Set when `okta.auth = "oauth"`.
     oauth: Option<Arc<OAuthProvider>>,
@@ -120,6 +124,7 @@ impl OktaClient {
             role_attribute: settings.role_attribute.clone(),
             page_size: settings.page_size.clamp(1, 500),
             capacity_percent: settings.max_api_capacity_percent.clamp(1, 100),
+            bounds: settings.read_bounds,
             pages: AtomicU64::new(0),
             oauth,
         })
@@ -215,8 +220,12 @@ impl OktaClient {
                         row.okta_user_id.hash(&mut hasher);
                         ids.insert(hasher.finish());
                     }
+                    let listed = page_rows.len();
                     rows.extend(page_rows);
-                    Ok(ids.len() - before)
+                    Ok(PageCount {
+                        rows: listed,
+                        new: ids.len() - before,
+                    })
                 },
             )
             .await?;
@@ -230,12 +239,17 @@ impl OktaClient {
     }
 
     /// Walks one Okta list from `url`, following `rel="next"` links with the safety rules of
-    /// the module documentation (origin check, loop detection, the rate-limit budget, every
-    /// failure fatal). `on_page` gets each page's body and returns how many *new* distinct
-    /// objects it held (for loop detection) or why the page is unusable. `sticky` query
-    /// parameters are put back on a next link that dropped them. With `max_pages`, the walk
-    /// stops (without error) once that many pages were read and a next link remains.
-    /// Failures other than refused credentials become `incomplete(message)`.
+    /// the module documentation (origin check, loop detection, the read bounds, the rate-limit
+    /// budget, every failure fatal). `on_page` gets each page's body and returns how many rows
+    /// it listed and how many *new* distinct objects it held (for loop detection), or why the
+    /// page is unusable. `sticky` query parameters are put back on a next link that dropped
+    /// them. With `max_pages`, the walk stops (without error) once that many pages were read
+    /// and a next link remains; that stop is the caller's choice and comes before
+    /// `okta.max_read_pages`. Failures other than refused credentials become
+    /// `incomplete(message)`.
+    ///
+    /// `okta.max_read_time` covers the whole walk, rate-limit waits and retries included: the
+    /// walk is abandoned (its request in flight dropped) when it runs out, on tokio's clock.
     ///
     /// Pipelining: the cursor is in the `Link` header, so the request for page N+1 goes out as
     /// soon as page N's headers arrive, and page N's body is read and handed to `on_page`
@@ -249,11 +263,54 @@ impl OktaClient {
         sticky: &[(&str, &str)],
         max_pages: Option<u32>,
         incomplete: fn(String) -> Error,
-        mut on_page: F,
+        on_page: F,
     ) -> Result<WalkEnd, Error>
     where
-        F: FnMut(&[u8]) -> Result<usize, String>,
+        F: FnMut(&[u8]) -> Result<PageCount, String>,
     {
+        let max_time = self.bounds.max_time;
+        let deadline = tokio::time::Instant::now() + max_time;
+        let pages_read = AtomicU64::new(0);
+        let walk = self.walk_within_bounds(
+            url,
+            route,
+            sticky,
+            max_pages,
+            incomplete,
+            on_page,
+            &pages_read,
+        );
+        match tokio::time::timeout_at(deadline, walk).await {
+            Ok(end) => end,
+            Err(_) => Err(incomplete(format!(
+                "GET {route}: the read took longer than okta.max_read_time ({}) after {} pages \
+                 and was stopped; if the list is really that slow to read (a very large app, \
+                 a small rate-limit share), raise okta.max_read_time ({})",
+                humantime::format_duration(max_time),
+                pages_read.load(Ordering::Relaxed),
+                env_var_for_key("okta.max_read_time")
+            ))),
+        }
+    }
+
+    /// [`OktaClient::walk`] without the time bound.
+    #[allow(clippy::too_many_arguments)]
+    async fn walk_within_bounds<F>(
+        &self,
+        url: Url,
+        route: &'static str,
+        sticky: &[(&str, &str)],
+        max_pages: Option<u32>,
+        incomplete: fn(String) -> Error,
+        mut on_page: F,
+        pages_read: &AtomicU64,
+    ) -> Result<WalkEnd, Error>
+    where
+        F: FnMut(&[u8]) -> Result<PageCount, String>,
+    {
+        let max_read_pages = self.bounds.max_pages.get();
+        let max_read_rows = self.bounds.max_rows.get();
+        let mut rows_read: u64 = 0;
         let fetch_failed = |e: Error| match e {
             e @ Error::Credentials { .. } => e,
             // The error's `what` already names the page.
@@ -276,6 +333,14 @@ impl OktaClient {
                     self.next_page_url(&current.url, target, sticky, page, incomplete)?;
                 if max_pages.is_some_and(|max| page >= max) {
                     stopped = true;
+                } else if page >= max_read_pages {
+                    return Err(incomplete(format!(
+                        "GET {route}: page {page} still has a next link, and a read may have at \
+                         most okta.max_read_pages = {max_read_pages} pages; the read was \
+                         stopped. If the list is really that long, raise okta.max_read_pages \
+                         ({})",
+                        env_var_for_key("okta.max_read_pages")
+                    )));
                 } else {
                     if !visited.insert(next_url.as_str().to_string()) {
                         return Err(incomplete(format!(
@@ -313,12 +378,23 @@ impl OktaClient {
             // can steal it meanwhile: yield before the CPU-bound `on_page`, or the next
             // request waits for this page's parse.
             tokio::task::yield_now().await;
-            let new = on_page(&response.body).map_err(|e| {
+            let PageCount { rows, new } = on_page(&response.body).map_err(|e| {
                 incomplete(format!(
                     "Okta {} returned a response that could not be used: {e}",
                     current.what
                 ))
             })?;
+            pages_read.store(u64::from(page), Ordering::Relaxed);
+            rows_read = rows_read.saturating_add(rows as u64);
+            if rows_read > max_read_rows {
+                return Err(incomplete(format!(
+                    "{}: {rows_read} rows were listed, more than okta.max_read_rows = \
+                     {max_read_rows} for one read; the read was stopped. If the list is really \
+                     that long, raise okta.max_read_rows ({})",
+                    current.what,
+                    env_var_for_key("okta.max_read_rows")
+                )));
+            }
             seen += new;
             pages_without_new = if new == 0 { pages_without_new + 1 } else { 0 };
             let Some(following) = following else {
@@ -465,6 +541,15 @@ impl OktaClient {
     }
 }
 
+/// What one page of a [`OktaClient::walk`] held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PageCount {
+    /// Rows listed on the page, repeats included (they count against `okta.max_read_rows`).
+    rows: usize,
+    /// Distinct objects not seen on an earlier page (for loop detection).
+    new: usize,
+}
+
 /// How a [`OktaClient::walk`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WalkEnd {
@@ -586,12 +671,17 @@ impl OktaClient {
                 Error::IncompleteUserRead,
                 |body| {
                     let before = ids.len();
-                    for user in parse::parse_users_page(body).map_err(|e| e.to_string())? {
+                    let page = parse::parse_users_page(body).map_err(|e| e.to_string())?;
+                    let listed = page.len();
+                    for user in page {
                         if ids.insert(user.id.clone()) {
                             users.push(user);
                         }
                     }
-                    Ok(ids.len() - before)
+                    Ok(PageCount {
+                        rows: listed,
+                        new: ids.len() - before,
+                    })
                 },
             )
             .await?;
