@@ -51,6 +51,8 @@ pub struct FakeSpotDirectory {
     pub fail_create_for: Mutex<Vec<String>>,
     /// Scheduled failures by write-call number (1-based, all write kinds counted together).
     pub faults: Mutex<BTreeMap<u64, FakeFault>>,
+    /// Every id a create answered with, in order.
+    pub created_ids: Mutex<Vec<String>>,
 }
 
 /// How a scheduled write failure behaves.
@@ -60,6 +62,9 @@ pub enum FakeFault {
     Refuse,
     /// The write happened but the answer was lost (a timeout or reset after the server acted).
     LandThenFail,
+    /// Answered success, did nothing (a delete that leaves the user listed). A create so
+    /// answered returns an id no user has.
+    Ignore,
 }
 
 impl Default for FakeSpotDirectory {
@@ -78,6 +83,7 @@ impl Default for FakeSpotDirectory {
                 },
             ],
             next_id: AtomicU64::new(1),
+            created_ids: Mutex::default(),
             writes: AtomicU64::new(0),
             fail_create_for: Mutex::new(Vec::new()),
             faults: Mutex::new(BTreeMap::new()),
@@ -177,9 +183,16 @@ impl FakeSpotDirectory {
         }
     }
 
-    /// Runs `write` unless the fault refuses it; reports a lost answer after it when asked.
-    fn faulty<T>(&self, what: &str, write: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    /// Runs `write` unless the fault refuses it; reports a lost answer after it when asked;
+    /// answers `ignored()` without writing for [`FakeFault::Ignore`].
+    fn faulty<T>(
+        &self,
+        what: &str,
+        ignored: impl FnOnce() -> T,
+        write: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<T, Error> {
         match self.next_fault() {
+            Some(FakeFault::Ignore) => Ok(ignored()),
             Some(FakeFault::Refuse) => {
                 Err(Self::status(what, "INTERNAL_ERROR", "injected failure"))
             }
@@ -216,19 +229,30 @@ impl SpotDirectory for FakeSpotDirectory {
     }
 
     async fn create_user(&self, user: &NewSpotUser) -> Result<String, Error> {
-        self.faulty("POST /setup/user", || self.create_now(user))
-    }
-
-    async fn delete_user(&self, user_id: &str) -> Result<(), Error> {
-        self.faulty("DELETE /setup/user/{userId}", || {
-            self.users.lock().unwrap().remove(user_id);
-            Ok(())
+        let ignored = || format!("u-i{:07x}", self.next_id.fetch_add(1, Ordering::SeqCst));
+        self.faulty("POST /setup/user", ignored, || {
+            let id = self.create_now(user)?;
+            self.created_ids.lock().unwrap().push(id.clone());
+            Ok(id)
         })
     }
 
+    async fn delete_user(&self, user_id: &str) -> Result<(), Error> {
+        self.faulty(
+            "DELETE /setup/user/{userId}",
+            || (),
+            || {
+                self.users.lock().unwrap().remove(user_id);
+                Ok(())
+            },
+        )
+    }
+
     async fn set_policy_mapping(&self, user_id: &str, grants: &[PolicyGrant]) -> Result<(), Error> {
-        self.faulty("PUT /setup/user/{userId}/policyMapping", || {
-            match self.users.lock().unwrap().get_mut(user_id) {
+        self.faulty(
+            "PUT /setup/user/{userId}/policyMapping",
+            || (),
+            || match self.users.lock().unwrap().get_mut(user_id) {
                 Some(u) => {
                     u.policies = grants.to_vec();
                     Ok(())
@@ -238,7 +262,7 @@ impl SpotDirectory for FakeSpotDirectory {
                     "USER_DOESNT_EXIST",
                     "no such user",
                 )),
-            }
-        })
+            },
+        )
     }
 }

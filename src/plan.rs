@@ -121,7 +121,7 @@ impl Action {
     pub fn deleted_spot_user(&self) -> Option<&str> {
         match self.action {
             ActionKind::Delete => self.spot_user_id.as_deref(),
-            ActionKind::Recreate => self
+            ActionKind::Create | ActionKind::Recreate => self
                 .detail
                 .delete_first
                 .as_deref()
@@ -1234,20 +1234,32 @@ impl<'a> Planner<'a> {
             let entry = slot.entry;
             let reason = if self.is_entitled(okta_id) {
                 // Deleted only once the replacement exists, so the person is never left
-                // without a Spot user.
-                let replaced = entry.state == EntryState::Managed
-                    && self.spot_user_of(slot).is_some()
-                    && !self
-                        .actions
-                        .iter()
-                        .any(|a| a.okta_user_id == okta_id && a.action != ActionKind::UpdateRole);
+                // without a Spot user: after this cycle's create, or now when it exists.
+                let mut acting = self
+                    .actions
+                    .iter_mut()
+                    .filter(|a| a.okta_user_id == okta_id && a.action != ActionKind::UpdateRole);
+                let replaced = match acting.next() {
+                    Some(a) if matches!(a.action, ActionKind::Create | ActionKind::Recreate) => {
+                        if a.detail.delete_first.is_none() && a.detail.delete_after.is_none() {
+                            a.action = ActionKind::Recreate;
+                            a.detail.delete_after = Some(target.user_id.clone());
+                            a.reason = format!(
+                                "{}; then Spot user {}, which okta-spot-sync deleted or let go of earlier but Spot still lists, is deleted",
+                                a.reason, target.user_id
+                            );
+                        }
+                        false // deleted by that action, or by the next cycle
+                    }
+                    Some(a) => a.action == ActionKind::Adopt,
+                    None => entry.state == EntryState::Managed && self.spot_user_of(slot).is_some(),
+                };
                 if !replaced {
                     continue;
                 }
                 format!(
-                    "Spot user {} was replaced by Spot user {} for this Okta user (email change), but Spot still lists it",
-                    target.user_id,
-                    entry.spot_user_id.as_deref().unwrap_or("?")
+                    "Spot user {} was replaced for this Okta user (an email change or a return), but Spot still lists it",
+                    target.user_id
                 )
             } else {
                 format!(

@@ -156,9 +156,9 @@ fn world() -> impl Strategy<Value = World> {
                     EntryState::Managed,
                     EntryState::Deleted,
                 ][state];
-                let spot_user_id = match (state, spot_ix) {
-                    (EntryState::Deleted, _) | (_, None) => None,
-                    (_, Some(ix)) => match spot_users.get(ix) {
+                let spot_user_id = match spot_ix {
+                    None => None,
+                    Some(ix) => match spot_users.get(ix) {
                         Some(u) if u.is_personal() && owned.insert(u.user_id.clone()) => {
                             Some(u.user_id.clone())
                         }
@@ -166,8 +166,15 @@ fn world() -> impl Strategy<Value = World> {
                         None => Some(format!("u-gone{ix:04}")),
                     },
                 };
+                // A deleted entry keeps its Spot user as a tombstone: one Spot still lists
+                // when the delete answered success and did nothing, or a list missed it.
+                let (spot_user_id, tombstones) = match state {
+                    EntryState::Deleted => (None, spot_user_id.into_iter().collect()),
+                    _ => (spot_user_id, Vec::new()),
+                };
                 let entry_email = spot_user_id
                     .as_ref()
+                    .or(tombstones.first())
                     .and_then(|sid| spot_users.iter().find(|u| &u.user_id == sid))
                     .and_then(|u| u.email.as_ref().map(|e| e.to_string()))
                     .unwrap_or_else(|| email(mail, false));
@@ -179,7 +186,7 @@ fn world() -> impl Strategy<Value = World> {
                     LedgerEntry {
                         email: entry_email,
                         spot_user_id,
-                        tombstones: Vec::new(),
+                        tombstones,
                         role: [
                             None,
                             Some(Role::Viewer),
@@ -280,7 +287,7 @@ proptest! {
     #[test]
     fn random_failures_then_a_clean_cycle_keep_every_invariant(
         w in world(),
-        faults in prop::collection::btree_map(1u64..24, prop_oneof![Just(FakeFault::Refuse), Just(FakeFault::LandThenFail)], 0..8),
+        faults in prop::collection::btree_map(1u64..24, prop_oneof![Just(FakeFault::Refuse), Just(FakeFault::LandThenFail), Just(FakeFault::Ignore)], 0..8),
     ) {
         let rt = runtime();
         let snap = classify(w.rows.clone(), &rules());
@@ -319,6 +326,24 @@ proptest! {
         let again = plan(&snap, &current, &ledger, &options(&w.protected));
         prop_assert!(again.is_empty(), "did not converge: {:#?}", again.actions);
 
+        // No leaver keeps a Spot user the tool ever owned (at the start, or created since), even
+        // after a delete that answered success and did nothing: each such user still listed
+        // belongs to an entitled (provisioned or held) Okta user.
+        let entitled: BTreeSet<&str> = snap.provision.iter().map(|d| d.okta_user_id.as_str())
+            .chain(snap.held.iter().chain(&again.held).map(|h| h.okta_user_id.as_str()))
+            .collect();
+        let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+        for (okta_id, e) in w.ledger.users.iter().chain(ledger.users.iter().filter(|(_, e)| e.state != EntryState::Deleted)) {
+            for id in e.spot_user_id.iter().chain(&e.tombstones) {
+                owner.insert(id.as_str(), okta_id.as_str());
+            }
+        }
+        for u in current.iter() {
+            let Some(okta_id) = owner.get(u.user_id.as_str()) else { continue };
+            let protected = u.email.as_ref().is_some_and(|e| w.protected.contains(e));
+            prop_assert!(entitled.contains(okta_id) || protected || !u.is_personal(),
+                "leaver {okta_id} kept Spot user {} ({:?})", u.user_id, u.email);
+        }
         // Nothing duplicated.
         let mut seen = BTreeSet::new();
         for u in current.iter().filter(|u| u.is_personal()) {
