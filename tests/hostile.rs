@@ -10,8 +10,8 @@
 //! (b) after the faults stop and a few cycles, every assigned ACTIVE Okta user has exactly one
 //!     Spot user with its email;
 //! (c) then no Spot user the tool created is left for an email no provisionable user has;
-//! (d) a cycle never sends DELETEs to every personal user of the organization, and the
-//!     organization always keeps a personal user;
+//! (d) a cycle never sends DELETEs to every personal user of the organization (unless it
+//!     created a new one first), and the organization always keeps a personal user;
 //! (e) an assigned Okta user with an undocumented (or empty) status, or with rows of
 //!     conflicting emails, is held: its Spot user gets no DELETE and none is created for it.
 //! (a), (d) and (e) are checked after every cycle, faulty phase included. The model runs three
@@ -199,7 +199,11 @@ impl Hostile {
                 deleted.insert(target);
             }
         }
-        if !before.is_empty() && before.is_subset(&deleted) {
+        // A DELETE to every personal user is fine only when a new one exists (a recreate of
+        // the last one that created first); the emulator refusing the last admin's delete does
+        // not excuse sending it.
+        let new_personal = self.personal_ids().difference(&before).count();
+        if !before.is_empty() && before.is_subset(&deleted) && new_personal == 0 {
             self.violations.push(format!(
                 "(d) cycle {} ({label}): DELETE sent to every personal user of the organization {before:?}",
                 self.cycles
