@@ -752,3 +752,124 @@ async fn demo_fixture_and_bulk_scale() {
     assert_eq!(r.json::<Vec<Value>>().await.unwrap().len(), 500);
     emu.shutdown().await;
 }
+
+async fn expanded_rows(o: &OktaSim) -> Vec<Value> {
+    let r = get(o, &format!("/api/v1/apps/{}/users?expand=user", o.app_id())).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn embedded_user_status_can_be_empty_or_undocumented() {
+    let emu = start().await;
+    let o = &emu.okta;
+    let ids = add_assigned(o, 2);
+    o.set_status(&ids[0], "ARCHIVED_FUTURE");
+    let admin = format!("{}/__admin/users/{}/status", o.url(), ids[1]);
+    let r = client()
+        .post(admin)
+        .json(&json!({"status": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rows = expanded_rows(o).await;
+    let status: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap(),
+                r["_embedded"]["user"]["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        status,
+        vec![(ids[0].as_str(), "ARCHIVED_FUTURE"), (ids[1].as_str(), "")]
+    );
+    assert!(
+        rows.iter().all(|r| r["status"] == "ACTIVE"),
+        "the assignments stay active"
+    );
+}
+
+#[tokio::test]
+async fn one_user_id_can_have_two_rows_with_conflicting_emails() {
+    let emu = start().await;
+    let o = &emu.okta;
+    let ann = add_assigned(o, 1).remove(0);
+    o.assign_via_group(&ann, "Spot Users", Some("viewer"));
+    o.set_row_email(&ann, Some("Spot Users"), Some("someone.else@example.com"));
+    let rows = expanded_rows(o).await;
+    let seen: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            let u = &r["_embedded"]["user"];
+            (
+                r["id"].as_str().unwrap(),
+                r["scope"].as_str().unwrap(),
+                u["profile"]["email"].as_str().unwrap(),
+                u["credentials"]["emails"][0]["value"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (ann.as_str(), "USER", "u0@example.com", "u0@example.com"),
+            (
+                ann.as_str(),
+                "GROUP",
+                "someone.else@example.com",
+                "someone.else@example.com"
+            ),
+        ]
+    );
+    // The user itself is unchanged.
+    let r = get(o, &format!("/api/v1/users/{ann}")).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["profile"]["email"], "u0@example.com");
+
+    // Over the admin API: the direct row this time, then back to the user's own email.
+    let c = client();
+    let url = format!("{}/__admin/users/{ann}/row-email", o.url());
+    let r = c
+        .post(&url)
+        .json(&json!({"email": "x@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(&url)
+        .json(&json!({"group": "Spot Users", "email": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let emails: Vec<String> = expanded_rows(o)
+        .await
+        .iter()
+        .map(|r| {
+            r["_embedded"]["user"]["profile"]["email"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(emails, vec!["x@example.com", "u0@example.com"]);
+    let r = c
+        .post(&url)
+        .json(&json!({"group": "No Such Group", "email": "y@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .post(format!("{}/__admin/users/00unobody/row-email", o.url()))
+        .json(&json!({"email": "y@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

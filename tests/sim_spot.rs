@@ -494,3 +494,241 @@ async fn admin_api_round_trip() {
     assert_eq!(v["response"]["count"], 1000 + 5);
     emu.shutdown().await;
 }
+
+fn listed_ids(v: &Value) -> Vec<String> {
+    v["response"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn list_ids(s: &SpotSim) -> Vec<String> {
+    let (status, v) = get(s, "/setup/organization/user").await;
+    assert_eq!(status, 200);
+    assert_envelope(&v, 200, "spotinst:setup:organization:user");
+    listed_ids(&v)
+}
+
+async fn create(s: &SpotSim, email: &str) -> (u16, Value) {
+    let (st, _, v) = call(
+        s,
+        reqwest::Method::POST,
+        "/setup/user",
+        Some(new_user(email)),
+    )
+    .await;
+    (st, v)
+}
+
+async fn delete(s: &SpotSim, id: &str) -> u16 {
+    call(
+        s,
+        reqwest::Method::DELETE,
+        &format!("/setup/user/{id}"),
+        None,
+    )
+    .await
+    .0
+}
+
+#[tokio::test]
+async fn quirk_duplicate_lists_one_user_or_every_user_twice() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    let plain = list_ids(s).await;
+    let ann = s.add_user("ann@example.com", "Ann", "A", "viewer");
+    s.duplicate_in_list(Some(&ann), Some(1));
+    let ids = list_ids(s).await;
+    assert_eq!(ids.len(), plain.len() + 2, "count counts entries: {ids:?}");
+    assert_eq!(ids.iter().filter(|i| **i == ann).count(), 2);
+    assert_eq!(ids.last(), Some(&ann), "the repeat comes at the end");
+    assert_eq!(list_ids(s).await.len(), plain.len() + 1, "once only");
+
+    s.duplicate_in_list(None, None);
+    for _ in 0..2 {
+        let ids = list_ids(s).await;
+        assert_eq!(ids.len(), 2 * (plain.len() + 1));
+        let distinct: HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), plain.len() + 1);
+    }
+    s.clear_quirks();
+    assert_eq!(list_ids(s).await.len(), plain.len() + 1);
+}
+
+#[tokio::test]
+async fn quirk_omit_leaves_a_user_out_of_the_next_lists_only() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    let ann = s.add_user("ann@example.com", "Ann", "A", "viewer");
+    s.omit_from_list(&ann, 2);
+    assert!(!list_ids(s).await.contains(&ann));
+    assert!(!list_ids(s).await.contains(&ann));
+    assert!(list_ids(s).await.contains(&ann));
+    // It exists meanwhile.
+    s.omit_from_list(&ann, 1);
+    let (st, v) = get(s, &format!("/setup/user/{ann}")).await;
+    assert_eq!(
+        (st, v["response"]["items"][0]["userId"].as_str()),
+        (200, Some(ann.as_str()))
+    );
+    let (st, v) = create(s, "ann@example.com").await;
+    assert_eq!((st, error_code(&v)), (400, "USER_ALREADY_EXISTS"));
+    assert!(!list_ids(s).await.contains(&ann));
+}
+
+#[tokio::test]
+async fn quirk_lag_after_create_hides_new_users_that_still_exist() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    let before = s.add_user("before@example.com", "Be", "Fore", "viewer");
+    s.set_list_lag_after_create(2);
+    let (st, v) = create(s, "new@example.com").await;
+    assert_eq!(st, 200);
+    let new = v["response"]["items"][0]["userId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ids = list_ids(s).await;
+    assert!(ids.contains(&before) && !ids.contains(&new), "{ids:?}");
+    // The lagging user exists: a second create of its email is refused as a duplicate.
+    let (st, v) = create(s, "NEW@example.com").await;
+    assert_eq!((st, error_code(&v)), (400, "USER_ALREADY_EXISTS"));
+    assert!(s.user_by_email("new@example.com").is_some());
+    assert!(!list_ids(s).await.contains(&new));
+    assert!(list_ids(s).await.contains(&new), "listed after 2 responses");
+    // Off again: the next create is listed at once.
+    s.set_list_lag_after_create(0);
+    let (_, v) = create(s, "later@example.com").await;
+    let later = v["response"]["items"][0]["userId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(list_ids(s).await.contains(&later));
+}
+
+#[tokio::test]
+async fn quirk_noop_delete_answers_200_and_keeps_the_user() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    let ann = s.add_user("ann@example.com", "Ann", "A", "viewer");
+    let bob = s.add_user("bob@example.com", "Bob", "B", "viewer");
+    // Once, for one user.
+    s.noop_delete(Some(&ann), Some(1));
+    assert_eq!(delete(s, &bob).await, 200);
+    assert!(s.user(&bob).is_none(), "other users are deleted as usual");
+    let (st, _, v) = call(
+        s,
+        reqwest::Method::DELETE,
+        &format!("/setup/user/{ann}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(v["response"]["status"]["code"], 200);
+    assert!(s.user(&ann).is_some(), "the no-op delete left the user");
+    assert!(list_ids(s).await.contains(&ann));
+    assert_eq!(delete(s, &ann).await, 200);
+    assert!(s.user(&ann).is_none(), "the second delete works");
+    // Always, for any user; refusals stay refusals.
+    let cid = s.add_user("cid@example.com", "Cid", "C", "viewer");
+    s.noop_delete(None, None);
+    for _ in 0..3 {
+        assert_eq!(delete(s, &cid).await, 200);
+    }
+    assert!(s.user(&cid).is_some());
+    assert_eq!(delete(s, "u-00000000").await, 400);
+    s.clear_quirks();
+    assert_eq!(delete(s, &cid).await, 200);
+    assert!(s.user(&cid).is_none());
+}
+
+#[tokio::test]
+async fn quirks_and_request_log_over_the_admin_api() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    let c = client();
+    let admin = |p: &str| format!("{}/__admin/{p}", s.url());
+    let post = |p: &str, body: Value| {
+        let req = c.post(admin(p)).json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let ann = s.add_user("ann@example.com", "Ann", "A", "viewer");
+    let bob = s.add_user("bob@example.com", "Bob", "B", "viewer");
+    assert_eq!(post("request-log", json!({"on": true})).await, 200);
+    assert_eq!(
+        post("quirks/duplicate", json!({"user_id": ann, "times": 1})).await,
+        200
+    );
+    assert_eq!(post("quirks/omit", json!({"user_id": bob})).await, 200);
+    assert_eq!(
+        post("quirks/lag-after-create", json!({"responses": 1})).await,
+        200
+    );
+    assert_eq!(
+        post("quirks/noop-delete", json!({"user_id": ann})).await,
+        200
+    );
+    assert_eq!(
+        post("quirks/omit", json!({"times": 1})).await,
+        400,
+        "user_id is required"
+    );
+    assert_eq!(post("quirks/duplicate", json!({"bogus": 1})).await, 400);
+    let q: Value = c
+        .get(admin("quirks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["omit"][&bob], 1);
+    assert_eq!(q["lag_after_create"], 1);
+    assert_eq!(q["noop_delete"][0]["times"], Value::Null);
+
+    let ids = list_ids(s).await;
+    assert_eq!(ids.iter().filter(|i| **i == ann).count(), 2);
+    assert!(!ids.contains(&bob));
+    assert_eq!(delete(s, &ann).await, 200);
+    assert!(s.user(&ann).is_some());
+
+    let log: Value = c
+        .get(admin("request-log"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        log,
+        json!([
+            {"method": "GET", "path": "/setup/organization/user", "status": 200},
+            {"method": "DELETE", "path": format!("/setup/user/{ann}"), "status": 200},
+        ]),
+        "admin calls are not logged"
+    );
+    assert_eq!(s.request_log().len(), 2);
+    assert_eq!(
+        c.delete(admin("request-log"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(s.request_log().is_empty());
+    assert_eq!(
+        c.delete(admin("quirks")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(s.quirks(), Default::default());
+    assert_eq!(delete(s, &ann).await, 200);
+    assert!(s.user(&ann).is_none());
+    assert_eq!(s.request_log().len(), 1);
+    assert_eq!(post("request-log", json!({"on": false})).await, 200);
+    list_ids(s).await;
+    assert!(s.request_log().is_empty(), "off drops the log");
+}

@@ -1,5 +1,5 @@
 //! Plumbing shared by both emulators: the simulated clock, random ids, fault knobs and their
-//! per-route bookkeeping, request counters, query parsing and response bodies that can be
+//! per-route bookkeeping, request counters and the opt-in request log, query parsing and response bodies that can be
 //! slowed down or cut off.
 //!
 //! This module owns no API semantics: nothing here knows an Okta or Spot route, error code or
@@ -259,13 +259,27 @@ pub(crate) struct FaultDecision {
     pub slow_body: Option<Duration>,
 }
 
-/// Per-route faults plus per-route request counters.
+/// One request as an emulator answered it, in the request log (see
+/// [`Traffic::set_logging`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// The path as received (no query).
+    pub path: String,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// Per-route faults plus per-route request counters, and an optional request log.
 #[derive(Debug)]
 pub(crate) struct Traffic {
     faults: HashMap<String, (Fault, u64)>,
     counts: BTreeMap<String, u64>,
     /// Bumped on every counted request, so tests can wait for traffic instead of polling.
     seen: tokio::sync::watch::Sender<u64>,
+    /// Every answered request, in order, while logging is on (off by default: a benchmark's
+    /// hundreds of thousands of requests would otherwise pile up).
+    log: Option<Vec<LoggedRequest>>,
 }
 
 impl Default for Traffic {
@@ -274,11 +288,44 @@ impl Default for Traffic {
             faults: HashMap::new(),
             counts: BTreeMap::new(),
             seen: tokio::sync::watch::Sender::new(0),
+            log: None,
         }
     }
 }
 
 impl Traffic {
+    /// Turns the request log on (keeping what it holds) or off (dropping it).
+    pub(crate) fn set_logging(&mut self, on: bool) {
+        match (on, self.log.is_some()) {
+            (true, false) => self.log = Some(Vec::new()),
+            (false, _) => self.log = None,
+            _ => {}
+        }
+    }
+
+    /// Records one answered request when logging is on.
+    pub(crate) fn log(&mut self, method: &str, path: &str, status: u16) {
+        if let Some(log) = &mut self.log {
+            log.push(LoggedRequest {
+                method: method.to_string(),
+                path: path.to_string(),
+                status,
+            });
+        }
+    }
+
+    /// The log so far (empty when logging is off).
+    pub(crate) fn logged(&self) -> Vec<LoggedRequest> {
+        self.log.clone().unwrap_or_default()
+    }
+
+    /// Empties the log; logging stays on or off.
+    pub(crate) fn clear_log(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.clear();
+        }
+    }
+
     pub(crate) fn count(&mut self, route: &str) {
         *self.counts.entry(route.to_string()).or_default() += 1;
         self.seen.send_modify(|n| *n += 1);

@@ -2,7 +2,7 @@
 //! the integration tests, the `demo` and `emulate` commands and the benchmarks.
 //!
 //! This module owns the public surface (`Emulators`, `OktaSim`, `SpotSim`, `Fixture`, the
-//! fault knobs) and server start/stop. It must be faithful to `reference/okta-api.md` and
+//! fault and quirk knobs, the request log) and server start/stop. It must be faithful to `reference/okta-api.md` and
 //! `reference/spot-api.md`, never to this project's client, and must never depend on the
 //! client modules. Where the reference is unconfirmed, the choice is stated where it is made.
 
@@ -17,13 +17,13 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use common::{Burst429, FailSpec, Fault, PageFault, PageFaultKind};
+pub use common::{Burst429, FailSpec, Fault, LoggedRequest, PageFault, PageFaultKind};
 pub use fixture::{
     AssignmentFixture, Fixture, OAuthClientFixture, OktaFixture, OktaUserFixture,
     SpotAccountFixture, SpotFixture, SpotPolicyFixture, SpotProgrammaticFixture, SpotUserFixture,
 };
 pub use okta::{OktaSim, OktaUserSpec};
-pub use spot::{SimSpotUser, SpotSim};
+pub use spot::{QuirkRule, SimSpotUser, SpotQuirks, SpotSim};
 
 /// Both emulators, served on tokio tasks until `shutdown` or drop.
 #[derive(Debug)]

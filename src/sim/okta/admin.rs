@@ -1,5 +1,9 @@
 //! The Okta emulator's admin API under `/__admin/` (JSON, no auth, loopback only): every
-//! scripting operation of `OktaSim`, plus state and request-count inspection.
+//! scripting operation of `OktaSim`, plus state and request-count inspection. Among them, for
+//! odd data: `POST /__admin/users/{id}/status {"status": "…"}` takes any string (`""`, an
+//! undocumented status such as `"ARCHIVED_FUTURE"`), and `POST /__admin/users/{id}/row-email
+//! {"group"?: "name", "email": "…" | null}` makes the user's direct row (no `group`) or its row
+//! through `group` embed another email, so one user id has two rows with conflicting emails.
 //!
 //! Admin requests are never counted and never faulted. This module must not implement
 //! object semantics itself: it parses the request and calls the same `OktaState` operations
@@ -43,6 +47,14 @@ struct StatusReq {
 #[derive(Deserialize)]
 struct EmailReq {
     email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RowEmailReq {
+    #[serde(default)]
+    group: Option<String>,
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +220,21 @@ pub(crate) fn handle(
                 let req = body!(EmailReq);
                 on_user(sim, id, |st, i| st.set_email(i, &req.email, &clock))
             }
+            "row-email" => {
+                let req = body!(RowEmailReq);
+                let mut st = sim.lock();
+                let Some(i) = st.resolve(id) else {
+                    return no_user(id);
+                };
+                if st.set_row_email(i, req.group.as_deref(), req.email.as_deref()) {
+                    ok()
+                } else {
+                    admin_error(
+                        StatusCode::NOT_FOUND,
+                        &format!("user {id:?} has no such app-user row"),
+                    )
+                }
+            }
             "app-profile" => {
                 let req = body!(ProfileReq);
                 on_user(sim, id, |st, i| {
@@ -244,7 +271,7 @@ fn state_json(st: &OktaState) -> Value {
         .map(|g| {
             json!({
                 "user_id": st.users[g.user].id, "scope": g.scope, "group": g.group,
-                "status": g.status, "profile": g.profile,
+                "status": g.status, "profile": g.profile, "embedded_email": g.embedded_email,
             })
         })
         .collect();

@@ -220,6 +220,24 @@ impl OktaSim {
         self.with_user(user_id, |st, i, c| st.set_email(i, email, c))
     }
 
+    /// Makes one app-user row of the user — its direct grant (`group: None`) or its grant
+    /// through `group` — embed `email` instead of the user's own (`None`: its own again), so
+    /// the list shows two rows of one user id with conflicting emails. The override goes with
+    /// the row (a grant removed and given again starts without it). Status knobs
+    /// ([`OktaSim::set_status`]) take any string, including `""` and undocumented ones.
+    ///
+    /// # Panics
+    /// When the user has no such row.
+    pub fn set_row_email(&self, user_id: &str, group: Option<&str>, email: Option<&str>) {
+        self.with_user(user_id, |st, i, _| {
+            assert!(
+                st.set_row_email(i, group, email),
+                "okta emulator: user {user_id:?} has no {} row",
+                group.map_or("direct".to_string(), |g| format!("group {g:?}"))
+            );
+        })
+    }
+
     /// Caps the app-users `limit` below what was asked (the links still carry the request's
     /// `limit`).
     pub fn set_max_limit(&self, max: u32) {

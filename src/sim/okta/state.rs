@@ -81,6 +81,9 @@ pub(crate) struct Grant {
     pub last_updated: String,
     pub status_changed: String,
     pub user_name: String,
+    /// Scripting only: this row's embedded user shows this email instead of the user's (two
+    /// rows of one user id with conflicting emails, as a stale row or a replica could show).
+    pub embedded_email: Option<String>,
 }
 
 pub(crate) struct OktaState {
@@ -281,6 +284,7 @@ impl OktaState {
                 last_updated: now.to_string(),
                 status_changed: now.to_string(),
                 user_name,
+                embedded_email: None,
             },
         );
         self.users[user].grants.push(seq);
@@ -510,6 +514,33 @@ impl OktaState {
         }
     }
 
+    /// The row of the user's direct grant (`group: None`) or of its grant through `group`.
+    pub(crate) fn grant_of(&self, user: usize, group: Option<&str>) -> Option<u64> {
+        self.users[user].grants.iter().copied().find(|s| {
+            self.grants.get(s).is_some_and(|g| match group {
+                None => g.scope == Scope::User,
+                Some(name) => g.scope == Scope::Group && g.group.as_deref() == Some(name),
+            })
+        })
+    }
+
+    /// Makes one row's embedded user show `email` (`None`: the user's own again). False when
+    /// the user has no such row.
+    pub(crate) fn set_row_email(
+        &mut self,
+        user: usize,
+        group: Option<&str>,
+        email: Option<&str>,
+    ) -> bool {
+        let Some(seq) = self.grant_of(user, group) else {
+            return false;
+        };
+        if let Some(g) = self.grants.get_mut(&seq) {
+            g.embedded_email = email.map(str::to_string);
+        }
+        true
+    }
+
     pub(crate) fn set_email(&mut self, user: usize, email: &str, clock: &Clock) {
         let u = &mut self.users[user];
         u.email = email.to_string();
@@ -618,7 +649,7 @@ impl OktaState {
                 }),
             },
             embedded: expand.then(|| Embedded {
-                user: self.user_out(base, u, true),
+                user: self.user_out_as(base, u, true, g.embedded_email.as_deref()),
             }),
         }
     }
@@ -629,6 +660,18 @@ impl OktaState {
         u: &'a User,
         lifecycle_links: bool,
     ) -> UserOut<'a> {
+        self.user_out_as(base, u, lifecycle_links, None)
+    }
+
+    /// `user_out` with the email replaced (a row's `embedded_email`).
+    fn user_out_as<'a>(
+        &'a self,
+        base: &str,
+        u: &'a User,
+        lifecycle_links: bool,
+        email: Option<&'a str>,
+    ) -> UserOut<'a> {
+        let email = email.unwrap_or(&u.email);
         let self_href = format!("{base}/api/v1/users/{}", u.id);
         let life = |op: &str| {
             lifecycle_links.then(|| MethodHref {
@@ -653,12 +696,12 @@ impl OktaState {
                 mobile_phone: None,
                 second_email: None,
                 login: &u.login,
-                email: &u.email,
+                email,
             },
             credentials: UserCredentials {
                 password: EmptyObject {},
                 emails: [CredentialEmail {
-                    value: &u.email,
+                    value: email,
                     status: "VERIFIED",
                     kind: "PRIMARY",
                 }],

@@ -1,6 +1,18 @@
 //! The Spot emulator's admin API under `/__admin/` (JSON, no auth, loopback only): add
 //! personal and programmatic users, remove users, bulk load, faults, rate limits, state and
-//! request-count inspection.
+//! request-count inspection, the list/delete quirks and the request log:
+//!
+//! | route | body | does |
+//! |---|---|---|
+//! | `GET /__admin/quirks` | | the quirks in force (`SpotQuirks`) |
+//! | `DELETE /__admin/quirks` | | clears them all |
+//! | `POST /__admin/quirks/duplicate` | `{"user_id"?: "u-…", "times"?: n}` | list the user (no id: every user) twice, in the next `n` list responses (no `times`: until cleared) |
+//! | `POST /__admin/quirks/omit` | `{"user_id": "u-…", "times"?: n}` | leave the user out of the next `n` list responses (default 1) |
+//! | `POST /__admin/quirks/lag-after-create` | `{"responses": n}` | users created from now on are not listed for `n` list responses (0: off) |
+//! | `POST /__admin/quirks/noop-delete` | `{"user_id"?: "u-…", "times"?: n}` | the next `n` deletes of the user (no id: any user; no `times`: always) answer 200 and delete nothing |
+//! | `POST /__admin/request-log` | `{"on": bool}` | turns the request log on or off (off by default) |
+//! | `GET /__admin/request-log` | | `[{"method","path","status"}]`, oldest first |
+//! | `DELETE /__admin/request-log` | | empties it |
 //!
 //! Admin requests are never counted and never faulted. This module must not implement object
 //! semantics itself; bad bodies are a 400 and unknown users a 404, never a panic.
@@ -10,7 +22,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::SpotSim;
+use super::{QuirkRule, SpotSim};
 use crate::sim::common::{admin_body, admin_error, admin_json, FaultRequest};
 
 #[derive(Deserialize)]
@@ -43,6 +55,30 @@ struct BulkReq {
 struct RateReq {
     route: String,
     per_minute: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OmitReq {
+    user_id: String,
+    #[serde(default = "one")]
+    times: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LagReq {
+    responses: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogReq {
+    on: bool,
 }
 
 fn ok() -> Response {
@@ -80,6 +116,41 @@ pub(crate) fn handle(sim: &SpotSim, method: &Method, path: &str, body: &[u8]) ->
         (&Method::POST, ["rate-limits"]) => {
             let req = body!(RateReq);
             sim.set_rate_limit(&req.route, req.per_minute);
+            ok()
+        }
+        (&Method::GET, ["quirks"]) => admin_json(StatusCode::OK, &sim.quirks()),
+        (&Method::DELETE, ["quirks"]) => {
+            sim.clear_quirks();
+            ok()
+        }
+        (&Method::POST, ["quirks", "duplicate"]) => {
+            let req = body!(QuirkRule);
+            sim.duplicate_in_list(req.user_id.as_deref(), req.times);
+            ok()
+        }
+        (&Method::POST, ["quirks", "omit"]) => {
+            let req = body!(OmitReq);
+            sim.omit_from_list(&req.user_id, req.times);
+            ok()
+        }
+        (&Method::POST, ["quirks", "lag-after-create"]) => {
+            let req = body!(LagReq);
+            sim.set_list_lag_after_create(req.responses);
+            ok()
+        }
+        (&Method::POST, ["quirks", "noop-delete"]) => {
+            let req = body!(QuirkRule);
+            sim.noop_delete(req.user_id.as_deref(), req.times);
+            ok()
+        }
+        (&Method::GET, ["request-log"]) => admin_json(StatusCode::OK, &sim.request_log()),
+        (&Method::POST, ["request-log"]) => {
+            let req = body!(LogReq);
+            sim.set_request_log(req.on);
+            ok()
+        }
+        (&Method::DELETE, ["request-log"]) => {
+            sim.clear_request_log();
             ok()
         }
         (&Method::GET, ["users"]) => admin_json(StatusCode::OK, &sim.users()),
@@ -133,6 +204,7 @@ fn state_json(sim: &SpotSim) -> Value {
         "users": st.users.values().map(|r| &r.user).collect::<Vec<_>>(),
         "rate_limits": st.limits,
         "faults": st.traffic.faults(),
+        "quirks": st.quirks,
         "requests": st.traffic.counts(),
     })
 }

@@ -1,7 +1,8 @@
 //! The Spot emulator's HTTP surface: route matching (literal segments case-insensitive, so
 //! Java's `/PolicyMapping` works; a trailing slash is ignored), the request pipeline
-//! (count → fault → auth → rate limit → handler), the envelope on every response, string error
-//! codes, and `X-RateLimit-*` headers.
+//! (count → fault → auth → rate limit → handler → request log), the envelope on every
+//! response, string error codes, `X-RateLimit-*` headers, and applying the list/delete quirks
+//! (`quirks`) to the responses they shape.
 //!
 //! It must follow spot-api.md §3, §4, §6, §7 and §10.4, not any client: status 200 with a JSON
 //! envelope for every success, `count` always present, 429 with `data` and no `errors`. It must
@@ -234,7 +235,14 @@ pub(crate) async fn entry(
     req: Request,
 ) -> Response {
     let mut deadline = None;
-    let response = respond(State(sim), ConnectInfo(peer), req, &mut deadline).await;
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let response = respond(State(sim.clone()), ConnectInfo(peer), req, &mut deadline).await;
+    if !is_admin_path(&path) {
+        sim.lock()
+            .traffic
+            .log(&method, &path, response.status().as_u16());
+    }
     crate::sim::common::hold_until(deadline).await;
     response
 }
@@ -408,7 +416,26 @@ fn handle(st: &mut SpotState, route: &Route, ctx: &Ctx) -> Out {
     };
     match route {
         Route::ListOrgUsers => {
-            let items: Vec<OrgUserItem> = st.users.values().map(org_user_item).collect();
+            let shape = st.quirks.next_list();
+            let items: Vec<OrgUserItem> = if shape.is_plain() {
+                st.users.values().map(org_user_item).collect()
+            } else {
+                let shown: Vec<&UserRec> = st
+                    .users
+                    .values()
+                    .filter(|r| !shape.hides(&r.user.user_id))
+                    .collect();
+                let repeats = shown
+                    .iter()
+                    .filter(|r| shape.repeats(&r.user.user_id))
+                    .copied()
+                    .collect::<Vec<_>>();
+                shown
+                    .into_iter()
+                    .chain(repeats)
+                    .map(org_user_item)
+                    .collect()
+            };
             (StatusCode::OK, ctx.ok(kind, &items))
         }
         Route::ListAccounts => {
@@ -454,10 +481,18 @@ fn handle(st: &mut SpotState, route: &Route, ctx: &Ctx) -> Out {
             }
             None => refused(super::state::user_doesnt_exist(id)),
         },
-        Route::DeleteUser(id) => match st.delete_user(id) {
-            Ok(()) => (StatusCode::OK, ctx.ok::<Value>(kind, &[])),
-            Err(r) => refused(r),
-        },
+        Route::DeleteUser(id) => {
+            // A no-op delete still answers as the real one would, refusals included.
+            let outcome = match st.check_delete(id) {
+                Ok(()) if st.quirks.delete_is_noop(id) => Ok(()),
+                Ok(()) => st.delete_user(id),
+                Err(r) => Err(r),
+            };
+            match outcome {
+                Ok(()) => (StatusCode::OK, ctx.ok::<Value>(kind, &[])),
+                Err(r) => refused(r),
+            }
+        }
         Route::PolicyMapping(id) => {
             let policies = match parse_policy_mapping(ctx.body) {
                 Ok(p) => p,
@@ -507,6 +542,15 @@ fn handle(st: &mut SpotState, route: &Route, ctx: &Ctx) -> Out {
                 s("role"),
             ) {
                 Ok(rec) => {
+                    let created = rec.user.user_id.clone();
+                    st.quirks.created(&created);
+                    let Some(rec) = st.get(&created) else {
+                        return refused(SpotRefusal {
+                            code: "INTERNAL_ERROR",
+                            message: "created user vanished".into(),
+                            field: None,
+                        });
+                    };
                     let u = &rec.user;
                     let item = CreatedItem {
                         user_id: &u.user_id,

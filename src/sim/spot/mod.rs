@@ -7,6 +7,7 @@
 
 mod admin;
 mod http;
+mod quirks;
 mod state;
 
 use std::collections::BTreeMap;
@@ -15,10 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 
+pub use quirks::{QuirkRule, SpotQuirks};
 pub use state::SimSpotUser;
 pub(crate) use state::SpotState;
 
-use super::common::{Clock, Fault};
+use super::common::{Clock, Fault, LoggedRequest};
 use super::fixture::SpotFixture;
 
 struct Inner {
@@ -204,5 +206,68 @@ impl SpotSim {
     /// `n` personal viewers `userNNNNNN@email_domain` with Account Viewer on every account.
     pub fn bulk_add_users(&self, n: usize, email_domain: &str) {
         self.lock().bulk_add(n, email_domain)
+    }
+
+    // ----- list and delete quirks (see `quirks`) -----
+
+    /// `GET /setup/organization/user` lists `user_id` (`None`: every user) twice, the repeat
+    /// at the end of the list, in the next `responses` list responses (`None`: until cleared).
+    pub fn duplicate_in_list(&self, user_id: Option<&str>, responses: Option<u64>) {
+        self.lock().quirks.duplicate.push(QuirkRule {
+            user_id: user_id.map(str::to_string),
+            times: responses,
+        });
+    }
+
+    /// The next `responses` list responses leave `user_id` out (it still exists).
+    pub fn omit_from_list(&self, user_id: &str, responses: u64) {
+        let mut st = self.lock();
+        if responses == 0 {
+            st.quirks.omit.remove(user_id);
+        } else {
+            st.quirks.omit.insert(user_id.to_string(), responses);
+        }
+    }
+
+    /// From now on, a user created by `POST /setup/user` is left out of the `responses` list
+    /// responses that follow its creation (0 turns it off; users already lagging stay hidden
+    /// for their count). It exists meanwhile: creating its email again is refused.
+    pub fn set_list_lag_after_create(&self, responses: u64) {
+        self.lock().quirks.lag_after_create = responses;
+    }
+
+    /// `DELETE /setup/user/{id}` of `user_id` (`None`: any user) answers 200 as usual and
+    /// leaves the user in place, for the next `deletes` such deletes (`None`: always). A delete
+    /// Spot would refuse (unknown user, last admin) is still refused and not counted.
+    pub fn noop_delete(&self, user_id: Option<&str>, deletes: Option<u64>) {
+        self.lock().quirks.noop_delete.push(QuirkRule {
+            user_id: user_id.map(str::to_string),
+            times: deletes,
+        });
+    }
+
+    /// The list and delete quirks in force.
+    pub fn quirks(&self) -> SpotQuirks {
+        self.lock().quirks.clone()
+    }
+
+    /// Clears every list and delete quirk, users still lagging after a create included.
+    pub fn clear_quirks(&self) {
+        self.lock().quirks = SpotQuirks::default();
+    }
+
+    /// Turns the request log on (or off, dropping it): every non-admin request with its
+    /// method, path and answered status, in order.
+    pub fn set_request_log(&self, on: bool) {
+        self.lock().traffic.set_logging(on)
+    }
+
+    /// The request log so far (empty while it is off).
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        self.lock().traffic.logged()
+    }
+
+    pub fn clear_request_log(&self) {
+        self.lock().traffic.clear_log()
     }
 }

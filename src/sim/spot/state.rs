@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::quirks::SpotQuirks;
 use crate::sim::common::{random_hex, Clock, SlidingWindows, Traffic};
 use crate::sim::fixture::SpotFixture;
 
@@ -108,6 +109,8 @@ pub(crate) struct SpotState {
     pub limits: HashMap<String, u32>,
     pub windows: SlidingWindows,
     pub traffic: Traffic,
+    /// The list/delete knobs (held here so one lock covers them; used by `http`, not here).
+    pub quirks: SpotQuirks,
     bulk_seq: u64,
     /// Every password received on create, so secrecy tests can look for them in the client's
     /// output. (Real Spot keeps a hash; the emulator keeps them only in memory.)
@@ -170,6 +173,7 @@ impl SpotState {
             limits: HashMap::new(),
             windows: SlidingWindows::default(),
             traffic: Traffic::default(),
+            quirks: SpotQuirks::default(),
             bulk_seq: 0,
         };
         for p in &fx.policies {
@@ -392,6 +396,13 @@ impl SpotState {
     /// the reference documents only 400 for user endpoints). The only organization admin
     /// cannot be removed → `CANT_DELETE_LAST_ADMIN` (code unconfirmed).
     pub(crate) fn delete_user(&mut self, user_id: &str) -> Result<(), SpotRefusal> {
+        self.check_delete(user_id)?;
+        self.remove(user_id);
+        Ok(())
+    }
+
+    /// The refusals of `DELETE /setup/user/{userId}` without deleting (see `delete_user`).
+    pub(crate) fn check_delete(&self, user_id: &str) -> Result<(), SpotRefusal> {
         let rec = self
             .get(user_id)
             .ok_or_else(|| user_doesnt_exist(user_id))?;
@@ -409,7 +420,6 @@ impl SpotState {
                 ));
             }
         }
-        self.remove(user_id);
         Ok(())
     }
 
