@@ -2,7 +2,8 @@
 //!
 //! It is not the authority on who exists — every cycle re-reads both APIs — only on ownership.
 //! This module owns the file format, loading (a corrupt file is an error that keeps the file)
-//! and atomic saving (temp file, fsync, rename, fsync of the directory, mode 0600). It must
+//! and atomic saving (temp file, fsync, rename, fsync of the directory, mode 0600; no file is
+//! read or written through a symbolic link, see [`crate::fsutil`]). It must
 //! never decide what to do with a user; that is `plan`'s job. When a change must be durable
 //! (a `pending` record before its create) and which results may share a save is the
 //! contract of [`crate::apply::LedgerWriter`] (group commit).
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::owner_only;
+use crate::fsutil::{open, owner_only, read_only};
 use crate::model::Role;
 use crate::Error;
 
@@ -281,7 +282,7 @@ impl LedgerStore {
     /// The state file alone, without its journal, which file that was, and the file still open.
     fn load_file(&self) -> Result<(Ledger, Option<FileIdentity>, Option<File>), Error> {
         let read = || -> std::io::Result<(Vec<u8>, FileIdentity, File)> {
-            let mut file = File::open(&self.path)?;
+            let mut file = open(&read_only(), &self.path)?;
             let identity = FileIdentity::of(&file.metadata()?);
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
@@ -325,7 +326,12 @@ impl LedgerStore {
     /// Applies the journal's records newer than `ledger.journal_seq`, in order; returns how
     /// many.
     fn replay_journal(&self, ledger: &mut Ledger) -> Result<usize, Error> {
-        let bytes = match fs::read(self.journal_path()) {
+        let read = |path: &Path| -> std::io::Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            open(&read_only(), path)?.read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        let bytes = match read(&self.journal_path()) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(self.journal_error(cannot_read(&e))),
@@ -368,12 +374,12 @@ impl LedgerStore {
     pub fn append_journal(&self, lines: &[u8]) -> Result<(), Error> {
         let path = self.journal_path();
         let append = || -> std::io::Result<()> {
-            let open = || owner_only().read(true).truncate(false).open(&path);
-            let mut file = match open() {
+            let open_journal = || open(owner_only().read(true).truncate(false), &path);
+            let mut file = match open_journal() {
                 // The first append of a first run may come before any save made the directory.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     fs::create_dir_all(self.dir())?;
-                    open()?
+                    open_journal()?
                 }
                 opened => opened?,
             };
@@ -485,7 +491,7 @@ impl LedgerStore {
             .unwrap_or_else(|| "state.json".into());
         let tmp = dir.join(format!(".{file_name}.tmp"));
         let write = || -> std::io::Result<()> {
-            let mut file = owner_only().truncate(true).open(&tmp)?;
+            let mut file = open(owner_only().truncate(true), &tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             drop(file);
@@ -742,6 +748,64 @@ mod tests {
         }
         saver.join().unwrap();
         assert_eq!(store.load().unwrap().users.len() as u64, CHANGES);
+    }
+
+    /// A symbolic link at `path` to a file holding `before`, and that file.
+    #[cfg(unix)]
+    fn planted_link(path: &Path, before: &[u8]) -> PathBuf {
+        let target = path.with_file_name("elsewhere");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&target, before).unwrap();
+        std::os::unix::fs::symlink(&target, path).unwrap();
+        target
+    }
+
+    #[cfg(unix)]
+    fn assert_refused(err: &str, link: &Path) {
+        assert!(err.contains(&link.display().to_string()), "{err}");
+        assert!(
+            err.contains("symbolic link") && err.contains("remove the link"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_temp_file_is_refused_and_its_target_kept() {
+        let (_dir, store) = store();
+        let tmp = store.path().with_file_name(".state.json.tmp");
+        let target = planted_link(&tmp, b"precious");
+        let err = store.save(&Ledger::default()).unwrap_err().to_string();
+        assert_refused(&err, &tmp);
+        assert_eq!(fs::read(&target).unwrap(), b"precious");
+        assert!(!store.path().exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_journal_is_refused_and_its_target_kept() {
+        let (_dir, store) = store();
+        let target = planted_link(&store.journal_path(), b"precious\n");
+        let err = store
+            .append_journal(&line(1, "00ua", Some(EntryState::Pending)))
+            .unwrap_err()
+            .to_string();
+        assert_refused(&err, &store.journal_path());
+        assert_eq!(fs::read(&target).unwrap(), b"precious\n");
+        // Nor is it read: what a load sees is what a save would replace.
+        let err = store.load().unwrap_err().to_string();
+        assert_refused(&err, &store.journal_path());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_state_file_is_refused_and_its_target_kept() {
+        let (_dir, store) = store();
+        let original = store.encode(&Ledger::default()).unwrap();
+        let target = planted_link(store.path(), &original);
+        let err = store.load().unwrap_err().to_string();
+        assert_refused(&err, store.path());
+        assert_eq!(fs::read(&target).unwrap(), original);
     }
 
     #[test]

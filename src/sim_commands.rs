@@ -224,7 +224,7 @@ pub async fn demo() -> Result<i32, Error> {
     write_secret(&scratch.0.join("spot-token"), &emulators.spot.token())?;
     let config_path = scratch.0.join("config.toml");
     let state = scratch.0.join("state.json");
-    std::fs::write(
+    write_owner_only(
         &config_path,
         emulator_config(
             &emulators.okta.url(),
@@ -232,7 +232,8 @@ pub async fn demo() -> Result<i32, Error> {
             &emulators.spot.url(),
             Some(&scratch.0),
             &state,
-        ),
+        )
+        .as_bytes(),
     )
     .map_err(|e| io_error("writing the demo config", e))?;
     let loaded = config::load_from_env_vars(&config_path, std::iter::empty::<(String, String)>())?;
