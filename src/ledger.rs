@@ -421,23 +421,58 @@ impl LedgerStore {
         }
     }
 
-    /// Renames the state file and its journal aside (`<name>.bak-<suffix>`, and
+    /// Moves the state file and its journal aside (`<name>.bak-<suffix>`, and
     /// `<name>.journal.bak-<suffix>`), for a fresh ledger; returns the state file's new path,
-    /// if there was one.
+    /// if there was one. A backup is never overwritten: when either name is taken (a second
+    /// `rebuild-ledger` within the same second), `-2`, `-3`, … is added to the suffix.
     pub fn move_aside(&self, suffix: &str) -> Result<Option<PathBuf>, Error> {
-        let aside = |path: &Path| with_suffix(path, &format!(".bak-{suffix}"));
         let journal = self.journal_path();
-        if journal.exists() {
-            fs::rename(&journal, aside(&journal))
-                .map_err(|e| self.journal_error(format!("cannot move it aside: {e}")))?;
-        }
-        if !self.path.exists() {
+        let present = |path: &Path| fs::symlink_metadata(path).is_ok();
+        let (file, journal) = (
+            present(&self.path).then_some(self.path.clone()),
+            present(&journal).then_some(journal),
+        );
+        let moving: Vec<&PathBuf> = journal.iter().chain(file.iter()).collect();
+        if moving.is_empty() {
             return Ok(None);
         }
-        let moved = aside(&self.path);
-        fs::rename(&self.path, &moved)
-            .map_err(|e| self.error(format!("cannot move it aside to {}: {e}", moved.display())))?;
-        Ok(Some(moved))
+        let failed = |e: std::io::Error| self.error(format!("cannot move it aside: {e}"));
+        for attempt in 1..=1000 {
+            let suffix = match attempt {
+                1 => format!(".bak-{suffix}"),
+                n => format!(".bak-{suffix}-{n}"),
+            };
+            // A hard link to a new name fails if that name exists, where a rename would replace
+            // it: claim every backup name first, then drop the originals.
+            let mut claimed: Vec<PathBuf> = Vec::new();
+            let mut taken = false;
+            for path in &moving {
+                let aside = with_suffix(path, &suffix);
+                match fs::hard_link(path, &aside) {
+                    Ok(()) => claimed.push(aside),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        taken = true;
+                        break;
+                    }
+                    Err(e) => {
+                        claimed.iter().for_each(|c| drop(fs::remove_file(c)));
+                        return Err(failed(e));
+                    }
+                }
+            }
+            if taken {
+                claimed.iter().for_each(|c| drop(fs::remove_file(c)));
+                continue;
+            }
+            for path in &moving {
+                fs::remove_file(path).map_err(failed)?;
+            }
+            return Ok(file.map(|f| with_suffix(&f, &suffix)));
+        }
+        Err(failed(std::io::Error::other(format!(
+            "1000 backups named {}.bak-{suffix}… exist already; move some of them away",
+            self.path.display()
+        ))))
     }
 
     fn dir(&self) -> PathBuf {
@@ -806,6 +841,44 @@ mod tests {
         let err = store.load().unwrap_err().to_string();
         assert_refused(&err, store.path());
         assert_eq!(fs::read(&target).unwrap(), original);
+    }
+
+    #[test]
+    fn moving_aside_twice_with_one_suffix_keeps_both_backups() {
+        let (_dir, store) = store();
+        let mut first = Ledger::default();
+        first
+            .users
+            .insert("00u1".into(), entry(EntryState::Managed));
+        store.save(&first).unwrap();
+        store
+            .append_journal(&line(1, "00ua", Some(EntryState::Managed)))
+            .unwrap();
+        let (original, original_journal) = (
+            fs::read(store.path()).unwrap(),
+            fs::read(store.journal_path()).unwrap(),
+        );
+        let aside = store.move_aside("20261125T060000Z").unwrap().unwrap();
+
+        store.save(&Ledger::default()).unwrap();
+        let second = fs::read(store.path()).unwrap();
+        let again = store.move_aside("20261125T060000Z").unwrap().unwrap();
+        assert_ne!(aside, again);
+        assert!(
+            again.ends_with("state.json.bak-20261125T060000Z-2"),
+            "{again:?}"
+        );
+        assert_eq!(
+            fs::read(&aside).unwrap(),
+            original,
+            "the first backup was overwritten"
+        );
+        assert_eq!(
+            fs::read(with_suffix(&store.journal_path(), ".bak-20261125T060000Z")).unwrap(),
+            original_journal
+        );
+        assert_eq!(fs::read(&again).unwrap(), second);
+        assert!(!store.path().exists());
     }
 
     #[test]

@@ -695,3 +695,40 @@ async fn rebuild_ledger_recovers_from_a_corrupt_state_file_without_deleting_anyo
         "only carl's create and mapping"
     );
 }
+
+/// Two `rebuild-ledger` runs within one second used to give both backups one name, and the
+/// second rename replaced the first backup: the original ledger was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_ledger_twice_in_a_row_keeps_every_backup() {
+    let env = Env::new().await;
+    env.assigned("ann@example.com", None);
+    assert_eq!(env.run(&["reconcile"]).await.code, 0);
+    let original = std::fs::read(&env.state).unwrap();
+
+    let first = env.run(&["rebuild-ledger", "--yes"]).await;
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let rebuilt = std::fs::read(&env.state).unwrap();
+    let second = env.run(&["rebuild-ledger", "--yes"]).await;
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+
+    let mut backups: Vec<Vec<u8>> = std::fs::read_dir(env.state.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".bak-"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    backups.sort();
+    let mut expected = vec![original, rebuilt];
+    expected.sort();
+    assert_eq!(
+        backups.len(),
+        2,
+        "one backup per run:\n{}\n{}",
+        first.stdout,
+        second.stdout
+    );
+    assert!(
+        backups == expected,
+        "each backup must hold the ledger it replaced"
+    );
+}
