@@ -3,10 +3,11 @@
 //! It is not the authority on who exists — every cycle re-reads both APIs — only on ownership.
 //! This module owns the file format, loading (a corrupt file is an error that keeps the file)
 //! and atomic saving (temp file, fsync, rename, fsync of the directory, mode 0600; no file is
-//! read or written through a symbolic link, see [`crate::fsutil`]). It must
-//! never decide what to do with a user; that is `plan`'s job. When a change must be durable
-//! (a `pending` record before its create) and which results may share a save is the
-//! contract of [`crate::apply::LedgerWriter`] (group commit).
+//! read or written through a symbolic link, see [`crate::fsutil`]). Fields this build does
+//! not know survive a save (`ledger/unknown_fields.rs`). It must never decide what to do
+//! with a user; that is `plan`'s job. When a change must be durable (a `pending` record
+//! before its create) and which results may share a save is the contract of
+//! [`crate::apply::LedgerWriter`] (group commit).
 //!
 //! Between two saves of the whole file, changes to single users are appended to a journal
 //! beside it (`<state file>.journal`, one JSON record per line, fsync'd): at 100,000 users the
@@ -30,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil::{open, owner_only, read_only};
 use crate::model::Role;
 use crate::Error;
+
+mod unknown_fields;
 
 /// The format version written by this build.
 pub const LEDGER_VERSION: u32 = 1;
@@ -126,8 +129,9 @@ pub struct LastRun {
     pub summary: BTreeMap<String, usize>,
 }
 
-/// The whole state file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole state file (its JSON mapping is in `ledger/unknown_fields.rs`, which keeps the
+/// fields this build does not know).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ledger {
     pub version: u32,
     /// Keyed by Okta user id.
@@ -138,8 +142,12 @@ pub struct Ledger {
     pub last_run: Option<LastRun>,
     /// The sequence number of the last journal record this file includes (0: none). On load,
     /// journal records up to it are skipped.
-    #[serde(default, skip_serializing_if = "is_zero")]
     pub journal_seq: u64,
+    /// Top-level fields this build does not know (a newer version wrote them), written back
+    /// as they were read.
+    pub unknown: serde_json::Map<String, serde_json::Value>,
+    /// The same for users' entries, by Okta user id; an entry's go when the entry is removed.
+    pub unknown_in_users: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -153,6 +161,8 @@ impl Default for Ledger {
             users: BTreeMap::new(),
             last_run: None,
             journal_seq: 0,
+            unknown: Default::default(),
+            unknown_in_users: BTreeMap::new(),
         }
     }
 }
@@ -598,6 +608,47 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!dir.path().join("sub/.state.json.tmp").exists());
+    }
+
+    /// A newer version's fields survive this one's load and save (a downgrade loses nothing).
+    #[test]
+    fn fields_this_build_does_not_know_survive_a_save() {
+        let (_dir, store) = store();
+        let mut known = Ledger::default();
+        known
+            .users
+            .insert("00u1".into(), entry(EntryState::Managed));
+        known
+            .users
+            .insert("00u2".into(), entry(EntryState::Managed));
+        let mut file = serde_json::to_value(&known).unwrap();
+        file["events_cursor"] = serde_json::json!({"after": "1234", "at": "2026-11-25T06:00:00Z"});
+        file["users"]["00u1"]["tombstone_until"] = serde_json::json!("2026-12-01T00:00:00Z");
+        file["users"]["00u1"]["grants"] = serde_json::json!([{"policy": "p-1"}]);
+        fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        fs::write(store.path(), serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+
+        let mut ledger = store.load().unwrap();
+        assert_eq!(ledger.users, known.users, "the known fields load as before");
+        ledger.retire("00u1", None);
+        ledger.users.remove("00u2");
+        ledger
+            .users
+            .insert("00u3".into(), entry(EntryState::Pending));
+        store.save(&ledger).unwrap();
+
+        let saved: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+        assert_eq!(saved["events_cursor"], file["events_cursor"]);
+        let user = &saved["users"]["00u1"];
+        assert_eq!(
+            user["tombstone_until"],
+            file["users"]["00u1"]["tombstone_until"]
+        );
+        assert_eq!(user["grants"], file["users"]["00u1"]["grants"]);
+        assert_eq!(user["state"], "deleted", "the change was saved too");
+        assert_eq!(saved["users"]["00u3"]["state"], "pending");
+        assert_eq!(store.load().unwrap(), ledger, "and it loads back the same");
     }
 
     #[test]
