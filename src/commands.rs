@@ -4,6 +4,7 @@
 //! This is the edge: it may print. It never prints a token; errors bubble up as
 //! [`crate::Error`] for `main` to render on stderr.
 
+use crate::{errln, out, outln};
 use tracing::{info, warn};
 
 use crate::apply::RoleResolver;
@@ -30,8 +31,8 @@ pub fn clients(settings: &Settings) -> Result<(OktaClient, SpotClient), Error> {
 /// Prints a report in the requested format on stdout.
 pub fn print_report(report: &Report, output: Output) {
     match output {
-        Output::Json => println!("{}", report.to_json()),
-        Output::Text => print!("{}", report.to_text()),
+        Output::Json => outln!("{}", report.to_json()),
+        Output::Text => out!("{}", report.to_text()),
     }
 }
 
@@ -88,12 +89,12 @@ pub async fn import(
 pub async fn check(settings: &Settings) -> Result<i32, Error> {
     let (okta, spot) = clients(settings)?;
     let mut ok = true;
-    println!("okta-spot-sync check");
-    println!("  auth: {}; Spot bearer token", okta.auth_description());
+    outln!("okta-spot-sync check");
+    outln!("  auth: {}; Spot bearer token", okta.auth_description());
     match okta.check().await {
         Ok(info) => {
             if let Some(granted) = okta.oauth().and_then(|p| p.granted_scopes()) {
-                println!(
+                outln!(
                     "  ok   Okta OAuth token: granted scopes {}",
                     granted.join(" ")
                 );
@@ -102,7 +103,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                 (Some(r), Some(l)) => format!(", rate limit {r}/{l} remaining"),
                 _ => String::new(),
             };
-            println!(
+            outln!(
                 "  ok   Okta {}: app {} readable ({}{limit})",
                 settings.okta.org_url.as_str().trim_end_matches('/'),
                 settings.okta.app_id,
@@ -115,19 +116,19 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         }
         Err(e) => {
             ok = false;
-            println!("  FAIL Okta: {e}");
+            outln!("  FAIL Okta: {e}");
         }
     }
     match spot.check().await {
         Ok(info) => {
-            println!(
+            outln!(
                 "  ok   Spot {}: {} personal and {} programmatic users",
                 settings.spot.base_url.as_str().trim_end_matches('/'),
                 info.personal_users,
                 info.programmatic_users
             );
             if info.personal_users <= 1 {
-                println!(
+                outln!(
                     "  warn Spot: the organization has {} personal user(s); okta-spot-sync never deletes the last one, \
                      and Spot's own Okta integration requires more than one",
                     info.personal_users
@@ -136,7 +137,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         }
         Err(e) => {
             ok = false;
-            println!("  FAIL Spot: {e}");
+            outln!("  FAIL Spot: {e}");
         }
     }
     if ok {
@@ -151,7 +152,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                             format!("policy {} on {} accounts", g.policy_id, g.account_ids.len())
                         })
                         .collect();
-                    println!(
+                    outln!(
                         "  ok   role {role}: Spot role {spot_role:?}{}",
                         if policies.is_empty() {
                             String::new()
@@ -162,7 +163,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                 }
                 Err(e) => {
                     ok = false;
-                    println!("  FAIL role {role}: {e}");
+                    outln!("  FAIL role {role}: {e}");
                 }
             }
         }
@@ -179,7 +180,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                     store.journal_path().display()
                 ),
             };
-            println!(
+            outln!(
                 "  ok   state file {}: {} users managed{journal}",
                 store.path().display(),
                 ledger.managed_count()
@@ -187,7 +188,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         }
         Err(e) => {
             ok = false;
-            println!("  FAIL {e}");
+            outln!("  FAIL {e}");
         }
     }
     if ok {
@@ -203,7 +204,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
 /// old ledger was lost are not owned by the new one, so they are never deleted: the safe side.
 /// The old file, if any, is renamed aside, never overwritten.
 pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error> {
-    use std::io::{BufRead, IsTerminal, Write};
+    use std::io::{BufRead, IsTerminal};
 
     use crate::apply::{apply, LedgerWriter, RoleResolver};
     use crate::ledger::Ledger;
@@ -221,12 +222,12 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     let mut fresh = plan(&snapshot, &spot_users, &Ledger::default(), &options);
     fresh.actions.retain(|a| a.action == ActionKind::Adopt);
     fresh.forget.clear();
-    println!(
+    outln!(
         "A new ledger would own these {} Spot users (they match users assigned in Okta now):",
         fresh.actions.len()
     );
     for a in &fresh.actions {
-        println!(
+        outln!(
             "  {}  {}  {}  Okta user {}",
             a.spot_user_id.as_deref().unwrap_or("-"),
             a.email,
@@ -234,30 +235,29 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
             a.okta_user_id
         );
     }
-    println!(
+    outln!(
         "Spot users that are not listed stay unmanaged: okta-spot-sync will never delete them. \
          Run `okta-spot-sync plan` afterwards to see the creates still needed."
     );
     if !yes {
         if !std::io::stdin().is_terminal() {
-            eprintln!("error: not confirmed; run again with --yes to write the new ledger");
+            errln!("error: not confirmed; run again with --yes to write the new ledger");
             return Ok(exit::ERROR);
         }
-        print!(
+        out!(
             "Write the new ledger to {}? Type yes to continue: ",
             store.path().display()
         );
-        let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
-            println!("Nothing written.");
+            outln!("Nothing written.");
             return Ok(exit::ERROR);
         }
     }
     let suffix = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     if let Some(aside) = store.move_aside(&suffix)? {
-        println!("The old state file was moved to {}.", aside.display());
+        outln!("The old state file was moved to {}.", aside.display());
     }
     let writer = LedgerWriter::new(store.clone(), Ledger::default());
     writer.update(|_| {})?;
@@ -265,7 +265,7 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     apply(&mut fresh, &spot, &writer, &roles, 1).await?;
     // The adoptions are durable in the journal; one whole-file save leaves a single file.
     writer.update(|_| {})?;
-    println!(
+    outln!(
         "Wrote {} with {} managed users.",
         store.path().display(),
         writer.snapshot().managed_count()

@@ -732,3 +732,42 @@ async fn rebuild_ledger_twice_in_a_row_keeps_every_backup() {
         "each backup must hold the ledger it replaced"
     );
 }
+
+/// `okta-spot-sync plan | head -1`: the reader goes away after one line while the plan is
+/// still being written. Rust ignores SIGPIPE, so each write then fails with EPIPE, and
+/// `println!` panicked on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_the_output_quietly_with_the_commands_exit_code() {
+    use tokio::io::AsyncBufReadExt;
+    let env = Env::new().await;
+    // Far more text than a pipe buffers (64 KiB), so the writer is still writing when the
+    // reader goes away.
+    for i in 0..3_000 {
+        env.assigned(&format!("person{i:05}@example.com"), None);
+    }
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_okta-spot-sync"));
+    cmd.arg("--config").arg(&env.config).arg("plan").env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("binary runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap();
+    assert!(first.is_some(), "the plan printed nothing");
+    drop(lines); // the read end closes: `head` has what it wanted
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !stderr.contains("stdout"),
+        "a closed pipe is not an error: {stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "plan's own exit code (changes pending): {stderr}"
+    );
+}
