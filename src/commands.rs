@@ -36,6 +36,15 @@ pub fn print_report(report: &Report, output: Output) {
     }
 }
 
+/// Prints the report of a run that changed Spot or Okta but could not save the state file
+/// afterwards ([`Error::NotRecorded`]): what was done is printed, as after a success, and
+/// `main` prints the error after it.
+fn print_unrecorded(e: &Error, output: Output) {
+    if let Some(report) = e.unrecorded_report() {
+        print_report(report, output);
+    }
+}
+
 /// `plan` and `reconcile [--dry-run]`.
 pub async fn cycle(
     settings: &Settings,
@@ -55,7 +64,9 @@ pub async fn cycle(
     };
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
-    let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
+    let report = run_cycle(settings, &okta, &spot, &store, mode, options)
+        .await
+        .inspect_err(|e| print_unrecorded(e, output))?;
     info!(mode = mode.as_str(), "{}", report.one_line());
     print_report(&report, output);
     Ok(report.exit_code())
@@ -78,7 +89,9 @@ pub async fn import(
     let store = LedgerStore::new(&settings.sync.state_file);
     // Import writes the ledger (and Okta assignments): never at the same time as a reconcile.
     let _lock = InstanceLock::acquire(&settings.sync.state_file, "import")?;
-    let report = run_import(settings, &okta, &spot, &store, options).await?;
+    let report = run_import(settings, &okta, &spot, &store, options)
+        .await
+        .inspect_err(|e| print_unrecorded(e, output))?;
     info!(mode = "import", "{}", report.one_line());
     print_report(&report, output);
     Ok(report.exit_code())

@@ -771,3 +771,79 @@ async fn a_closed_stdout_ends_the_output_quietly_with_the_commands_exit_code() {
         "plan's own exit code (changes pending): {stderr}"
     );
 }
+
+/// The disk fills up between the cycle's creates and its final save of the state file: the
+/// report of what was applied is still printed, then the error, and the exit code is 1. The
+/// failure is a real one: the binary runs with a file-size limit (`RLIMIT_FSIZE`, SIGXFSZ
+/// ignored so that the write fails with EFBIG) that the journal's few lines fit in and the
+/// whole state file does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_final_save_still_prints_what_was_applied_and_exits_1() {
+    let env = Env::new().await;
+    for i in 0..60 {
+        env.assigned(&format!("person{i:02}@example.com"), None);
+    }
+    assert_eq!(env.run(&["reconcile"]).await.code, 0);
+    const LIMIT: u64 = 4096;
+    let whole = std::fs::metadata(&env.state).unwrap().len();
+    assert!(
+        whole > 2 * LIMIT,
+        "the state file ({whole} bytes) must not fit"
+    );
+    env.assigned("new@example.com", None);
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_okta-spot-sync"));
+    cmd.arg("--config")
+        .arg(&env.config)
+        .args(["reconcile", "--output", "json"])
+        .env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    // SAFETY: between fork and exec the closure only calls the async-signal-safe signal(2)
+    // and setrlimit(2).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT as libc::rlim_t,
+                rlim_max: LIMIT as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("binary runs");
+    let run = util::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        actions(&run.json()),
+        vec![triple("create", "new@example.com", "applied")],
+        "the report of what was applied comes first"
+    );
+    assert!(
+        run.stderr.contains(&env.state.display().to_string())
+            && run.stderr.contains("File too large")
+            && run.stderr.contains("okta-spot-sync check"),
+        "the error names the file, the cause and what to run: {}",
+        run.stderr
+    );
+
+    // Nothing was lost: the create is in the journal, and the next cycle has nothing to do.
+    let writes = env.spot().write_requests();
+    let run = env.run(&["reconcile", "--output", "json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(actions(&run.json()), vec![]);
+    assert_eq!(env.spot().write_requests(), writes);
+    assert_eq!(env.ledger().managed_count(), 61);
+}
