@@ -431,7 +431,13 @@ pub async fn apply_until<D: SpotDirectory>(
         });
     }
     let recheck = Recheck::new(spot);
+    // A ledger failure stops the next phase; the results of this one are still set, so that
+    // the plan reports what was applied.
+    let mut ledger_failed = None;
     for deletes in [false, true] {
+        if ledger_failed.is_some() {
+            break;
+        }
         let work: Vec<(usize, Action)> = plan
             .actions
             .iter()
@@ -463,9 +469,14 @@ pub async fn apply_until<D: SpotDirectory>(
                     action.status = ActionStatus::Failed;
                     action.error = Some(error);
                 }
-                Outcome::LedgerFailed(error) => return Err(error),
+                Outcome::LedgerFailed(error) => {
+                    ledger_failed.get_or_insert(error);
+                }
             }
         }
+    }
+    if let Some(error) = ledger_failed {
+        return Err(error);
     }
     // Results were recorded in memory (see `LedgerWriter`): make them durable before returning.
     ledger.flush().await

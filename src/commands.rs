@@ -4,6 +4,7 @@
 //! This is the edge: it may print. It never prints a token; errors bubble up as
 //! [`crate::Error`] for `main` to render on stderr.
 
+use crate::{errln, out, outln};
 use tracing::{info, warn};
 
 use crate::apply::RoleResolver;
@@ -31,8 +32,17 @@ pub fn clients(settings: &Settings) -> Result<(OktaClient, SpotClient), Error> {
 /// Prints a report in the requested format on stdout.
 pub fn print_report(report: &Report, output: Output) {
     match output {
-        Output::Json => println!("{}", report.to_json()),
-        Output::Text => print!("{}", report.to_text()),
+        Output::Json => outln!("{}", report.to_json()),
+        Output::Text => out!("{}", report.to_text()),
+    }
+}
+
+/// Prints the report of a run that changed Spot or Okta but could not save the state file
+/// afterwards ([`Error::NotRecorded`]): what was done is printed, as after a success, and
+/// `main` prints the error after it.
+fn print_unrecorded(e: &Error, output: Output) {
+    if let Some(report) = e.unrecorded_report() {
+        print_report(report, output);
     }
 }
 
@@ -55,7 +65,9 @@ pub async fn cycle(
     };
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
-    let report = run_cycle(settings, &okta, &spot, &store, mode, options).await?;
+    let report = run_cycle(settings, &okta, &spot, &store, mode, options)
+        .await
+        .inspect_err(|e| print_unrecorded(e, output))?;
     info!(mode = mode.as_str(), "{}", report.one_line());
     print_report(&report, output);
     Ok(report.exit_code())
@@ -78,7 +90,9 @@ pub async fn import(
     let store = LedgerStore::new(&settings.sync.state_file);
     // Import writes the ledger (and Okta assignments): never at the same time as a reconcile.
     let _lock = InstanceLock::acquire(&settings.sync.state_file, "import")?;
-    let report = run_import(settings, &okta, &spot, &store, options).await?;
+    let report = run_import(settings, &okta, &spot, &store, options)
+        .await
+        .inspect_err(|e| print_unrecorded(e, output))?;
     info!(mode = "import", "{}", report.one_line());
     print_report(&report, output);
     Ok(report.exit_code())
@@ -89,14 +103,14 @@ pub async fn import(
 pub async fn check(settings: &Settings) -> Result<i32, Error> {
     let (okta, spot) = clients(settings)?;
     let mut ok = true;
-    println!("okta-spot-sync check");
-    println!("  auth: {}; Spot bearer token", okta.auth_description());
+    outln!("okta-spot-sync check");
+    outln!("  auth: {}; Spot bearer token", okta.auth_description());
     for (api, base) in [
         (Api::Okta, &settings.okta.org_url),
         (Api::Spot, &settings.spot.base_url),
     ] {
         if let Ok(Some(proxy)) = crate::http::proxy_for(api, base, &|k| std::env::var(k).ok()) {
-            println!(
+            outln!(
                 "  info {api}: through the proxy {} from {} (a CONNECT tunnel{})",
                 proxy.shown(),
                 proxy.variable,
@@ -114,12 +128,12 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         .as_ref()
         .and_then(crate::config::listen_warning)
     {
-        println!("  warn {warning}");
+        outln!("  warn {warning}");
     }
     match okta.check().await {
         Ok(info) => {
             if let Some(granted) = okta.oauth().and_then(|p| p.granted_scopes()) {
-                println!(
+                outln!(
                     "  ok   Okta OAuth token: granted scopes {}",
                     granted.join(" ")
                 );
@@ -128,7 +142,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                 (Some(r), Some(l)) => format!(", rate limit {r}/{l} remaining"),
                 _ => String::new(),
             };
-            println!(
+            outln!(
                 "  ok   Okta {}: app {} readable ({}{limit})",
                 settings.okta.org_url.as_str().trim_end_matches('/'),
                 settings.okta.app_id,
@@ -141,19 +155,19 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         }
         Err(e) => {
             ok = false;
-            println!("  FAIL Okta: {e}");
+            outln!("  FAIL Okta: {e}");
         }
     }
     match spot.check().await {
         Ok(info) => {
-            println!(
+            outln!(
                 "  ok   Spot {}: {} personal and {} programmatic users",
                 settings.spot.base_url.as_str().trim_end_matches('/'),
                 info.personal_users,
                 info.programmatic_users
             );
             if info.personal_users <= 1 {
-                println!(
+                outln!(
                     "  warn Spot: the organization has {} personal user(s); okta-spot-sync never deletes the last one, \
                      and Spot's own Okta integration requires more than one",
                     info.personal_users
@@ -162,7 +176,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         }
         Err(e) => {
             ok = false;
-            println!("  FAIL Spot: {e}");
+            outln!("  FAIL Spot: {e}");
         }
     }
     if ok {
@@ -177,7 +191,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                             format!("policy {} on {} accounts", g.policy_id, g.account_ids.len())
                         })
                         .collect();
-                    println!(
+                    outln!(
                         "  ok   role {role}: Spot role {spot_role:?}{}",
                         if policies.is_empty() {
                             String::new()
@@ -188,7 +202,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                 }
                 Err(e) => {
                     ok = false;
-                    println!("  FAIL role {role}: {e}");
+                    outln!("  FAIL role {role}: {e}");
                 }
             }
         }
@@ -205,7 +219,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                     store.journal_path().display()
                 ),
             };
-            println!(
+            outln!(
                 "  ok   state file {}: {} users managed{journal}",
                 store.path().display(),
                 ledger.managed_count()
@@ -213,7 +227,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         }
         Err(e) => {
             ok = false;
-            println!("  FAIL {e}");
+            outln!("  FAIL {e}");
         }
     }
     if ok {
@@ -229,7 +243,7 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
 /// old ledger was lost are not owned by the new one, so they are never deleted: the safe side.
 /// The old file, if any, is renamed aside, never overwritten.
 pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error> {
-    use std::io::{BufRead, IsTerminal, Write};
+    use std::io::{BufRead, IsTerminal};
 
     use crate::apply::{apply, LedgerWriter, RoleResolver};
     use crate::ledger::Ledger;
@@ -247,12 +261,12 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     let mut fresh = plan(&snapshot, &spot_users, &Ledger::default(), &options);
     fresh.actions.retain(|a| a.action == ActionKind::Adopt);
     fresh.forget.clear();
-    println!(
+    outln!(
         "A new ledger would own these {} Spot users (they match users assigned in Okta now):",
         fresh.actions.len()
     );
     for a in &fresh.actions {
-        println!(
+        outln!(
             "  {}  {}  {}  Okta user {}",
             a.spot_user_id.as_deref().unwrap_or("-"),
             a.email,
@@ -260,30 +274,29 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
             a.okta_user_id
         );
     }
-    println!(
+    outln!(
         "Spot users that are not listed stay unmanaged: okta-spot-sync will never delete them. \
          Run `okta-spot-sync plan` afterwards to see the creates still needed."
     );
     if !yes {
         if !std::io::stdin().is_terminal() {
-            eprintln!("error: not confirmed; run again with --yes to write the new ledger");
+            errln!("error: not confirmed; run again with --yes to write the new ledger");
             return Ok(exit::ERROR);
         }
-        print!(
+        out!(
             "Write the new ledger to {}? Type yes to continue: ",
             store.path().display()
         );
-        let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
-            println!("Nothing written.");
+            outln!("Nothing written.");
             return Ok(exit::ERROR);
         }
     }
     let suffix = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     if let Some(aside) = store.move_aside(&suffix)? {
-        println!("The old state file was moved to {}.", aside.display());
+        outln!("The old state file was moved to {}.", aside.display());
     }
     let writer = LedgerWriter::new(store.clone(), Ledger::default());
     writer.update(|_| {})?;
@@ -291,7 +304,7 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     apply(&mut fresh, &spot, &writer, &roles, 1).await?;
     // The adoptions are durable in the journal; one whole-file save leaves a single file.
     writer.update(|_| {})?;
-    println!(
+    outln!(
         "Wrote {} with {} managed users.",
         store.path().display(),
         writer.snapshot().managed_count()

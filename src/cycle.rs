@@ -154,7 +154,9 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
     if mode == Mode::Apply {
         let writer = LedgerWriter::new(store.clone(), ledger);
         let roles = RoleResolver::new(spot, &settings.spot.roles);
-        apply_until(
+        // A failed save stops the actions but not the report: Spot was changed, so what was
+        // applied is reported with the error (`Error::NotRecorded`).
+        let applied = apply_until(
             &mut the_plan,
             spot,
             &writer,
@@ -162,7 +164,7 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
             settings.spot.write_concurrency,
             &control.stop,
         )
-        .await?;
+        .await;
         let not_started = the_plan
             .actions
             .iter()
@@ -193,18 +195,28 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         }
         let changed_nothing = the_plan.is_empty();
         let report = Report::new(mode, the_plan);
+        let not_recorded = |report: Report, error: Error| Error::NotRecorded {
+            report: Box::new(report),
+            error: Box::new(error),
+        };
+        if let Err(error) = applied {
+            return Err(not_recorded(report, error));
+        }
         // See `Ledger::last_run`: an idle cycle leaves an existing file alone.
         if changed_nothing && store.path().exists() {
             return Ok(report);
         }
-        writer.update(|l| {
+        let saved = writer.update(|l| {
             l.last_run = Some(LastRun {
                 finished_at: Utc::now(),
                 mode: "apply".into(),
                 summary: report.summary_map(),
             })
-        })?;
-        return Ok(report);
+        });
+        return match saved {
+            Ok(()) => Ok(report),
+            Err(error) => Err(not_recorded(report, error)),
+        };
     }
     Ok(Report::new(mode, the_plan))
 }

@@ -77,15 +77,40 @@ pub enum Error {
     /// Another process holds the lock.
     #[error("{0}")]
     Locked(String),
+
+    /// A run changed Spot (or Okta) but could not save the state file afterwards (a full
+    /// disk): `report` says what was done, and callers print it before the error.
+    #[error(
+        "{error}. What the run applied before that is in its report ({}); the next cycle \
+         re-derives from Spot what the state file and its journal lack. Fix the cause (free \
+         disk space, for a full disk), then run `okta-spot-sync check` and \
+         `okta-spot-sync reconcile`",
+        .report.one_line()
+    )]
+    NotRecorded {
+        report: Box<crate::report::Report>,
+        error: Box<Error>,
+    },
 }
 
 impl Error {
     /// Errors that will not go away by waiting: a daemon stops retrying on these.
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Error::Config(_) | Error::Credentials { .. } | Error::Ledger { .. }
-        )
+        match self {
+            Error::NotRecorded { error, .. } => error.is_permanent(),
+            _ => matches!(
+                self,
+                Error::Config(_) | Error::Credentials { .. } | Error::Ledger { .. }
+            ),
+        }
+    }
+
+    /// The report of a run whose results could not be saved ([`Error::NotRecorded`]).
+    pub fn unrecorded_report(&self) -> Option<&crate::report::Report> {
+        match self {
+            Error::NotRecorded { report, .. } => Some(report),
+            _ => None,
+        }
     }
 
     /// The API's error code, if the error came from an API response that carried one.

@@ -172,9 +172,10 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
         adoptions,
     } = outcome(decisions, unmatched, &assigned, assign_role);
 
+    let mut saved = Ok(());
     if !adoptions.is_empty() {
         let writer = LedgerWriter::new(store.clone(), ledger);
-        writer.update(|l| {
+        saved = writer.update(|l| {
             for adoption in &adoptions {
                 l.put(
                     &adoption.okta_user_id,
@@ -187,9 +188,11 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
                     ),
                 );
             }
-        })?;
-        for action in actions.iter_mut().filter(|a| a.action == ActionKind::Adopt) {
-            action.status = ActionStatus::Applied;
+        });
+        if saved.is_ok() {
+            for action in actions.iter_mut().filter(|a| a.action == ActionKind::Adopt) {
+                action.status = ActionStatus::Applied;
+            }
         }
     }
 
@@ -201,7 +204,14 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
     };
     let mut report = Report::new(Mode::Import, plan);
     report.unmatched = Some(unmatched);
-    Ok(report)
+    // Assignments made in Okta are reported even when the adoptions could not be saved.
+    match saved {
+        Ok(()) => Ok(report),
+        Err(error) => Err(Error::NotRecorded {
+            report: Box::new(report),
+            error: Box::new(error),
+        }),
+    }
 }
 
 /// Looks up the `wanted` emails in Okta: one walk of the user list when [`walk_budget`] says

@@ -2,10 +2,12 @@
 //!
 //! It is not the authority on who exists — every cycle re-reads both APIs — only on ownership.
 //! This module owns the file format, loading (a corrupt file is an error that keeps the file)
-//! and atomic saving (temp file, fsync, rename, fsync of the directory, mode 0600). It must
-//! never decide what to do with a user; that is `plan`'s job. When a change must be durable
-//! (a `pending` record before its create) and which results may share a save is the
-//! contract of [`crate::apply::LedgerWriter`] (group commit).
+//! and atomic saving (temp file, fsync, rename, fsync of the directory, mode 0600; no file is
+//! read or written through a symbolic link, see [`crate::fsutil`]). Fields this build does
+//! not know survive a save (`ledger/unknown_fields.rs`). It must never decide what to do
+//! with a user; that is `plan`'s job. When a change must be durable (a `pending` record
+//! before its create) and which results may share a save is the contract of
+//! [`crate::apply::LedgerWriter`] (group commit).
 //!
 //! Between two saves of the whole file, changes to single users are appended to a journal
 //! beside it (`<state file>.journal`, one JSON record per line, fsync'd): at 100,000 users the
@@ -26,9 +28,11 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::owner_only;
+use crate::fsutil::{open, owner_only, read_only};
 use crate::model::Role;
 use crate::Error;
+
+mod unknown_fields;
 
 /// The format version written by this build.
 pub const LEDGER_VERSION: u32 = 1;
@@ -139,7 +143,8 @@ pub struct LastRun {
     pub summary: BTreeMap<String, usize>,
 }
 
-/// The whole state file.
+/// The whole state file (its JSON mapping is in `ledger/unknown_fields.rs`, which keeps the
+/// fields this build does not know).
 ///
 /// **Invariant: the ledger never forgets a Spot user it owned.** Every Spot user id an entry
 /// ever held stays in the ledger: as the entry's `spot_user_id` while it owns it, then as one of
@@ -151,7 +156,7 @@ pub struct LastRun {
 /// did nothing, a list that lagged after a create — whichever way Spot later lists the user
 /// again, the planner finds the tombstone and deletes the user again if its Okta user is
 /// gone (README "Safety").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ledger {
     pub version: u32,
     /// Keyed by Okta user id.
@@ -162,8 +167,12 @@ pub struct Ledger {
     pub last_run: Option<LastRun>,
     /// The sequence number of the last journal record this file includes (0: none). On load,
     /// journal records up to it are skipped.
-    #[serde(default, skip_serializing_if = "is_zero")]
     pub journal_seq: u64,
+    /// Top-level fields this build does not know (a newer version wrote them), written back
+    /// as they were read.
+    pub unknown: serde_json::Map<String, serde_json::Value>,
+    /// The same for users' entries, by Okta user id; an entry's go when the entry is removed.
+    pub unknown_in_users: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -177,6 +186,8 @@ impl Default for Ledger {
             users: BTreeMap::new(),
             last_run: None,
             journal_seq: 0,
+            unknown: Default::default(),
+            unknown_in_users: BTreeMap::new(),
         }
     }
 }
@@ -344,7 +355,7 @@ impl LedgerStore {
     /// The state file alone, without its journal, which file that was, and the file still open.
     fn load_file(&self) -> Result<(Ledger, Option<FileIdentity>, Option<File>), Error> {
         let read = || -> std::io::Result<(Vec<u8>, FileIdentity, File)> {
-            let mut file = File::open(&self.path)?;
+            let mut file = open(&read_only(), &self.path)?;
             let identity = FileIdentity::of(&file.metadata()?);
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
@@ -388,7 +399,12 @@ impl LedgerStore {
     /// Applies the journal's records newer than `ledger.journal_seq`, in order; returns how
     /// many.
     fn replay_journal(&self, ledger: &mut Ledger) -> Result<usize, Error> {
-        let bytes = match fs::read(self.journal_path()) {
+        let read = |path: &Path| -> std::io::Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            open(&read_only(), path)?.read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        let bytes = match read(&self.journal_path()) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(self.journal_error(cannot_read(&e))),
@@ -431,12 +447,12 @@ impl LedgerStore {
     pub fn append_journal(&self, lines: &[u8]) -> Result<(), Error> {
         let path = self.journal_path();
         let append = || -> std::io::Result<()> {
-            let open = || owner_only().read(true).truncate(false).open(&path);
-            let mut file = match open() {
+            let open_journal = || open(owner_only().read(true).truncate(false), &path);
+            let mut file = match open_journal() {
                 // The first append of a first run may come before any save made the directory.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     fs::create_dir_all(self.dir())?;
-                    open()?
+                    open_journal()?
                 }
                 opened => opened?,
             };
@@ -478,23 +494,58 @@ impl LedgerStore {
         }
     }
 
-    /// Renames the state file and its journal aside (`<name>.bak-<suffix>`, and
+    /// Moves the state file and its journal aside (`<name>.bak-<suffix>`, and
     /// `<name>.journal.bak-<suffix>`), for a fresh ledger; returns the state file's new path,
-    /// if there was one.
+    /// if there was one. A backup is never overwritten: when either name is taken (a second
+    /// `rebuild-ledger` within the same second), `-2`, `-3`, … is added to the suffix.
     pub fn move_aside(&self, suffix: &str) -> Result<Option<PathBuf>, Error> {
-        let aside = |path: &Path| with_suffix(path, &format!(".bak-{suffix}"));
         let journal = self.journal_path();
-        if journal.exists() {
-            fs::rename(&journal, aside(&journal))
-                .map_err(|e| self.journal_error(format!("cannot move it aside: {e}")))?;
-        }
-        if !self.path.exists() {
+        let present = |path: &Path| fs::symlink_metadata(path).is_ok();
+        let (file, journal) = (
+            present(&self.path).then_some(self.path.clone()),
+            present(&journal).then_some(journal),
+        );
+        let moving: Vec<&PathBuf> = journal.iter().chain(file.iter()).collect();
+        if moving.is_empty() {
             return Ok(None);
         }
-        let moved = aside(&self.path);
-        fs::rename(&self.path, &moved)
-            .map_err(|e| self.error(format!("cannot move it aside to {}: {e}", moved.display())))?;
-        Ok(Some(moved))
+        let failed = |e: std::io::Error| self.error(format!("cannot move it aside: {e}"));
+        for attempt in 1..=1000 {
+            let suffix = match attempt {
+                1 => format!(".bak-{suffix}"),
+                n => format!(".bak-{suffix}-{n}"),
+            };
+            // A hard link to a new name fails if that name exists, where a rename would replace
+            // it: claim every backup name first, then drop the originals.
+            let mut claimed: Vec<PathBuf> = Vec::new();
+            let mut taken = false;
+            for path in &moving {
+                let aside = with_suffix(path, &suffix);
+                match fs::hard_link(path, &aside) {
+                    Ok(()) => claimed.push(aside),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        taken = true;
+                        break;
+                    }
+                    Err(e) => {
+                        claimed.iter().for_each(|c| drop(fs::remove_file(c)));
+                        return Err(failed(e));
+                    }
+                }
+            }
+            if taken {
+                claimed.iter().for_each(|c| drop(fs::remove_file(c)));
+                continue;
+            }
+            for path in &moving {
+                fs::remove_file(path).map_err(failed)?;
+            }
+            return Ok(file.map(|f| with_suffix(&f, &suffix)));
+        }
+        Err(failed(std::io::Error::other(format!(
+            "1000 backups named {}.bak-{suffix}… exist already; move some of them away",
+            self.path.display()
+        ))))
     }
 
     fn dir(&self) -> PathBuf {
@@ -548,7 +599,7 @@ impl LedgerStore {
             .unwrap_or_else(|| "state.json".into());
         let tmp = dir.join(format!(".{file_name}.tmp"));
         let write = || -> std::io::Result<()> {
-            let mut file = owner_only().truncate(true).open(&tmp)?;
+            let mut file = open(owner_only().truncate(true), &tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             drop(file);
@@ -621,6 +672,47 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         assert!(!dir.path().join("sub/.state.json.tmp").exists());
+    }
+
+    /// A newer version's fields survive this one's load and save (a downgrade loses nothing).
+    #[test]
+    fn fields_this_build_does_not_know_survive_a_save() {
+        let (_dir, store) = store();
+        let mut known = Ledger::default();
+        known
+            .users
+            .insert("00u1".into(), entry(EntryState::Managed));
+        known
+            .users
+            .insert("00u2".into(), entry(EntryState::Managed));
+        let mut file = serde_json::to_value(&known).unwrap();
+        file["events_cursor"] = serde_json::json!({"after": "1234", "at": "2026-11-25T06:00:00Z"});
+        file["users"]["00u1"]["tombstone_until"] = serde_json::json!("2026-12-01T00:00:00Z");
+        file["users"]["00u1"]["grants"] = serde_json::json!([{"policy": "p-1"}]);
+        fs::create_dir_all(store.path().parent().unwrap()).unwrap();
+        fs::write(store.path(), serde_json::to_vec_pretty(&file).unwrap()).unwrap();
+
+        let mut ledger = store.load().unwrap();
+        assert_eq!(ledger.users, known.users, "the known fields load as before");
+        ledger.retire("00u1", None);
+        ledger.users.remove("00u2");
+        ledger
+            .users
+            .insert("00u3".into(), entry(EntryState::Pending));
+        store.save(&ledger).unwrap();
+
+        let saved: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
+        assert_eq!(saved["events_cursor"], file["events_cursor"]);
+        let user = &saved["users"]["00u1"];
+        assert_eq!(
+            user["tombstone_until"],
+            file["users"]["00u1"]["tombstone_until"]
+        );
+        assert_eq!(user["grants"], file["users"]["00u1"]["grants"]);
+        assert_eq!(user["state"], "deleted", "the change was saved too");
+        assert_eq!(saved["users"]["00u3"]["state"], "pending");
+        assert_eq!(store.load().unwrap(), ledger, "and it loads back the same");
     }
 
     #[test]
@@ -857,6 +949,102 @@ mod tests {
         }
         saver.join().unwrap();
         assert_eq!(store.load().unwrap().users.len() as u64, CHANGES);
+    }
+
+    /// A symbolic link at `path` to a file holding `before`, and that file.
+    #[cfg(unix)]
+    fn planted_link(path: &Path, before: &[u8]) -> PathBuf {
+        let target = path.with_file_name("elsewhere");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&target, before).unwrap();
+        std::os::unix::fs::symlink(&target, path).unwrap();
+        target
+    }
+
+    #[cfg(unix)]
+    fn assert_refused(err: &str, link: &Path) {
+        assert!(err.contains(&link.display().to_string()), "{err}");
+        assert!(
+            err.contains("symbolic link") && err.contains("remove the link"),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_temp_file_is_refused_and_its_target_kept() {
+        let (_dir, store) = store();
+        let tmp = store.path().with_file_name(".state.json.tmp");
+        let target = planted_link(&tmp, b"precious");
+        let err = store.save(&Ledger::default()).unwrap_err().to_string();
+        assert_refused(&err, &tmp);
+        assert_eq!(fs::read(&target).unwrap(), b"precious");
+        assert!(!store.path().exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_journal_is_refused_and_its_target_kept() {
+        let (_dir, store) = store();
+        let target = planted_link(&store.journal_path(), b"precious\n");
+        let err = store
+            .append_journal(&line(1, "00ua", Some(EntryState::Pending)))
+            .unwrap_err()
+            .to_string();
+        assert_refused(&err, &store.journal_path());
+        assert_eq!(fs::read(&target).unwrap(), b"precious\n");
+        // Nor is it read: what a load sees is what a save would replace.
+        let err = store.load().unwrap_err().to_string();
+        assert_refused(&err, &store.journal_path());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_state_file_is_refused_and_its_target_kept() {
+        let (_dir, store) = store();
+        let original = store.encode(&Ledger::default()).unwrap();
+        let target = planted_link(store.path(), &original);
+        let err = store.load().unwrap_err().to_string();
+        assert_refused(&err, store.path());
+        assert_eq!(fs::read(&target).unwrap(), original);
+    }
+
+    #[test]
+    fn moving_aside_twice_with_one_suffix_keeps_both_backups() {
+        let (_dir, store) = store();
+        let mut first = Ledger::default();
+        first
+            .users
+            .insert("00u1".into(), entry(EntryState::Managed));
+        store.save(&first).unwrap();
+        store
+            .append_journal(&line(1, "00ua", Some(EntryState::Managed)))
+            .unwrap();
+        let (original, original_journal) = (
+            fs::read(store.path()).unwrap(),
+            fs::read(store.journal_path()).unwrap(),
+        );
+        let aside = store.move_aside("20261125T060000Z").unwrap().unwrap();
+
+        store.save(&Ledger::default()).unwrap();
+        let second = fs::read(store.path()).unwrap();
+        let again = store.move_aside("20261125T060000Z").unwrap().unwrap();
+        assert_ne!(aside, again);
+        assert!(
+            again.ends_with("state.json.bak-20261125T060000Z-2"),
+            "{again:?}"
+        );
+        assert_eq!(
+            fs::read(&aside).unwrap(),
+            original,
+            "the first backup was overwritten"
+        );
+        assert_eq!(
+            fs::read(with_suffix(&store.journal_path(), ".bak-20261125T060000Z")).unwrap(),
+            original_journal
+        );
+        assert_eq!(fs::read(&again).unwrap(), second);
+        assert!(!store.path().exists());
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod okta;
+pub mod output;
 pub mod plan;
 pub mod report;
 pub mod sim;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::owner_only;
+use crate::fsutil::{open, owner_only};
 use crate::Error;
 
 /// Who holds the lock, as written into the lock file.
@@ -62,10 +62,7 @@ impl InstanceLock {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io_error("create the directory of", e))?;
         }
-        let mut file = owner_only()
-            .read(true)
-            .truncate(false)
-            .open(&path)
+        let mut file = open(owner_only().read(true).truncate(false), &path)
             .map_err(|e| io_error("open", e))?;
         match file.try_lock() {
             Ok(()) => {}
@@ -143,5 +140,22 @@ mod tests {
         let text = std::fs::read_to_string(again.path()).unwrap();
         let holder: Holder = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(holder.command, "reconcile");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_lock_file_is_refused_and_its_target_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"precious").unwrap();
+        let lock = InstanceLock::path_for(&state);
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        let err = InstanceLock::acquire(&state, "reconcile")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&lock.display().to_string()), "{err}");
+        assert!(err.contains("remove the link"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious");
     }
 }

@@ -19,11 +19,11 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            okta_spot_sync::errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(exit::ERROR as u8);
         }
     };
-    let code = runtime.block_on(run(cli));
+    let code = okta_spot_sync::output::exit_code(runtime.block_on(run(cli)));
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
@@ -100,7 +100,7 @@ fn load_settings(path: Option<std::path::PathBuf>) -> Result<Settings, i32> {
             Ok(loaded.settings)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            okta_spot_sync::errln!("error: {e}");
             Err(exit::ERROR)
         }
     }
@@ -110,7 +110,7 @@ fn report_error(result: Result<i32, okta_spot_sync::Error>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            okta_spot_sync::errln!("error: {e}");
             exit::ERROR
         }
     }

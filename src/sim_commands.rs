@@ -5,6 +5,7 @@
 //! token files and state file in a temporary directory. It exits non-zero if any step's
 //! outcome differs from what the story says, so it doubles as a smoke test.
 
+use crate::{out, outln};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,28 +40,28 @@ pub async fn emulate(
         .await
         .map_err(|e| io_error("starting the emulators", e))?;
     let (okta, spot) = (&emulators.okta, &emulators.spot);
-    println!(
+    outln!(
         "Okta emulator: {}  (SSWS token: {}, app id: {})",
         okta.url(),
         okta.token(),
         okta.app_id()
     );
-    println!(
+    outln!(
         "Spot emulator: {}  (bearer token: {})",
         spot.url(),
         spot.token()
     );
-    println!(
+    outln!(
         "Admin API:     {}/__admin/state and {}/__admin/state",
         okta.url(),
         spot.url()
     );
-    println!();
-    println!("A config for these emulators (tokens via the environment):");
-    println!();
-    println!("  export OKTA_SPOT_SYNC_OKTA_TOKEN={}", okta.token());
-    println!("  export OKTA_SPOT_SYNC_SPOT_TOKEN={}", spot.token());
-    println!(
+    outln!();
+    outln!("A config for these emulators (tokens via the environment):");
+    outln!();
+    outln!("  export OKTA_SPOT_SYNC_OKTA_TOKEN={}", okta.token());
+    outln!("  export OKTA_SPOT_SYNC_SPOT_TOKEN={}", spot.token());
+    outln!(
         "{}",
         indent(&emulator_config(
             okta.url().as_str(),
@@ -70,7 +71,7 @@ pub async fn emulate(
             Path::new("./state.json")
         ))
     );
-    println!("Press Ctrl-C to stop.");
+    outln!("Press Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
     emulators.shutdown().await;
     Ok(0)
@@ -136,14 +137,14 @@ struct Demo {
 
 impl Demo {
     fn say(&self, text: &str) {
-        println!("{text}");
+        outln!("{text}");
     }
 
     fn expect(&mut self, ok: bool, what: &str) {
         if ok {
-            println!("  ✓ {what}");
+            outln!("  ✓ {what}");
         } else {
-            println!("  ✗ {what}");
+            outln!("  ✗ {what}");
             self.failures.push(what.to_string());
         }
     }
@@ -224,7 +225,7 @@ pub async fn demo() -> Result<i32, Error> {
     write_secret(&scratch.0.join("spot-token"), &emulators.spot.token())?;
     let config_path = scratch.0.join("config.toml");
     let state = scratch.0.join("state.json");
-    std::fs::write(
+    write_owner_only(
         &config_path,
         emulator_config(
             &emulators.okta.url(),
@@ -232,7 +233,8 @@ pub async fn demo() -> Result<i32, Error> {
             &emulators.spot.url(),
             Some(&scratch.0),
             &state,
-        ),
+        )
+        .as_bytes(),
     )
     .map_err(|e| io_error("writing the demo config", e))?;
     let loaded = config::load_from_env_vars(&config_path, std::iter::empty::<(String, String)>())?;
@@ -258,7 +260,7 @@ pub async fn demo() -> Result<i32, Error> {
     demo.say("Step 1 — `okta-spot-sync plan`: what would change, nothing written.");
     let writes_before = demo.spot().write_requests();
     let report = demo.cycle(Mode::Plan).await?;
-    print!("{}", indent(&report.to_text()));
+    out!("{}", indent(&report.to_text()));
     demo.expect(report.exit_code() == 2, "plan exits 2: changes pending");
     demo.expect(
         demo.spot().write_requests() == writes_before,
@@ -270,7 +272,7 @@ pub async fn demo() -> Result<i32, Error> {
         "Step 2 — `okta-spot-sync reconcile`: carol is adopted, alice, bob and dave are created.",
     );
     let report = demo.cycle(Mode::Apply).await?;
-    print!("{}", indent(&report.to_text()));
+    out!("{}", indent(&report.to_text()));
     demo.expect(
         applied(&report, ActionKind::Adopt, "carol@example.com"),
         "existing Spot user carol adopted (matched case-insensitively)",
@@ -302,13 +304,13 @@ pub async fn demo() -> Result<i32, Error> {
         "bob (editor) is an organization admin",
     );
     demo.expect(report.exit_code() == 0, "reconcile exits 0");
-    print!("{}", demo.spot_table());
+    out!("{}", demo.spot_table());
     demo.say("");
 
     demo.say("Step 3 — dave is deactivated in Okta; the next reconcile deletes his Spot user.");
     demo.emulators.okta.deactivate("dave@example.com");
     let report = demo.cycle(Mode::Apply).await?;
-    print!("{}", indent(&report.to_text()));
+    out!("{}", indent(&report.to_text()));
     demo.expect(
         applied(&report, ActionKind::Delete, "dave@example.com"),
         "dave deleted",
@@ -327,7 +329,7 @@ pub async fn demo() -> Result<i32, Error> {
         .okta
         .assign("dave@example.com", Some("viewer"));
     let report = demo.cycle(Mode::Apply).await?;
-    print!("{}", indent(&report.to_text()));
+    out!("{}", indent(&report.to_text()));
     demo.expect(
         applied(&report, ActionKind::Recreate, "dave@example.com"),
         "dave recreated",
@@ -337,7 +339,7 @@ pub async fn demo() -> Result<i32, Error> {
     demo.say("Step 5 — nothing changed in Okta: a second reconcile makes no write call.");
     let writes_before = demo.spot().write_requests();
     let report = demo.cycle(Mode::Apply).await?;
-    print!("{}", indent(&report.to_text()));
+    out!("{}", indent(&report.to_text()));
     demo.expect(
         report.actions.is_empty() && demo.spot().write_requests() == writes_before,
         "zero writes",
@@ -363,7 +365,7 @@ pub async fn demo() -> Result<i32, Error> {
     const ASSIGN: &str = "POST /api/v1/apps/{appId}/users";
     let assigns_before = demo.emulators.okta.request_count(ASSIGN);
     let report = demo.import(false).await?;
-    print!("{}", indent(&report.to_text()));
+    out!("{}", indent(&report.to_text()));
     demo.expect(
         report.actions.iter().any(|a| {
             a.action == ActionKind::AssignInOkta
@@ -388,7 +390,7 @@ pub async fn demo() -> Result<i32, Error> {
     demo.say("Step 7 — `okta-spot-sync import --assign`: frank is assigned to the Okta app (as the default");
     demo.say("role, viewer) and his existing Spot user is adopted: same user id, API tokens and settings kept.");
     let report = demo.import(true).await?;
-    print!("{}", indent(&report.to_text()));
+    out!("{}", indent(&report.to_text()));
     demo.expect(
         applied(&report, ActionKind::AssignInOkta, "frank@example.com"),
         "frank assigned to the app in Okta",
@@ -403,7 +405,7 @@ pub async fn demo() -> Result<i32, Error> {
     demo.say("Step 8 — a reconcile after the import: Okta and Spot agree, no write call.");
     let writes_before = demo.spot().write_requests();
     let report = demo.cycle(Mode::Apply).await?;
-    print!("{}", indent(&report.to_text()));
+    out!("{}", indent(&report.to_text()));
     demo.expect(
         report.actions.is_empty() && demo.spot().write_requests() == writes_before,
         "zero writes after the import",
@@ -425,16 +427,16 @@ pub async fn demo() -> Result<i32, Error> {
         demo.spot().users().iter().any(|u| u.kind == "programmatic"),
         "programmatic user ci-bot still there",
     );
-    print!("{}", demo.spot_table());
+    out!("{}", demo.spot_table());
 
     let failures = std::mem::take(&mut demo.failures);
     demo.emulators.shutdown().await;
     drop(scratch);
     if failures.is_empty() {
-        println!("\nDemo finished: every step did what it should.");
+        outln!("\nDemo finished: every step did what it should.");
         Ok(0)
     } else {
-        println!(
+        outln!(
             "\nDemo FAILED: {} step(s) misbehaved: {}",
             failures.len(),
             failures.join("; ")

@@ -696,3 +696,155 @@ async fn rebuild_ledger_recovers_from_a_corrupt_state_file_without_deleting_anyo
         "only carl's create and mapping"
     );
 }
+
+/// Two `rebuild-ledger` runs within one second used to give both backups one name, and the
+/// second rename replaced the first backup: the original ledger was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_ledger_twice_in_a_row_keeps_every_backup() {
+    let env = Env::new().await;
+    env.assigned("ann@example.com", None);
+    assert_eq!(env.run(&["reconcile"]).await.code, 0);
+    let original = std::fs::read(&env.state).unwrap();
+
+    let first = env.run(&["rebuild-ledger", "--yes"]).await;
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let rebuilt = std::fs::read(&env.state).unwrap();
+    let second = env.run(&["rebuild-ledger", "--yes"]).await;
+    assert_eq!(second.code, 0, "{}\n{}", second.stdout, second.stderr);
+
+    let mut backups: Vec<Vec<u8>> = std::fs::read_dir(env.state.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".bak-"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    backups.sort();
+    let mut expected = vec![original, rebuilt];
+    expected.sort();
+    assert_eq!(
+        backups.len(),
+        2,
+        "one backup per run:\n{}\n{}",
+        first.stdout,
+        second.stdout
+    );
+    assert!(
+        backups == expected,
+        "each backup must hold the ledger it replaced"
+    );
+}
+
+/// `okta-spot-sync plan | head -1`: the reader goes away after one line while the plan is
+/// still being written. Rust ignores SIGPIPE, so each write then fails with EPIPE, and
+/// `println!` panicked on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_the_output_quietly_with_the_commands_exit_code() {
+    use tokio::io::AsyncBufReadExt;
+    let env = Env::new().await;
+    // Far more text than a pipe buffers (64 KiB), so the writer is still writing when the
+    // reader goes away.
+    for i in 0..3_000 {
+        env.assigned(&format!("person{i:05}@example.com"), None);
+    }
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_okta-spot-sync"));
+    cmd.arg("--config").arg(&env.config).arg("plan").env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("binary runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap();
+    assert!(first.is_some(), "the plan printed nothing");
+    drop(lines); // the read end closes: `head` has what it wanted
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !stderr.contains("stdout"),
+        "a closed pipe is not an error: {stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "plan's own exit code (changes pending): {stderr}"
+    );
+}
+
+/// The disk fills up between the cycle's creates and its final save of the state file: the
+/// report of what was applied is still printed, then the error, and the exit code is 1. The
+/// failure is a real one: the binary runs with a file-size limit (`RLIMIT_FSIZE`, SIGXFSZ
+/// ignored so that the write fails with EFBIG) that the journal's few lines fit in and the
+/// whole state file does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_final_save_still_prints_what_was_applied_and_exits_1() {
+    let env = Env::new().await;
+    for i in 0..60 {
+        env.assigned(&format!("person{i:02}@example.com"), None);
+    }
+    assert_eq!(env.run(&["reconcile"]).await.code, 0);
+    const LIMIT: u64 = 4096;
+    let whole = std::fs::metadata(&env.state).unwrap().len();
+    assert!(
+        whole > 2 * LIMIT,
+        "the state file ({whole} bytes) must not fit"
+    );
+    env.assigned("new@example.com", None);
+
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_okta-spot-sync"));
+    cmd.arg("--config")
+        .arg(&env.config)
+        .args(["reconcile", "--output", "json"])
+        .env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    // SAFETY: between fork and exec the closure only calls the async-signal-safe signal(2)
+    // and setrlimit(2).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT as libc::rlim_t,
+                rlim_max: LIMIT as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("binary runs");
+    let run = util::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        actions(&run.json()),
+        vec![triple("create", "new@example.com", "applied")],
+        "the report of what was applied comes first"
+    );
+    assert!(
+        run.stderr.contains(&env.state.display().to_string())
+            && run.stderr.contains("File too large")
+            && run.stderr.contains("okta-spot-sync check"),
+        "the error names the file, the cause and what to run: {}",
+        run.stderr
+    );
+
+    // Nothing was lost: the create is in the journal, and the next cycle has nothing to do.
+    let writes = env.spot().write_requests();
+    let run = env.run(&["reconcile", "--output", "json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(actions(&run.json()), vec![]);
+    assert_eq!(env.spot().write_requests(), writes);
+    assert_eq!(env.ledger().managed_count(), 61);
+}
