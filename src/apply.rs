@@ -833,6 +833,237 @@ mod tests {
         assert_eq!(writer.snapshot().users.len(), 16 * 25);
     }
 
+    mod failed_writes {
+        use super::*;
+        use crate::config::SpotRoleSettings;
+        use crate::fake::{FakeFault, FakeSpotDirectory};
+        use crate::model::SpotUserKind;
+        use crate::plan::ActionDetail;
+
+        fn roles() -> BTreeMap<Role, SpotRoleSettings> {
+            let viewer = SpotRoleSettings {
+                spot_role: "viewer".into(),
+                policies: Vec::new(),
+            };
+            [(Role::Viewer, viewer)].into()
+        }
+
+        fn action(kind: ActionKind, okta_id: &str, email: &str, spot: Option<&str>) -> Action {
+            Action {
+                action: kind,
+                email: email.into(),
+                okta_user_id: okta_id.into(),
+                spot_user_id: spot.map(String::from),
+                role: Some(Role::Viewer),
+                reason: "test".into(),
+                status: ActionStatus::Planned,
+                error: None,
+                detail: ActionDetail {
+                    email_display: email.into(),
+                    first_name: "First".into(),
+                    last_name: "Last".into(),
+                    ..ActionDetail::default()
+                },
+            }
+        }
+
+        fn managed(okta_id: &str, email: &str, spot: &str) -> Ledger {
+            let mut ledger = Ledger::default();
+            let entry = entry(
+                email,
+                Some(spot.into()),
+                Some(Role::Viewer),
+                Origin::Created,
+                EntryState::Managed,
+            );
+            ledger.put(okta_id, entry);
+            ledger
+        }
+
+        async fn apply_actions(
+            actions: Vec<Action>,
+            spot: &FakeSpotDirectory,
+            ledger: Ledger,
+        ) -> (Plan, Ledger) {
+            let mut plan = Plan {
+                actions,
+                ..Plan::default()
+            };
+            let writer = LedgerWriter::in_memory(ledger);
+            let roles = roles();
+            let resolver = RoleResolver::new(spot, &roles);
+            apply(&mut plan, spot, &writer, &resolver, 4).await.unwrap();
+            (plan, writer.into_inner())
+        }
+
+        /// A create whose answer was lost (no error code at all) landed: a fresh read finds
+        /// the user, and the `pending` record claims it.
+        #[tokio::test]
+        async fn a_create_whose_answer_was_lost_is_decided_by_a_fresh_read() {
+            let spot = FakeSpotDirectory::default();
+            spot.faults
+                .lock()
+                .unwrap()
+                .insert(1, FakeFault::LandThenFail);
+            let create = action(ActionKind::Create, "00ua", "ann@example.com", None);
+            let (plan, ledger) = apply_actions(vec![create], &spot, Ledger::default()).await;
+            assert_eq!(
+                plan.actions[0].status,
+                ActionStatus::Applied,
+                "{:?}",
+                plan.actions[0]
+            );
+            let id = plan.actions[0].spot_user_id.clone().unwrap();
+            assert!(spot.get(&id).is_some());
+            assert_eq!(ledger.users["00ua"].state, EntryState::Managed);
+            assert_eq!(
+                ledger.users["00ua"].spot_user_id.as_deref(),
+                Some(id.as_str())
+            );
+        }
+
+        /// A refused create (an error code nobody documents) with no user behind it stays
+        /// failed and pending: nothing is claimed that Spot does not list.
+        #[tokio::test]
+        async fn a_refused_create_claims_nothing_spot_does_not_list() {
+            let spot = FakeSpotDirectory::default();
+            spot.faults.lock().unwrap().insert(1, FakeFault::Refuse);
+            let create = action(ActionKind::Create, "00ua", "ann@example.com", None);
+            let (plan, ledger) = apply_actions(vec![create], &spot, Ledger::default()).await;
+            assert_eq!(plan.actions[0].status, ActionStatus::Failed);
+            let error = plan.actions[0].error.as_deref().unwrap();
+            assert!(
+                error.contains("does not list a user with this email"),
+                "{error}"
+            );
+            assert_eq!(ledger.users["00ua"].state, EntryState::Pending);
+        }
+
+        /// A delete whose answer was lost did its work: Spot no longer lists the user.
+        #[tokio::test]
+        async fn a_delete_whose_answer_was_lost_is_applied_when_spot_no_longer_lists_the_user() {
+            let spot = FakeSpotDirectory::default();
+            spot.add("u-1", "ann@example.com", SpotUserKind::Personal);
+            spot.faults
+                .lock()
+                .unwrap()
+                .insert(1, FakeFault::LandThenFail);
+            let delete = action(ActionKind::Delete, "00ua", "ann@example.com", Some("u-1"));
+            let ledger = managed("00ua", "ann@example.com", "u-1");
+            let (plan, ledger) = apply_actions(vec![delete], &spot, ledger).await;
+            assert_eq!(
+                plan.actions[0].status,
+                ActionStatus::Applied,
+                "{:?}",
+                plan.actions[0]
+            );
+            assert_eq!(ledger.users["00ua"].state, EntryState::Deleted);
+            assert_eq!(ledger.users["00ua"].tombstones, ["u-1"]);
+        }
+
+        /// A refused delete of a user Spot still lists fails, and the user stays owned.
+        #[tokio::test]
+        async fn a_refused_delete_fails_and_the_user_stays_owned() {
+            let spot = FakeSpotDirectory::default();
+            spot.add("u-1", "ann@example.com", SpotUserKind::Personal);
+            spot.faults.lock().unwrap().insert(1, FakeFault::Refuse);
+            let delete = action(ActionKind::Delete, "00ua", "ann@example.com", Some("u-1"));
+            let ledger = managed("00ua", "ann@example.com", "u-1");
+            let (plan, ledger) = apply_actions(vec![delete], &spot, ledger).await;
+            assert_eq!(plan.actions[0].status, ActionStatus::Failed);
+            let error = plan.actions[0].error.as_deref().unwrap();
+            assert!(error.contains("Spot still lists the user"), "{error}");
+            assert_eq!(ledger.users["00ua"].spot_user_id.as_deref(), Some("u-1"));
+        }
+
+        /// Failures share fresh reads, and a cycle makes at most `MAX_RECHECKS` of them.
+        #[tokio::test]
+        async fn fresh_reads_after_failures_are_bounded() {
+            let spot = FakeSpotDirectory::default();
+            let actions: Vec<Action> = (0..40)
+                .map(|i| {
+                    let email = format!("user{i}@example.com");
+                    spot.fail_create_for.lock().unwrap().push(email.clone());
+                    action(ActionKind::Create, &format!("00u{i:02}"), &email, None)
+                })
+                .collect();
+            let (plan, _) = apply_actions(actions, &spot, Ledger::default()).await;
+            assert!(plan
+                .actions
+                .iter()
+                .all(|a| a.status == ActionStatus::Failed));
+            let reads = spot.lists.load(Ordering::SeqCst);
+            assert!((1..=MAX_RECHECKS as u64).contains(&reads), "{reads} reads");
+        }
+
+        /// An email change creates the new user first: when Spot refuses the new email, the
+        /// person keeps the old user, and the ledger keeps it as a tombstone, deleted only once
+        /// a later cycle's create succeeded.
+        #[tokio::test]
+        async fn an_email_change_refused_by_spot_leaves_the_old_user_in_place() {
+            use crate::model::{DesiredUser, Email, OktaSnapshot, SpotUsers};
+            use crate::plan::{plan, PlanOptions};
+            let spot = FakeSpotDirectory::default();
+            spot.add("u-1", "ann@example.com", SpotUserKind::Personal);
+            spot.add("u-owner", "owner@example.com", SpotUserKind::Personal);
+            spot.fail_create_for
+                .lock()
+                .unwrap()
+                .push("ann.lee@example.com".into());
+            let okta = OktaSnapshot {
+                provision: vec![DesiredUser {
+                    okta_user_id: "00ua".into(),
+                    email: Email::parse("ann.lee@example.com").unwrap(),
+                    email_spelling: None,
+                    first_name: "Ann".into(),
+                    last_name: "Lee".into(),
+                    role: Role::Viewer,
+                }],
+                listed: 1,
+                ..OktaSnapshot::default()
+            };
+            let options = PlanOptions {
+                adopt_existing: true,
+                update_roles: true,
+                protected_emails: Default::default(),
+                spot_roles: [(Role::Viewer, "viewer".to_string())].into(),
+            };
+            let mut ledger = managed("00ua", "ann@example.com", "u-1");
+            for cycle in 0..3 {
+                if cycle == 2 {
+                    spot.fail_create_for.lock().unwrap().clear();
+                }
+                let the_plan = plan(
+                    &okta,
+                    &SpotUsers::distinct(spot.snapshot()),
+                    &ledger,
+                    &options,
+                );
+                let (applied, next) = apply_actions(the_plan.actions, &spot, ledger).await;
+                ledger = next;
+                if cycle < 2 {
+                    assert!(
+                        spot.get("u-1").is_some(),
+                        "cycle {cycle}: Ann lost her only user"
+                    );
+                    assert!(ledger.has_owned_spot_user("u-1"));
+                    assert!(applied
+                        .actions
+                        .iter()
+                        .all(|a| a.status == ActionStatus::Failed));
+                }
+            }
+            assert!(
+                spot.get("u-1").is_none(),
+                "the old user is deleted once the new one exists"
+            );
+            let entry = &ledger.users["00ua"];
+            assert_eq!(entry.state, EntryState::Managed);
+            let new = spot.get(entry.spot_user_id.as_deref().unwrap()).unwrap();
+            assert_eq!(new.user.email, Email::parse("ann.lee@example.com"));
+        }
+    }
+
     #[tokio::test]
     async fn a_change_recorded_but_not_flushed_is_not_on_disk() {
         let (_dir, store) = store();

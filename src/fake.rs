@@ -53,6 +53,8 @@ pub struct FakeSpotDirectory {
     pub faults: Mutex<BTreeMap<u64, FakeFault>>,
     /// Every id a create answered with, in order.
     pub created_ids: Mutex<Vec<String>>,
+    /// How many times the user list was read.
+    pub lists: AtomicU64,
 }
 
 /// How a scheduled write failure behaves.
@@ -84,6 +86,7 @@ impl Default for FakeSpotDirectory {
             ],
             next_id: AtomicU64::new(1),
             created_ids: Mutex::default(),
+            lists: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             fail_create_for: Mutex::new(Vec::new()),
             faults: Mutex::new(BTreeMap::new()),
@@ -217,6 +220,7 @@ impl FakeSpotDirectory {
 
 impl SpotDirectory for FakeSpotDirectory {
     async fn list_users(&self) -> Result<SpotUsers, Error> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         Ok(SpotUsers::distinct(self.snapshot()))
     }
 

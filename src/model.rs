@@ -299,6 +299,17 @@ impl SpotUsers {
     /// differ (two different users cannot share an id, so one entry is wrong), the user is
     /// kept with kind [`SpotUserKind::Unknown`], which is never touched.
     pub fn distinct(listed: Vec<SpotUser>) -> SpotUsers {
+        // The usual list repeats nothing: one pass of borrowed keys finds that, and the list
+        // is kept as it is (no copy of 100,000 ids).
+        let mut seen = rustc_hash::FxHashSet::default();
+        seen.reserve(listed.len());
+        if listed.iter().all(|u| seen.insert(u.user_id.as_str())) {
+            return SpotUsers {
+                users: listed,
+                repeated: Vec::new(),
+            };
+        }
+        drop(seen);
         let mut first: rustc_hash::FxHashMap<String, usize> = rustc_hash::FxHashMap::default();
         first.reserve(listed.len());
         let mut users: Vec<SpotUser> = Vec::with_capacity(listed.len());
