@@ -279,6 +279,36 @@ async fn programmatic_protected_and_managed_users_are_never_listed() {
     assert!(s.store().load().unwrap().users.is_empty());
 }
 
+/// U+212A KELVIN SIGN lower-cases (in Unicode) to an ASCII `k`: an Okta user whose address
+/// has it is not Kim, whose Spot user must never be assigned, adopted or deleted for them.
+/// (The emulators compare emails the way Okta's search and Spot might, with Unicode
+/// lower-casing, so Okta's search returns the lookalike and Spot refuses its create.)
+#[tokio::test]
+async fn a_lookalike_email_that_only_unicode_lower_casing_matches_is_another_person() {
+    let s = Setup::new().await;
+    let (okta, spot) = (&s.emulators.okta, &s.emulators.spot);
+    let kim_spot = s.spot_user("kim@example.com");
+    let lookalike = s.okta_user("\u{212A}im@example.com");
+
+    let report = s.import(true, None).await.unwrap();
+    assert!(report.actions.is_empty(), "{:?}", report.actions);
+    assert_eq!(okta.request_count(ASSIGN), 0, "the lookalike was assigned");
+    let reason = unmatched_reason(&report, "kim@example.com").expect("kim unmatched");
+    assert!(reason.contains("no Okta user"), "{reason}");
+
+    okta.assign(&lookalike, Some("viewer"));
+    let report = s.reconcile().await;
+    assert!(
+        report.actions.iter().all(|a| a.action != ActionKind::Adopt),
+        "{:?}",
+        report.actions
+    );
+    assert!(!s.store().load().unwrap().has_owned_spot_user(&kim_spot));
+    okta.unassign(&lookalike);
+    s.reconcile().await;
+    assert!(spot.user(&kim_spot).is_some(), "Kim's Spot user was deleted");
+}
+
 #[tokio::test]
 async fn inactive_and_ambiguous_okta_users_are_unmatched_with_a_reason() {
     let s = Setup::new().await;
