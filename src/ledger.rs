@@ -1,6 +1,9 @@
 //! The ledger: the small JSON state file that says which Spot users belong to this tool.
 //!
-//! It is not the authority on who exists — every cycle re-reads both APIs — only on ownership.
+//! It is not the authority on who exists — every cycle re-reads both APIs — only on ownership,
+//! and it never forgets a Spot user it owned: an entry keeps the ids of the Spot users it let go
+//! of as tombstones (the invariant is on [`Ledger`]; entries are replaced only through
+//! [`Ledger::put`], [`Ledger::retire`] and [`Ledger::release`]).
 //! This module owns the file format, loading (a corrupt file is an error that keeps the file)
 //! and atomic saving (temp file, fsync, rename, fsync of the directory, mode 0600; no file is
 //! read or written through a symbolic link, see [`crate::fsutil`]). Fields this build does
