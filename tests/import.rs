@@ -306,7 +306,10 @@ async fn a_lookalike_email_that_only_unicode_lower_casing_matches_is_another_per
     assert!(!s.store().load().unwrap().has_owned_spot_user(&kim_spot));
     okta.unassign(&lookalike);
     s.reconcile().await;
-    assert!(spot.user(&kim_spot).is_some(), "Kim's Spot user was deleted");
+    assert!(
+        spot.user(&kim_spot).is_some(),
+        "Kim's Spot user was deleted"
+    );
 }
 
 #[tokio::test]

@@ -113,6 +113,9 @@ pub(super) fn decide_known<'a>(
     let mut owned_spot_ids: HashSet<&str> = HashSet::new();
     let mut pending_emails: HashSet<&str> = HashSet::new();
     for (okta_id, entry) in &ledger.users {
+        // A tombstone is a Spot user this tool owned and let go of (deleted, but Spot still
+        // lists it): reconcile deletes it again; importing it would hand a leaver access back.
+        owned_spot_ids.extend(entry.tombstones.iter().map(String::as_str));
         if entry.state == EntryState::Deleted {
             continue;
         }
@@ -796,6 +799,19 @@ mod tests {
         assert!(p.decisions.is_empty(), "{:?}", p.decisions);
         assert!(p.unmatched.is_empty(), "{:?}", p.unmatched);
         assert_eq!(p.looked_up, ["s2"]);
+    }
+
+    /// A Spot user this tool deleted (its DELETE did nothing, so Spot still lists it) is a
+    /// tombstone: import leaves it to reconcile instead of handing it to the leaver again.
+    #[test]
+    fn a_tombstone_still_listed_is_not_imported() {
+        let mut ledger = ledger(&[("00u1", "ann@example.com", None, EntryState::Deleted)]);
+        ledger.users.get_mut("00u1").unwrap().tombstones = vec!["s1".into()];
+        let spot_users = [spot("s1", Some("ann@example.com"))];
+        let p = phase1(&[], &ledger, &spot_users, &[]);
+        assert!(p.decisions.is_empty(), "{:?}", p.decisions);
+        assert!(p.looked_up.is_empty(), "{:?}", p.looked_up);
+        assert!(p.unmatched.is_empty(), "{:?}", p.unmatched);
     }
 
     #[test]
