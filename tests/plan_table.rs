@@ -566,3 +566,120 @@ fn group_and_direct_rows_make_one_user() {
     assert_eq!(p.okta_users, 1);
     assert_eq!(p.actions.len(), 1);
 }
+
+/// A Spot user the tool deleted (the DELETE answered success and did nothing, or a list missed
+/// it) stays in the ledger as a tombstone, and what happens when Spot lists it again depends
+/// on its Okta user: gone → deleted again; held → kept; back with the same email → taken back
+/// (even without `sync.adopt_existing`: it was ours); back with another email → the new user is
+/// created first and the old one deleted after; taken over by another Okta user → theirs.
+#[test]
+fn a_tombstone_spot_still_lists_is_decided_by_its_okta_user() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "ann@example.com",
+        None,
+        Role::Viewer,
+        EntryState::Deleted,
+    );
+    ledger.users.get_mut("00u1").unwrap().tombstones = vec!["u-00000002".into()];
+    let other = row("00u9", "zed@example.com", "ACTIVE", None);
+
+    // Gone (unassigned, or deprovisioned): deleted again.
+    for rows in [
+        vec![other.clone()],
+        vec![
+            other.clone(),
+            row("00u1", "ann@example.com", "DEPROVISIONED", None),
+        ],
+    ] {
+        let p = run(&rows, &spot_users, &ledger, &limits());
+        let delete = p.actions.iter().find(|a| a.action == ActionKind::Delete);
+        let delete = delete.unwrap_or_else(|| panic!("{:?}", p.actions));
+        assert_eq!(delete.okta_user_id, "00u1");
+        assert_eq!(delete.spot_user_id.as_deref(), Some("u-00000002"));
+        assert_eq!(delete.status, ActionStatus::Planned);
+    }
+
+    // Held: kept.
+    let p = run(
+        &[
+            other.clone(),
+            row("00u1", "ann@example.com", "SUSPENDED", None),
+        ],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    assert!(
+        p.actions.iter().all(|a| a.okta_user_id != "00u1"),
+        "{:?}",
+        p.actions
+    );
+
+    // Back with the same email: taken back, even with sync.adopt_existing = false.
+    let snap = classify(
+        vec![
+            other.clone(),
+            row("00u1", "ann@example.com", "ACTIVE", None),
+        ],
+        &rules(),
+    );
+    let no_adopt = PlanOptions {
+        adopt_existing: false,
+        ..options()
+    };
+    let p = plan(
+        &snap,
+        &SpotUsers::distinct(spot_users.clone()),
+        &ledger,
+        &no_adopt,
+    );
+    let ann: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| a.okta_user_id == "00u1")
+        .collect();
+    assert_eq!(ann.len(), 1, "{ann:?}");
+    assert_eq!(ann[0].action, ActionKind::Adopt);
+    assert_eq!(ann[0].spot_user_id.as_deref(), Some("u-00000002"));
+
+    // Back with another email: create first, then delete the old user.
+    let p = run(
+        &[
+            other.clone(),
+            row("00u1", "ann.lee@example.com", "ACTIVE", None),
+        ],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    let ann: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| a.okta_user_id == "00u1")
+        .collect();
+    assert_eq!(ann.len(), 1, "{ann:?}");
+    assert_eq!(ann[0].action, ActionKind::Recreate);
+    assert_eq!(ann[0].detail.delete_first, None);
+    assert_eq!(ann[0].detail.delete_after.as_deref(), Some("u-00000002"));
+
+    // Another Okta user now has the email: the Spot user passes to them, never deleted.
+    let p = run(
+        &[other, row("00u2", "ann@example.com", "ACTIVE", None)],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    assert!(p.actions.iter().all(|a| !a.deletes()), "{:?}", p.actions);
+    let adopt = p
+        .actions
+        .iter()
+        .find(|a| a.action == ActionKind::Adopt)
+        .unwrap();
+    assert_eq!(adopt.okta_user_id, "00u2");
+    assert_eq!(adopt.detail.previous_owner.as_deref(), Some("00u1"));
+}
