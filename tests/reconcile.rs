@@ -7,7 +7,7 @@ mod util;
 
 use okta_spot_sync::apply::LedgerWriter;
 use okta_spot_sync::ledger::{EntryState, LedgerEntry, LedgerStore, Origin};
-use okta_spot_sync::sim::{FailSpec, Fault};
+use okta_spot_sync::sim::{FailSpec, Fault, PageFault, PageFaultKind};
 use util::{actions, triple, Env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -847,4 +847,44 @@ async fn a_failed_final_save_still_prints_what_was_applied_and_exits_1() {
     assert_eq!(actions(&run.json()), vec![]);
     assert_eq!(env.spot().write_requests(), writes);
     assert_eq!(env.ledger().managed_count(), 61);
+}
+
+/// A create whose answer was lost (Spot created the user, then the connection dropped; a
+/// create is never retried) is decided by a fresh read of the user list, not by the error:
+/// the user is recorded in the same cycle, and nothing is created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_recorded_from_a_fresh_read() {
+    let env = Env::new().await;
+    let alice = env.assigned("alice@example.com", None);
+    env.spot().set_fault(
+        "POST /setup/user",
+        Fault {
+            page: Some(PageFault {
+                kind: PageFaultKind::DropConnection,
+                nth: 1,
+                times: Some(1),
+            }),
+            ..Fault::default()
+        },
+    );
+    let run = env.run(&["reconcile", "--output", "json"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        actions(&run.json()),
+        vec![triple("create", "alice@example.com", "applied")]
+    );
+    let spot_id = env.spot().user_by_email("alice@example.com").unwrap();
+    let entry = &env.ledger().users[&alice];
+    assert_eq!(entry.state, EntryState::Managed);
+    assert_eq!(
+        entry.spot_user_id.as_deref(),
+        Some(spot_id.user_id.as_str())
+    );
+    env.spot().clear_faults();
+    let run = env.run(&["reconcile", "--output", "json"]).await;
+    assert!(actions(&run.json()).is_empty(), "{}", run.stdout);
+    assert_eq!(
+        env.spot_emails(),
+        vec!["alice@example.com", "owner@example.com"]
+    );
 }
