@@ -245,8 +245,9 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
 pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error> {
     use std::io::{BufRead, IsTerminal};
 
-    use crate::apply::{apply, LedgerWriter, RoleResolver};
+    use crate::apply::{apply, RoleResolver};
     use crate::ledger::Ledger;
+    use crate::ledger::LedgerWriter;
     use crate::model::{IdentitySource, SpotDirectory};
     use crate::okta::classify::classify;
     use crate::plan::{plan, ActionKind};

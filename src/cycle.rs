@@ -11,10 +11,10 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apply::{apply_until, LedgerWriter, RoleResolver};
+use crate::apply::{apply_until, RoleResolver};
 use crate::config::Settings;
 use crate::guard::{guard, GuardLimits};
-use crate::ledger::{LastRun, LedgerStore};
+use crate::ledger::{LastRun, LedgerStore, LedgerWriter};
 use crate::model::{IdentitySource, Role, SpotDirectory};
 use crate::okta::classify::{classify, ClassifyRules};
 use crate::plan::{plan, ActionStatus, PlanOptions};

@@ -42,9 +42,9 @@ use self::decide::{
     assignments, decide_known, decide_looked_up, match_walked, outcome, same_email, walk_budget,
     Assignment, Lookup, Outcome,
 };
-use crate::apply::{entry as ledger_entry, LedgerWriter};
 use crate::config::Settings;
 use crate::ledger::{EntryState, LedgerStore, Origin};
+use crate::ledger::{LedgerEntry, LedgerWriter};
 use crate::model::{Email, IdentitySource, Role, SpotDirectory};
 use crate::okta::client::{OktaClient, USERS_PAGE_SIZE};
 use crate::okta::parse::OktaUser;
@@ -179,7 +179,7 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
             for adoption in &adoptions {
                 l.put(
                     &adoption.okta_user_id,
-                    ledger_entry(
+                    LedgerEntry::new(
                         &adoption.email,
                         Some(adoption.spot_user_id.clone()),
                         Some(adoption.role),

@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
-use okta_spot_sync::apply::{apply, LedgerWriter, RoleResolver};
+use okta_spot_sync::apply::{apply, RoleResolver};
 use okta_spot_sync::config::SpotRoleSettings;
 use okta_spot_sync::fake::{FakeFault, FakeSpotDirectory};
 use okta_spot_sync::guard::{guard, GuardLimits};
+use okta_spot_sync::ledger::LedgerWriter;
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
 use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind, SpotUsers};
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};

@@ -5,7 +5,7 @@
 
 mod util;
 
-use okta_spot_sync::apply::LedgerWriter;
+use okta_spot_sync::ledger::LedgerWriter;
 use okta_spot_sync::ledger::{EntryState, LedgerEntry, LedgerStore, Origin};
 use okta_spot_sync::sim::{FailSpec, Fault, PageFault, PageFaultKind};
 use util::{actions, triple, Env};
