@@ -127,13 +127,14 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "classified"
     );
+    let managed = ledger.managed_count();
     info!(
         okta_listed = snapshot.listed,
         provision = snapshot.provision.len(),
         held = snapshot.held.len(),
         absent = snapshot.absent.len(),
         spot_users = spot_users.len(),
-        managed = ledger.managed_count(),
+        managed,
         "read both sides"
     );
     let started = std::time::Instant::now();
@@ -194,7 +195,8 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
             }
         }
         let changed_nothing = the_plan.is_empty();
-        let report = Report::new(mode, the_plan);
+        let mut report = Report::new(mode, the_plan);
+        report.managed_users = Some(writer.managed_count());
         let not_recorded = |report: Report, error: Error| Error::NotRecorded {
             report: Box::new(report),
             error: Box::new(error),
@@ -218,5 +220,7 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
             Err(error) => Err(not_recorded(report, error)),
         };
     }
-    Ok(Report::new(mode, the_plan))
+    let mut report = Report::new(mode, the_plan);
+    report.managed_users = Some(managed);
+    Ok(report)
 }

@@ -90,6 +90,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unmatched: Option<Vec<Unmatched>>,
     pub summary: Summary,
+    /// Users whose Spot user the tool owns (managed or mid-create) after the cycle, for the
+    /// daemon's gauge (so it need not reload the state file); `None` where no cycle ran.
+    #[serde(skip)]
+    pub managed_users: Option<usize>,
 }
 
 impl Report {
@@ -122,6 +126,7 @@ impl Report {
             blocked_by: plan.blocked_by,
             unmatched: None,
             summary,
+            managed_users: None,
         }
     }
 

@@ -114,8 +114,8 @@ impl CycleRunner for ApiCycles {
                 &control,
             )
             .await?;
-            if let Ok(ledger) = store.load() {
-                metrics::set_managed_users(ledger.managed_count());
+            if let Some(managed) = report.managed_users {
+                metrics::set_managed_users(managed);
             }
             Ok(report)
         })

@@ -195,6 +195,11 @@ impl LedgerWriter {
         })
     }
 
+    /// [`Ledger::managed_count`] of the ledger in memory, without copying it.
+    pub fn managed_count(&self) -> usize {
+        self.lock().ledger.managed_count()
+    }
+
     pub fn snapshot(&self) -> Ledger {
         self.lock().ledger.clone()
     }
