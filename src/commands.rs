@@ -1,5 +1,5 @@
 //! The commands behind the CLI: each builds its clients from validated settings, runs, prints
-//! its result on stdout, and returns the exit code of DESIGN.md's contract.
+//! its result on stdout, and returns the exit code of README "Commands and exit codes".
 //!
 //! This is the edge: it may print. It never prints a token; errors bubble up as
 //! [`crate::Error`] for `main` to render on stderr.

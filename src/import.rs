@@ -68,9 +68,9 @@ use crate::Error;
 /// The walk is also bounded: it stops after *k* pages (the cost of searching everyone) and
 /// falls back to searching, so a large org never costs more than 2*k* calls.
 ///
-/// Search is served from an eventually consistent index (okta-api.md §1.4, §8.2): an Okta
-/// user created in the last moments may not be found yet. Such a user is reported unmatched
-/// (never guessed at), and running `import` again later picks it up.
+/// Search is served from an eventually consistent index (docs/api-facts.md "Okta user
+/// search"): an Okta user created in the last moments may not be found yet. Such a user is
+/// reported unmatched (never guessed at), and running `import` again later picks it up.
 pub const SEARCH_THRESHOLD: usize = 20;
 
 /// `import [--assign] [--role viewer|editor]`.

@@ -1,5 +1,5 @@
-//! What a cycle tells its operator: the JSON report of DESIGN.md (one object on stdout) and a
-//! text table an admin can paste into a ticket, plus the exit code contract.
+//! What a cycle tells its operator: the JSON report of README "Commands and exit codes" (one
+//! object on stdout) and a text table an admin can paste into a ticket, plus the exit codes.
 //!
 //! Pure formatting: no I/O here; callers print. Nothing secret ever reaches a report: actions
 //! carry emails, ids, roles and reasons only.
@@ -78,7 +78,7 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// The report of one cycle: DESIGN.md's JSON shape.
+/// The report of one cycle: the JSON shape of README "Commands and exit codes".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub mode: Mode,
@@ -135,7 +135,7 @@ impl Report {
         !self.actions.is_empty()
     }
 
-    /// The exit code of DESIGN.md for this report's mode.
+    /// The exit code of README "Commands and exit codes" for this report's mode.
     pub fn exit_code(&self) -> i32 {
         match self.mode {
             Mode::Plan => {

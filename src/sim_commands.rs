@@ -215,7 +215,8 @@ fn applied(report: &Report, kind: ActionKind, email: &str) -> bool {
         .any(|a| a.action == kind && a.email == email && a.status == ActionStatus::Applied)
 }
 
-/// `demo`: the story of DESIGN.md on the emulators, narrated; exits 1 if any step misbehaves.
+/// `demo`: the story of README "Commands and exit codes" (`demo`) on the emulators, narrated;
+/// exits 1 if any step misbehaves.
 pub async fn demo() -> Result<i32, Error> {
     let scratch = ScratchDir::new()?;
     let emulators = Emulators::start_local(Fixture::demo())

@@ -1,4 +1,5 @@
-//! Unit tests of the pure core, one per row of DESIGN.md's action table and per guard.
+//! Unit tests of the pure core, one per row of the action table (README "What it does") and
+//! per guard.
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,4 @@
-//! Contract tests of the Okta emulator against okta-api.md (§3, §4, §5, §6, §8, §9.2), over
+//! Contract tests of the Okta emulator against docs/api-facts.md ("Emulator contract: Okta"), over
 //! real HTTP on 127.0.0.1:0.
 
 use std::collections::HashSet;

@@ -1,5 +1,5 @@
-//! Contract tests of the Spot emulator against spot-api.md (§3, §4, §6, §7, §10.4), over real
-//! HTTP on 127.0.0.1:0.
+//! Contract tests of the Spot emulator against docs/api-facts.md ("Emulator contract: Spot"),
+//! over real HTTP on 127.0.0.1:0.
 
 use std::collections::HashSet;
 

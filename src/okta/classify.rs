@@ -1,4 +1,4 @@
-//! Classifies the Okta app's assignment rows into the three classes of DESIGN.md:
+//! Classifies the Okta app's assignment rows into the three classes of README "What it does":
 //! **provision** (should have a Spot user), **hold** (keep whatever exists, create nothing,
 //! report why) and **absent** (a managed Spot user is deleted).
 //!

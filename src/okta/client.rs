@@ -633,7 +633,8 @@ impl PageFetch<'_> {
 /// Route template of the org's user list, for metrics (`import`).
 pub const ROUTE_USERS: &str = "/api/v1/users";
 
-/// Page size of `GET /api/v1/users`: Okta's documented default and maximum (okta-api.md §1.4).
+/// Page size of `GET /api/v1/users`: Okta's documented default and maximum
+/// (docs/api-facts.md "Okta user search").
 pub const USERS_PAGE_SIZE: u32 = 200;
 
 /// `import`'s calls: finding Okta users by email and assigning them to the app. These are the
@@ -695,7 +696,7 @@ impl OktaClient {
     /// `GET /api/v1/users?search=profile.email eq "…"` (every page). `search` compares string
     /// values case-insensitively and includes `DEPROVISIONED` users, but it is served from an
     /// eventually consistent index: a user created or changed in the last moments may be
-    /// missing (okta-api.md §1.4, §8.2).
+    /// missing (docs/api-facts.md "Okta user search").
     pub async fn search_users_by_email(&self, email: &str) -> Result<Vec<parse::OktaUser>, Error> {
         let escaped = email.replace('\\', "\\\\").replace('"', "\\\"");
         let expression = format!("profile.email eq \"{escaped}\"");
@@ -708,8 +709,8 @@ impl OktaClient {
     }
 
     /// The org's users, one walk of `GET /api/v1/users?limit=200`. Without a query Okta omits
-    /// `DEPROVISIONED` users (okta-api.md §1.4). With `max_pages`, gives up (returns `None`)
-    /// once that many pages were read and more remain.
+    /// `DEPROVISIONED` users (docs/api-facts.md "Okta user search"). With `max_pages`, gives up
+    /// (returns `None`) once that many pages were read and more remain.
     pub async fn list_org_users(
         &self,
         max_pages: Option<u32>,
@@ -719,7 +720,7 @@ impl OktaClient {
     }
 
     /// Assigns the user to the app directly (`POST /api/v1/apps/{appId}/users`, scope `USER`)
-    /// with `role` in the app-user profile's role attribute (okta-api.md §1.3, §3.5).
+    /// with `role` in the app-user profile's role attribute (docs/api-facts.md "Okta assignment").
     /// Repeating it is harmless (it sets the same profile again), so transient failures are
     /// retried. Afterwards the rate-limit budget of the apps bucket is honoured like the walk's.
     pub async fn assign_user(&self, okta_user_id: &str, role: Role) -> Result<(), Error> {

@@ -1,5 +1,5 @@
 //! Okta OAuth 2.0 for a service app: `private_key_jwt` client credentials with DPoP, as an
-//! [`AuthProvider`] of the shared HTTP layer (okta-api.md §7).
+//! [`AuthProvider`] of the shared HTTP layer (docs/api-facts.md "Okta OAuth").
 //!
 //! It owns:
 //! - the client assertion (`iss` = `sub` = client ID, `aud` = `{org}/oauth2/v1/token`, `iat`,
@@ -519,7 +519,8 @@ impl OAuthProvider {
     }
 }
 
-/// The Okta API scope a route needs (okta-api.md §7, spec `securitySchemes.oauth2`).
+/// The Okta API scope a route needs (docs/api-facts.md "Okta OAuth"; spec
+/// `securitySchemes.oauth2`).
 pub fn required_scope(method: &Method, route: &str) -> Option<&'static str> {
     let read = *method == Method::GET || *method == Method::HEAD;
     if route.starts_with("/api/v1/apps") {

@@ -2,9 +2,9 @@
 //! the integration tests, the `demo` and `emulate` commands and the benchmarks.
 //!
 //! This module owns the public surface (`Emulators`, `OktaSim`, `SpotSim`, `Fixture`, the
-//! fault and quirk knobs, the request log) and server start/stop. It must be faithful to `reference/okta-api.md` and
-//! `reference/spot-api.md`, never to this project's client, and must never depend on the
-//! client modules. Where the reference is unconfirmed, the choice is stated where it is made.
+//! fault and quirk knobs, the request log) and server start/stop. It must be faithful to the
+//! APIs of docs/api-facts.md, never to this project's client, and must never depend on the
+//! client modules. Where a fact is unconfirmed, the choice is stated where it is made.
 
 mod common;
 mod fixture;

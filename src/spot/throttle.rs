@@ -3,9 +3,10 @@
 //!
 //! Spot limits each combination of organization + API route + request type over a sliding
 //! 60 s window and reports it on every response (`X-RateLimit-Limit`, `X-RateLimit-Remaining`,
-//! `X-RateLimit-Reset` = seconds until a request is allowed; spot-api.md §6). The throttle keys
-//! its state the same way — method + route template, so `POST /setup/user` and
-//! `PUT /setup/user/{userId}/policyMapping` each stay under their own limit — and, per key:
+//! `X-RateLimit-Reset` = seconds until a request is allowed; docs/api-facts.md "Spot rate
+//! limits"). The throttle keys its state the same way — method + route template, so
+//! `POST /setup/user` and `PUT /setup/user/{userId}/policyMapping` each stay under their own
+//! limit — and, per key:
 //!
 //! - **paces** requests evenly at [`HEADROOM`] of the last `X-RateLimit-Limit` seen (one slot
 //!   every `60 s / budget`; concurrent callers reserve successive slots, so a burst of

@@ -1,8 +1,8 @@
-//! The Okta emulator's HTTP surface: route matching (route keys as in okta-api.md §1), the
+//! The Okta emulator's HTTP surface: route matching (route keys as in docs/api-facts.md), the
 //! request pipeline (count → fault → auth → rate limit → handler), the handlers of the five
 //! API routes, `Link`/`X-Rate-Limit-*`/`Date`/`X-Okta-Request-Id` headers and E0000xxx bodies.
 //!
-//! It must follow the reference (okta-api.md §4, §5, §6, §9.2), not any client. It must not
+//! It must follow docs/api-facts.md ("Emulator contract: Okta"), not any client. It must not
 //! hold the state lock across an `.await`, and must never panic or unwrap on request input.
 
 use std::net::SocketAddr;
@@ -27,8 +27,8 @@ const KIND_APP_USERS: u64 = 0xA;
 const KIND_USERS: u64 = 0x5;
 const EVIL_HOST: &str = "http://evil.example.invalid";
 
-/// An Okta error response (okta-api.md §6): exactly errorCode, errorSummary, errorLink,
-/// errorId, errorCauses.
+/// An Okta error response (docs/api-facts.md "Okta errors"): exactly errorCode,
+/// errorSummary, errorLink, errorId, errorCauses.
 #[derive(Debug)]
 pub(crate) struct OktaErr {
     pub status: StatusCode,
@@ -508,8 +508,8 @@ fn parse_limit(q: &[(String, String)], default: u32, max: u32, cap: bool) -> Res
     Ok(n as u32)
 }
 
-/// `Link` header values: `self` first, then `next` (okta-api.md §4). Links carry the request's
-/// query parameters with `after` first and `limit` always present.
+/// `Link` header values: `self` first, then `next` (docs/api-facts.md "Okta pagination").
+/// Links carry the request's query parameters with `after` first and `limit` always present.
 fn page_links(ctx: &Ctx, path: &str, limit: u32, next_cursor: Option<String>) -> Vec<String> {
     let limit_s = limit.to_string();
     let others: Vec<(&str, &str)> = ctx
@@ -544,7 +544,7 @@ fn page_links(ctx: &Ctx, path: &str, limit: u32, next_cursor: Option<String>) ->
 }
 
 /// One row per grant: a user with a direct and a group grant yields two rows (`USER` and
-/// `GROUP`). The reference leaves the row count for that case open (okta-api.md §1.3, §11);
+/// `GROUP`). The row count for that case is unconfirmed (docs/api-facts.md "Okta app users");
 /// this is the pessimistic reading, so a client's dedup by user id gets exercised.
 fn list_app_users(st: &OktaState, ctx: &Ctx, app: &str) -> Result<Reply, OktaErr> {
     check_app(st, app)?;
@@ -608,7 +608,7 @@ fn get_app_user(st: &OktaState, ctx: &Ctx, app: &str, user: &str) -> Result<Repl
     Ok(Reply::json(body))
 }
 
-/// `POST /api/v1/apps/{appId}/users` (okta-api.md §1.3): 200 with the AppUser.
+/// `POST /api/v1/apps/{appId}/users` (docs/api-facts.md "Okta assignment"): 200 with the AppUser.
 fn assign(st: &mut OktaState, sim: &OktaSim, ctx: &Ctx, app: &str) -> Result<Reply, OktaErr> {
     check_app(st, app)?;
     let v: Value = serde_json::from_slice(ctx.body).map_err(|e| {
@@ -823,9 +823,9 @@ fn cond_matches(u: &super::state::User, c: &Cond, case_insensitive: bool) -> boo
     }
 }
 
-/// `GET /api/v1/users` (okta-api.md §1.4): no query omits DEPROVISIONED; `search` (values
-/// case-insensitive) and `filter` (case-sensitive) include them. Limit default 200, capped at
-/// 200.
+/// `GET /api/v1/users` (docs/api-facts.md "Okta user search"): no query omits DEPROVISIONED;
+/// `search` (values case-insensitive) and `filter` (case-sensitive) include them. Limit
+/// default 200, capped at 200.
 fn list_users(st: &OktaState, ctx: &Ctx) -> Result<Reply, OktaErr> {
     let limit = parse_limit(&ctx.query, 200, 200, true)?;
     let after = match query_get(&ctx.query, "after") {

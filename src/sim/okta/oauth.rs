@@ -1,7 +1,7 @@
 //! The Okta emulator's OAuth 2.0 side: the org authorization server's token endpoint
 //! (`POST /oauth2/v1/token`, client credentials with `private_key_jwt`, DPoP with the
 //! `use_dpop_nonce` dance) and the checks of OAuth access tokens on API calls (token, DPoP
-//! proof with `ath`, scope per route), following okta-api.md §6 and §7.
+//! proof with `ath`, scope per route), following docs/api-facts.md "Okta OAuth", "Okta errors".
 //!
 //! Everything is verified for real, with its own JOSE code (it shares nothing with the
 //! client): the client assertion's signature against the app's registered public JWKs (RSA
@@ -21,7 +21,7 @@
 //! and the DPoP proof; the `invalid_scope` description names the scopes that are not granted;
 //! a `manage` scope satisfies the matching `read` scope; a proof sent by a client that does
 //! not require DPoP still yields a DPoP-bound token (RFC 9449); API-call proofs need no nonce
-//! (okta-api.md §7). It must never panic on request input.
+//! (docs/api-facts.md "Okta OAuth"). It must never panic on request input.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};

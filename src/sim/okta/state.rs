@@ -1,7 +1,7 @@
 //! The Okta emulator's data: users, app grants (one row per grant), group memberships, the
 //! lifecycle operations that change them, and the serde shapes of `AppUser` and `User`.
 //!
-//! This module owns Okta's object semantics (okta-api.md §2, §8.1). It must not know about
+//! This module owns Okta's object semantics (docs/api-facts.md, Okta). It must not know about
 //! HTTP, headers, rate limits or faults, and it must stay cheap at scale: no per-page O(N)
 //! work, pages are serialized from borrowed structs, never through `serde_json::Value` trees.
 
@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::sim::common::{random_alnum, Clock, FixedWindows, Traffic};
 use crate::sim::fixture::OktaFixture;
 
-/// Bucket names and their documented defaults (okta-api.md §5, Workforce column).
+/// Bucket names and their documented defaults (docs/api-facts.md "Okta rate limits", Workforce).
 pub(crate) const BUCKET_APPS: &str = "/api/v1/apps/*";
 pub(crate) const BUCKET_USERS: &str = "/api/v1/users";
 pub(crate) const BUCKET_USER: &str = "/api/v1/users/{id}";
@@ -445,7 +445,8 @@ impl OktaState {
         u.last_updated = now;
     }
 
-    /// DEPROVISIONED; every app grant removed, group memberships kept (okta-api.md §8.1).
+    /// DEPROVISIONED; every app grant removed, group memberships kept
+    /// (docs/api-facts.md "Okta lifecycle").
     pub(crate) fn deactivate(&mut self, user: usize, clock: &Clock) {
         self.set_user_status(user, "DEPROVISIONED", clock);
         for seq in self.users[user].grants.clone() {

@@ -4,9 +4,10 @@
 //! response, string error codes, `X-RateLimit-*` headers, and applying the list/delete quirks
 //! (`quirks`) to the responses they shape.
 //!
-//! It must follow spot-api.md §3, §4, §6, §7 and §10.4, not any client: status 200 with a JSON
-//! envelope for every success, `count` always present, 429 with `data` and no `errors`. It must
-//! not hold the state lock across an `.await` and must never panic on request input.
+//! It must follow docs/api-facts.md ("Spot", "Emulator contract: Spot"), not any client:
+//! status 200 with a JSON envelope for every success, `count` always present, 429 with `data`
+//! and no `errors`. It must not hold the state lock across an `.await` and must never panic
+//! on request input.
 
 use std::net::SocketAddr;
 
@@ -195,7 +196,8 @@ impl Ctx<'_> {
         .unwrap_or_default()
     }
 
-    /// The 429 body, verbatim shape from spot-api.md §7: `data`, no `errors`.
+    /// The 429 body, verbatim shape (docs/api-facts.md "Spot envelope and errors"): `data`,
+    /// no `errors`.
     fn too_many(&self) -> Vec<u8> {
         serde_json::to_vec(&Envelope {
             request: self.request(),

@@ -1,5 +1,6 @@
-//! Odd-but-possible behaviours of the Spot user list and delete, each behind a knob (DESIGN:
-//! "lists that lag or repeat an entry, a delete that takes effect late"): a user listed twice,
+//! Odd-but-possible behaviours of the Spot user list and delete, each behind a knob
+//! (docs/architecture.md "The emulators": "lists that lag or repeat an entry, a delete that
+//! takes effect late"): a user listed twice,
 //! a user left out of the next list responses, a created user not listed for a while, and a
 //! `DELETE /setup/user/{id}` that answers 200 and leaves the user in place.
 //!

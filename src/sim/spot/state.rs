@@ -2,7 +2,7 @@
 //! built-in and custom policies, and the operations on them (create with validation, delete
 //! with the last-admin rule, policy-mapping replacement).
 //!
-//! This module owns Spot's object semantics (spot-api.md §1-§3, §9). It must not know about
+//! This module owns Spot's object semantics (docs/api-facts.md, Spot). It must not know about
 //! HTTP, envelopes, rate limits or faults. Errors are `(code, message, field)` triples; the HTTP
 //! layer wraps them.
 
@@ -77,7 +77,7 @@ fn refuse(
 
 /// Built-in policies. Only `"3"` = Account Viewer is backed by the reference (Terraform's
 /// `accountViewerPolicy`); `"2"` Account Editor and `"4"` Admin are this emulator's guesses
-/// (spot-api.md §3.10 lists them as unconfirmed), so clients must resolve ids by name.
+/// (docs/api-facts.md "Spot policy mapping": unconfirmed), so clients must resolve ids by name.
 const BUILT_IN_POLICIES: &[(&str, &str, &str, &str)] = &[
     (
         "2",
@@ -328,7 +328,7 @@ impl SpotState {
     }
 
     /// `POST /setup/user` validation and creation. Error codes are this emulator's choice:
-    /// the reference has no verbatim body for any of them (spot-api.md §7, §11).
+    /// no source gives a verbatim body for any of them (docs/api-facts.md "Spot create user").
     pub(crate) fn create_user(
         &mut self,
         first: Option<&str>,
