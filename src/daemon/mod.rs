@@ -9,15 +9,18 @@
 //! Rules the loop keeps:
 //! - one cycle at a time: a tick that arrives while a cycle runs is skipped and counted, never
 //!   queued;
-//! - error policy (kube-rs `error_policy` style): after `n` failed cycles in a row the next one
-//!   runs `backoff(n)` later (5 s doubling, capped at 5 min), ticks before that are skipped; a
+//! - error policy (kube-rs `error_policy` style, the pure [`error_policy`] returning a
+//!   [`Next`], carried out by the loop): after `n` failed cycles in a row the next one runs
+//!   `backoff(n)` later (5 s doubling, capped at 5 min), ticks before that are skipped; a
 //!   completed cycle resets it;
 //! - a permanent error ([`Error::is_permanent`]: configuration, credentials, state file) stops
 //!   cycling: before the first successful cycle `run` returns it (the service fails to start);
 //!   after, the daemon stays up, says so in the log, systemd's STATUS, `/readyz` and the
 //!   `okta_spot_sync_halted` gauge, and resumes on a reload that succeeds;
 //! - shutdown: no new cycle and no new action starts; the actions in flight get
-//!   [`SHUTDOWN_GRACE`] to finish and be recorded (the ledger is saved after every step);
+//!   [`SHUTDOWN_GRACE`] to finish and be recorded (each create's `pending` record is durable
+//!   before it is sent, and results are flushed before the cycle ends: see
+//!   [`crate::ledger::LedgerWriter`]);
 //! - reload: the new configuration is loaded and validated in full; if it is invalid it is
 //!   rejected, logged, and the running one kept. `sync.state_file`, `daemon.listen` and
 //!   `log.*` only change on restart (the lock and the listener are bound to the old ones).
@@ -58,6 +61,38 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 pub fn backoff(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
     BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP)
+}
+
+/// What the loop does after a failed cycle: the daemon's error policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// A transient failure, the `failures`-th in a row: the next cycle runs `wait` later
+    /// (ticks before then are skipped).
+    RetryAfter { failures: u32, wait: Duration },
+    /// A permanent error after the daemon was ready: stop cycling, stay up, resume on a
+    /// reload that succeeds.
+    Halt,
+    /// A permanent error before the daemon was ever ready: `run` returns it (the service
+    /// fails to start).
+    Exit,
+}
+
+/// The error policy (kube-rs `error_policy` style), pure: from the error, how many cycles
+/// failed in a row before this one, and whether the daemon has been ready (both APIs read
+/// once), what to do next. Retrying cannot fix a permanent error ([`Error::is_permanent`]:
+/// configuration, credentials, state file); anything else is retried with [`backoff`].
+pub fn error_policy(error: &Error, failures_before: u32, ready: bool) -> Next {
+    match (error.is_permanent(), ready) {
+        (true, false) => Next::Exit,
+        (true, true) => Next::Halt,
+        (false, _) => {
+            let failures = failures_before.saturating_add(1);
+            Next::RetryAfter {
+                failures,
+                wait: backoff(failures),
+            }
+        }
+    }
 }
 
 /// What the daemon tells its supervisor (systemd's `sd_notify`).
@@ -232,7 +267,7 @@ struct Daemon {
 
 /// How a cycle ended, from the loop's point of view.
 enum CycleEnd {
-    Done(Result<Report, Error>),
+    Done(Box<Result<Report, Error>>),
     /// Shutdown came and the grace period ran out; the cycle was abandoned.
     Abandoned,
 }
@@ -299,7 +334,7 @@ impl Daemon {
                 run_now = false;
                 match self.cycle().await {
                     CycleEnd::Abandoned => break,
-                    CycleEnd::Done(result) => self.after_cycle(result)?,
+                    CycleEnd::Done(result) => self.after_cycle(*result)?,
                 }
                 if self.pending_reload {
                     self.pending_reload = false;
@@ -395,7 +430,7 @@ impl Daemon {
         let end = loop {
             tokio::select! {
                 biased;
-                r = &mut fut => break CycleEnd::Done(r),
+                r = &mut fut => break CycleEnd::Done(Box::new(r)),
                 _ = self.stop.cancelled(), if deadline.is_none() => {
                     span.in_scope(|| info!(
                         grace_s = SHUTDOWN_GRACE.as_secs(),
@@ -428,6 +463,7 @@ impl Daemon {
         };
         let elapsed = started.elapsed();
         if let CycleEnd::Done(result) = &end {
+            let result: &Result<Report, Error> = result;
             metrics::record_cycle(result.as_ref().ok(), elapsed);
             span.in_scope(|| match result {
                 Ok(report) => info!(
@@ -446,67 +482,77 @@ impl Daemon {
         end
     }
 
-    /// The error policy.
+    /// Carries out what a cycle's end calls for: a completed cycle resets the failures; a
+    /// failed one does what [`error_policy`] decides.
     fn after_cycle(&mut self, result: Result<Report, Error>) -> Result<(), Error> {
-        match result {
+        let error = match result {
             Ok(report) => {
-                if !self.ready.swap(true, Ordering::SeqCst) {
-                    self.notifier.notify(Notice::Ready);
-                }
-                let line = report.one_line();
-                self.notifier
-                    .notify(Notice::Status(format!("last cycle: {line}")));
-                self.retry_at = None;
-                metrics::set_consecutive_failures(0);
-                let mut s = self.status();
-                s.last_complete = Some(Instant::now());
-                s.cycles_completed += 1;
-                s.consecutive_failures = 0;
-                s.last_summary = Some(line);
+                self.completed(&report);
+                return Ok(());
             }
-            Err(e) if e.is_permanent() => {
-                if !self.ready.load(Ordering::SeqCst) {
-                    return Err(e);
-                }
-                error!(
-                    "stopping the schedule: {e}. This will not go away by retrying; fix the \
-                     configuration, credentials or state file, then reload (systemctl reload \
-                     okta-spot-sync) or restart"
-                );
-                let msg = format!("halted: {e}; fix it, then reload");
-                self.notifier.notify(Notice::Status(msg.clone()));
-                metrics::set_halted(true);
-                self.retry_at = None;
-                let mut s = self.status();
-                s.cycles_failed += 1;
-                s.halted = Some(e.to_string());
-                s.last_summary = Some(msg);
-            }
-            Err(e) => {
-                let failures = {
-                    let mut s = self.status();
-                    s.cycles_failed += 1;
-                    s.consecutive_failures += 1;
-                    s.consecutive_failures
-                };
-                let wait = backoff(failures);
-                self.retry_at = Some(Instant::now() + wait);
-                metrics::set_consecutive_failures(failures);
-                warn!(
-                    failures,
-                    retry_in_s = wait.as_secs(),
-                    "cycle failed ({failures} in a row); retrying in {}s",
-                    wait.as_secs()
-                );
-                let msg = format!(
-                    "last cycle failed ({failures} in a row, retry in {}s): {e}",
-                    wait.as_secs()
-                );
-                self.notifier.notify(Notice::Status(msg.clone()));
-                self.status().last_summary = Some(msg);
-            }
+            Err(error) => error,
+        };
+        let failures_before = self.status().consecutive_failures;
+        match error_policy(&error, failures_before, self.ready.load(Ordering::SeqCst)) {
+            Next::Exit => return Err(error),
+            Next::Halt => self.halt(&error),
+            Next::RetryAfter { failures, wait } => self.retry_after(&error, failures, wait),
         }
         Ok(())
+    }
+
+    fn completed(&mut self, report: &Report) {
+        if !self.ready.swap(true, Ordering::SeqCst) {
+            self.notifier.notify(Notice::Ready);
+        }
+        let line = report.one_line();
+        self.notifier
+            .notify(Notice::Status(format!("last cycle: {line}")));
+        self.retry_at = None;
+        metrics::set_consecutive_failures(0);
+        let mut s = self.status();
+        s.last_complete = Some(Instant::now());
+        s.cycles_completed += 1;
+        s.consecutive_failures = 0;
+        s.last_summary = Some(line);
+    }
+
+    fn halt(&mut self, e: &Error) {
+        error!(
+            "stopping the schedule: {e}. This will not go away by retrying; fix the \
+             configuration, credentials or state file, then reload (systemctl reload \
+             okta-spot-sync) or restart"
+        );
+        let msg = format!("halted: {e}; fix it, then reload");
+        self.notifier.notify(Notice::Status(msg.clone()));
+        metrics::set_halted(true);
+        self.retry_at = None;
+        let mut s = self.status();
+        s.cycles_failed += 1;
+        s.halted = Some(e.to_string());
+        s.last_summary = Some(msg);
+    }
+
+    fn retry_after(&mut self, e: &Error, failures: u32, wait: Duration) {
+        {
+            let mut s = self.status();
+            s.cycles_failed += 1;
+            s.consecutive_failures = failures;
+        }
+        self.retry_at = Some(Instant::now() + wait);
+        metrics::set_consecutive_failures(failures);
+        warn!(
+            failures,
+            retry_in_s = wait.as_secs(),
+            "cycle failed ({failures} in a row); retrying in {}s",
+            wait.as_secs()
+        );
+        let msg = format!(
+            "last cycle failed ({failures} in a row, retry in {}s): {e}",
+            wait.as_secs()
+        );
+        self.notifier.notify(Notice::Status(msg.clone()));
+        self.status().last_summary = Some(msg);
     }
 
     /// Loads the configuration again. Returns `true` when a halted daemon should resume now.
@@ -593,6 +639,48 @@ mod tests {
         assert_eq!(backoff(4), Duration::from_secs(40));
         assert_eq!(backoff(7), BACKOFF_CAP);
         assert_eq!(backoff(u32::MAX), BACKOFF_CAP);
+    }
+
+    /// The error policy, as a table: (error, failures before, ready) → next.
+    #[test]
+    fn error_policy_table() {
+        use crate::error::Api;
+        let transport = || Error::Transport {
+            api: Api::Okta,
+            what: "GET /api/v1/apps/{appId}/users".into(),
+            detail: "connection reset".into(),
+        };
+        let credentials = || Error::Credentials {
+            api: Api::Spot,
+            what: "GET /setup/organization/user".into(),
+            status: 401,
+            detail: "bad token".into(),
+        };
+        let config = || Error::Config("sync.schedule".into());
+        let read = || Error::IncompleteRead("page 3".into());
+        let retry = |failures, secs| Next::RetryAfter {
+            failures,
+            wait: Duration::from_secs(secs),
+        };
+        let table: Vec<(Error, u32, bool, Next)> = vec![
+            (transport(), 0, false, retry(1, 5)),
+            (transport(), 0, true, retry(1, 5)),
+            (read(), 1, true, retry(2, 10)),
+            (read(), 3, false, retry(4, 40)),
+            (transport(), 6, true, retry(7, 300)),
+            (transport(), u32::MAX, true, retry(u32::MAX, 300)),
+            (credentials(), 0, false, Next::Exit),
+            (credentials(), 0, true, Next::Halt),
+            (config(), 5, true, Next::Halt),
+            (config(), 5, false, Next::Exit),
+        ];
+        for (error, failures, ready, next) in table {
+            assert_eq!(
+                error_policy(&error, failures, ready),
+                next,
+                "{error} after {failures} failures, ready {ready}"
+            );
+        }
     }
 
     #[test]
