@@ -36,7 +36,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -881,11 +880,11 @@ pub async fn parse_off_worker<T: Send + 'static>(parse: impl FnOnce() -> T + Sen
 
 /// Exponential backoff with full jitter: uniform in `[0, min(cap, base · 2^attempt)]`.
 pub fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-        .min(BACKOFF_CAP);
-    let ms = ceiling.as_millis() as u64;
-    Duration::from_millis(rand::thread_rng().gen_range(0..=ms))
+    crate::backoff::full_jitter(crate::backoff::exponential(
+        BACKOFF_BASE,
+        BACKOFF_CAP,
+        attempt,
+    ))
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {

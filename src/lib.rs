@@ -7,6 +7,7 @@
 //! emulators of both APIs used by the tests, the demo and the benchmarks.
 
 pub mod apply;
+pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod config;

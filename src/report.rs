@@ -130,7 +130,7 @@ impl Report {
         }
     }
 
-    /// True when there is nothing to do (or nothing was done).
+    /// True when the report has actions: something to do (or something was done).
     pub fn has_changes(&self) -> bool {
         !self.actions.is_empty()
     }

@@ -59,8 +59,7 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 /// The delay before the next cycle after `failures` failed cycles in a row (≥ 1).
 pub fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP)
+    crate::backoff::exponential(BACKOFF_BASE, BACKOFF_CAP, failures.saturating_sub(1))
 }
 
 /// What the loop does after a failed cycle: the daemon's error policy.
