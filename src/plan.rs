@@ -1173,11 +1173,7 @@ impl<'a> Planner<'a> {
         target: &SpotUser,
         reason: String,
     ) {
-        let protected = |email: Option<&Email>| email.is_some_and(|e| self.is_protected(e));
-        if !target.is_personal()
-            || protected(Email::parse(&entry.email).as_ref())
-            || protected(target.email.as_ref())
-        {
+        if !self.deletable(entry, target) {
             self.held.push(HeldUser {
                 okta_user_id: okta_id.to_string(),
                 email: Some(entry.email.clone()),
@@ -1202,6 +1198,15 @@ impl<'a> Planner<'a> {
             error: None,
             detail: ActionDetail::default(),
         });
+    }
+
+    /// May `target`, a Spot user `entry` owns or owned, be deleted? Never a programmatic or
+    /// protected one.
+    fn deletable(&self, entry: &LedgerEntry, target: &SpotUser) -> bool {
+        let protected = |email: Option<&Email>| email.is_some_and(|e| self.is_protected(e));
+        target.is_personal()
+            && !protected(Email::parse(&entry.email).as_ref())
+            && !protected(target.email.as_ref())
     }
 
     /// Tombstones that Spot still lists: Spot users this tool deleted (the delete answered
@@ -1233,6 +1238,9 @@ impl<'a> Planner<'a> {
             }
             let entry = slot.entry;
             let reason = if self.is_entitled(okta_id) {
+                if !self.deletable(entry, target) {
+                    continue; // kept; its Okta user is entitled, nothing to report
+                }
                 // Deleted only once the replacement exists, so the person is never left
                 // without a Spot user: after this cycle's create, or now when it exists.
                 let mut acting = self

@@ -684,3 +684,34 @@ fn a_tombstone_spot_still_lists_is_decided_by_its_okta_user() {
     assert_eq!(adopt.okta_user_id, "00u2");
     assert_eq!(adopt.detail.previous_owner.as_deref(), Some("00u1"));
 }
+
+/// A tombstone that is protected (or programmatic) is never deleted: an Okta user returning
+/// with another email gets a plain create, not one tied to a delete the guard would block
+/// (found by the property test at 5,000 cases).
+#[test]
+fn a_protected_tombstone_is_kept_and_does_not_hold_up_a_returning_user() {
+    let mut spot_users = base_spot();
+    spot_users.push(spot("u-00000002", "ann@example.com"));
+    let mut ledger = Ledger::default();
+    managed(
+        &mut ledger,
+        "00u1",
+        "owner@example.com",
+        None,
+        Role::Viewer,
+        EntryState::Deleted,
+    );
+    // The owner's user (protected) was once this Okta user's.
+    ledger.users.get_mut("00u1").unwrap().tombstones = vec!["u-00000001".into()];
+    let p = run(
+        &[row("00u1", "ann.lee@example.com", "ACTIVE", None)],
+        &spot_users,
+        &ledger,
+        &limits(),
+    );
+    assert_eq!(p.actions.len(), 1, "{:?}", p.actions);
+    assert_eq!(p.actions[0].action, ActionKind::Recreate);
+    assert_eq!(p.actions[0].deleted_spot_user(), None);
+    assert_eq!(p.actions[0].status, ActionStatus::Planned);
+    assert!(p.blocked_by.is_empty(), "{:?}", p.blocked_by);
+}
