@@ -42,29 +42,80 @@ pub(super) fn settings(
         1,
         100,
     ));
-    let max_read_pages = p.check(in_range(
+    let read_bounds = p.section(validate_read_bounds(&raw));
+    let statuses = p.section(validate_status_lists(&raw));
+    match (
+        org_url,
+        app_id,
+        auth,
+        role_attribute,
+        page_size,
+        max_api_capacity_percent,
+        read_bounds,
+        statuses,
+    ) {
+        (
+            Some(org_url),
+            Some(app_id),
+            Some(auth),
+            Some(role_attribute),
+            Some(page_size),
+            Some(max_api_capacity_percent),
+            Some(read_bounds),
+            Some((provision_statuses, hold_statuses)),
+        ) if p.is_empty() => Ok(OktaSettings {
+            org_url,
+            app_id,
+            auth,
+            role_attribute,
+            page_size,
+            provision_statuses,
+            hold_statuses,
+            max_api_capacity_percent,
+            read_bounds,
+        }),
+        _ => Err(p.into_problems("an [okta] setting")),
+    }
+}
+
+/// `okta.max_read_pages`, `okta.max_read_rows`, `okta.max_read_time`.
+fn validate_read_bounds(raw: &RawOkta) -> Result<ReadBounds, Vec<String>> {
+    let mut p = Problems::default();
+    let max_pages = p.check(in_range(
         "okta.max_read_pages",
         raw.max_read_pages,
         1,
         i64::from(u32::MAX),
     ));
-    let max_read_rows = p.check(in_range(
+    let max_rows = p.check(in_range(
         "okta.max_read_rows",
         raw.max_read_rows,
         1,
         i64::MAX,
     ));
-    let max_read_time = p.check(validate_duration(
+    let max_time = p.check(validate_duration(
         "okta.max_read_time",
         &raw.max_read_time,
         "\"2h\" (a read that takes longer is aborted; raise it for a very large app)",
     ));
-    let provision_statuses = p.check(validate_statuses(
+    // The ranges above exclude zero, so `ReadBounds::new` only fails if one was reported.
+    match (max_pages, max_rows, max_time) {
+        (Some(pages), Some(rows), Some(time)) => {
+            ReadBounds::new(pages, rows, time).ok_or_else(|| p.into_problems("okta.max_read_*"))
+        }
+        _ => Err(p.into_problems("okta.max_read_*")),
+    }
+}
+
+/// `okta.provision_statuses` (at least one) and `okta.hold_statuses`, which must not overlap.
+fn validate_status_lists(raw: &RawOkta) -> Result<(Vec<String>, Vec<String>), Vec<String>> {
+    let mut p = Problems::default();
+    let provision = p.check(validate_statuses(
         "okta.provision_statuses",
         &raw.provision_statuses,
     ));
-    let hold_statuses = p.check(validate_statuses("okta.hold_statuses", &raw.hold_statuses));
-    if let Some(prov) = &provision_statuses {
+    let hold = p.check(validate_statuses("okta.hold_statuses", &raw.hold_statuses));
+    if let Some(prov) = &provision {
         if prov.is_empty() {
             p.push(format!(
                 "okta.provision_statuses is empty, so no Okta user would be provisioned; list at \
@@ -73,7 +124,7 @@ pub(super) fn settings(
             ));
         }
     }
-    if let (Some(prov), Some(hold)) = (&provision_statuses, &hold_statuses) {
+    if let (Some(prov), Some(hold)) = (&provision, &hold) {
         let both: Vec<&str> = prov
             .iter()
             .filter(|s| hold.contains(s))
@@ -87,44 +138,9 @@ pub(super) fn settings(
             ));
         }
     }
-    // The ranges above exclude zero, so `ReadBounds::new` only fails if one was reported.
-    let read_bounds = match (max_read_pages, max_read_rows, max_read_time) {
-        (Some(pages), Some(rows), Some(time)) => ReadBounds::new(pages, rows, time),
-        _ => None,
-    };
-    match (
-        org_url,
-        app_id,
-        auth,
-        role_attribute,
-        page_size,
-        provision_statuses,
-        hold_statuses,
-        max_api_capacity_percent,
-        read_bounds,
-    ) {
-        (
-            Some(org_url),
-            Some(app_id),
-            Some(auth),
-            Some(role_attribute),
-            Some(page_size),
-            Some(provision_statuses),
-            Some(hold_statuses),
-            Some(max_api_capacity_percent),
-            Some(read_bounds),
-        ) if p.is_empty() => Ok(OktaSettings {
-            org_url,
-            app_id,
-            auth,
-            role_attribute,
-            page_size,
-            provision_statuses,
-            hold_statuses,
-            max_api_capacity_percent,
-            read_bounds,
-        }),
-        _ => Err(p.into_problems("an [okta] setting")),
+    match (provision, hold) {
+        (Some(provision), Some(hold)) if p.is_empty() => Ok((provision, hold)),
+        _ => Err(p.into_problems("an okta status list")),
     }
 }
 
