@@ -9,7 +9,6 @@
 //! role → Spot role and policies. It never decides *whether* to act: that was `plan`'s and
 //! `guard`'s job. One failed action never stops the others.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::Utc;
@@ -17,7 +16,7 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SpotRoleSettings;
+use crate::config::{SpotRoleSettings, SpotRoles};
 use crate::ledger::{EntryState, LedgerEntry, LedgerWriter, Origin};
 use crate::model::{Email, NewSpotUser, PolicyGrant, Role, SpotDirectory, SpotPolicy, SpotUsers};
 use crate::plan::{Action, ActionKind, ActionStatus, Plan};
@@ -31,12 +30,12 @@ type Catalogue = (Vec<String>, Vec<SpotPolicy>);
 /// cycle and only when some action needs them.
 pub struct RoleResolver<'a, D> {
     spot: &'a D,
-    roles: &'a BTreeMap<Role, SpotRoleSettings>,
+    roles: &'a SpotRoles,
     catalogue: OnceCell<Result<Catalogue, String>>,
 }
 
 impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
-    pub fn new(spot: &'a D, roles: &'a BTreeMap<Role, SpotRoleSettings>) -> Self {
+    pub fn new(spot: &'a D, roles: &'a SpotRoles) -> Self {
         RoleResolver {
             spot,
             roles,
@@ -45,9 +44,7 @@ impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
     }
 
     fn settings(&self, role: Role) -> Result<&SpotRoleSettings, String> {
-        self.roles
-            .get(&role)
-            .ok_or_else(|| format!("no [spot.roles.{role}] configured"))
+        Ok(self.roles.get(role))
     }
 
     pub fn spot_role(&self, role: Role) -> Result<String, String> {
@@ -525,18 +522,20 @@ mod tests {
 
     mod failed_writes {
         use super::*;
-        use crate::config::SpotRoleSettings;
         use crate::fake::{FakeFault, FakeSpotDirectory};
         use crate::ledger::Ledger;
         use crate::model::SpotUserKind;
         use crate::plan::ActionDetail;
 
-        fn roles() -> BTreeMap<Role, SpotRoleSettings> {
+        fn roles() -> SpotRoles {
             let viewer = SpotRoleSettings {
                 spot_role: "viewer".into(),
                 policies: Vec::new(),
             };
-            [(Role::Viewer, viewer)].into()
+            SpotRoles {
+                viewer,
+                ..SpotRoles::default()
+            }
         }
 
         fn action(kind: ActionKind, okta_id: &str, email: &str, spot: Option<&str>) -> Action {

@@ -4,7 +4,6 @@
 //! (the ledger file is the only memory), so running it again after any failure is always safe.
 //! Scheduling, signals and error policy belong to the caller (`daemon`, `main`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -13,11 +12,11 @@ use tracing::{info, warn};
 
 use crate::apply::{apply_until, RoleResolver};
 use crate::config::Settings;
-use crate::guard::{guard, GuardLimits};
+use crate::guard::guard;
 use crate::ledger::{LastRun, LedgerStore, LedgerWriter};
-use crate::model::{IdentitySource, Role, SpotDirectory};
-use crate::okta::classify::{classify, ClassifyRules};
-use crate::plan::{plan, ActionStatus, PlanOptions};
+use crate::model::{IdentitySource, SpotDirectory};
+use crate::okta::classify::classify;
+use crate::plan::{plan, ActionStatus};
 use crate::report::{Mode, Report};
 use crate::Error;
 
@@ -28,40 +27,6 @@ pub struct CycleOptions {
     pub allow_deletes: Option<usize>,
     /// `reconcile --allow-empty-source`.
     pub allow_empty_source: bool,
-}
-
-impl Settings {
-    pub fn classify_rules(&self) -> ClassifyRules {
-        ClassifyRules {
-            provision_statuses: self.okta.provision_statuses.clone(),
-            hold_statuses: self.okta.hold_statuses.clone(),
-            default_role: self.sync.default_role,
-        }
-    }
-
-    pub fn plan_options(&self) -> PlanOptions {
-        PlanOptions {
-            adopt_existing: self.sync.adopt_existing,
-            update_roles: self.sync.update_roles,
-            protected_emails: self.sync.protected_emails.iter().cloned().collect(),
-            spot_roles: self
-                .spot
-                .roles
-                .iter()
-                .map(|(role, s)| (*role, s.spot_role.clone()))
-                .collect::<BTreeMap<Role, String>>(),
-        }
-    }
-
-    pub fn guard_limits(&self, options: &CycleOptions) -> GuardLimits {
-        GuardLimits {
-            max_deletes: self.sync.max_deletes,
-            max_delete_percent: self.sync.max_delete_percent,
-            allow_deletes: options.allow_deletes,
-            allow_empty_source: options.allow_empty_source,
-            protected_emails: self.sync.protected_emails.iter().cloned().collect(),
-        }
-    }
 }
 
 /// Runs one cycle in `mode` (`Plan`, `DryRun` or `Apply`). Reads are all-or-nothing: any read

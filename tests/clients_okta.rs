@@ -25,8 +25,7 @@ fn settings(base: &str, page_size: u32) -> OktaSettings {
     OktaSettings {
         org_url: url::Url::parse(base).unwrap(),
         app_id: APP.into(),
-        token: SecretString::from(TOKEN.to_string()),
-        auth: okta_spot_sync::config::OktaAuth::Ssws,
+        auth: okta_spot_sync::config::OktaAuth::Ssws(SecretString::from(TOKEN.to_string())),
         role_attribute: "role".into(),
         page_size,
         provision_statuses: vec!["ACTIVE".into()],

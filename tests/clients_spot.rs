@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ fn client(base: &str, retries: u32) -> SpotClient {
         base_url: url::Url::parse(base).unwrap(),
         token: SecretString::from(TOKEN.to_string()),
         write_concurrency: 4,
-        roles: BTreeMap::new(),
+        roles: Default::default(),
     };
     SpotClient::new(&settings, &http_settings(retries)).unwrap()
 }

@@ -123,7 +123,14 @@ fn minimal_file_loads_with_every_default() {
 
     assert_eq!(s.okta.org_url.as_str(), "https://example.okta.com/");
     assert_eq!(s.okta.app_id, "0oa1example");
-    assert_eq!(s.okta.token.expose_secret(), OKTA_TOKEN);
+    assert_eq!(
+        s.okta
+            .auth
+            .ssws_token()
+            .expect("an SSWS token")
+            .expose_secret(),
+        OKTA_TOKEN
+    );
     assert_eq!(s.okta.role_attribute, "role");
     assert_eq!(s.okta.page_size, 500);
     assert_eq!(
@@ -147,21 +154,21 @@ fn minimal_file_loads_with_every_default() {
     );
     assert_eq!(s.spot.write_concurrency, 4);
     assert_eq!(
-        s.spot.roles.get(&Role::Viewer),
-        Some(&SpotRoleSettings {
+        s.spot.roles.get(Role::Viewer),
+        &SpotRoleSettings {
             spot_role: "viewer".into(),
             policies: vec!["Account Viewer".into()],
-        })
+        }
     );
     assert_eq!(
-        s.spot.roles.get(&Role::Editor),
-        Some(&SpotRoleSettings {
+        s.spot.roles.get(Role::Editor),
+        &SpotRoleSettings {
             spot_role: "admin".into(),
             policies: vec![],
-        })
+        }
     );
 
-    assert_eq!(s.sync.schedule, "0 */10 * * * *");
+    assert_eq!(s.sync.schedule.as_str(), "0 */10 * * * *");
     assert!(s.sync.run_on_start);
     assert_eq!(
         s.sync.state_file,
@@ -194,13 +201,9 @@ fn file_values_replace_defaults() {
          level = \"info,okta_spot_sync=debug\"\n",
     );
     let s = ok(&path, &[]).settings;
-    assert_eq!(s.spot.roles[&Role::Editor].policies, ["Account Editor"]);
-    assert_eq!(
-        s.spot.roles[&Role::Editor].spot_role,
-        "admin",
-        "default kept"
-    );
-    assert_eq!(s.sync.schedule, "0 0 * * * *");
+    assert_eq!(s.spot.roles.editor.policies, ["Account Editor"]);
+    assert_eq!(s.spot.roles.editor.spot_role, "admin", "default kept");
+    assert_eq!(s.sync.schedule.as_str(), "0 0 * * * *");
     assert!(!s.sync.run_on_start);
     assert_eq!(s.sync.default_role, Role::Editor);
     assert_eq!(s.sync.max_deletes, 0);
@@ -306,11 +309,8 @@ fn env_overrides_keys_with_underscores_and_lists() {
     assert_eq!(s.sync.protected_emails.len(), 2);
     assert_eq!(s.sync.protected_emails[1].as_str(), "b@example.com");
     assert!(!s.sync.run_on_start);
-    assert_eq!(
-        s.spot.roles[&Role::Viewer].policies,
-        ["Account Viewer", "Billing"]
-    );
-    assert_eq!(s.spot.roles[&Role::Editor].spot_role, "editor");
+    assert_eq!(s.spot.roles.viewer.policies, ["Account Viewer", "Billing"]);
+    assert_eq!(s.spot.roles.editor.spot_role, "editor");
     assert_eq!(s.spot.base_url.as_str(), "http://127.0.0.1:8081/");
     assert_eq!(
         s.daemon.listen, None,
@@ -791,7 +791,14 @@ fn tokens_come_from_credentials_directory() {
         ],
     )
     .settings;
-    assert_eq!(s.okta.token.expose_secret(), "okta-from-creds");
+    assert_eq!(
+        s.okta
+            .auth
+            .ssws_token()
+            .expect("an SSWS token")
+            .expose_secret(),
+        "okta-from-creds"
+    );
     assert_eq!(s.spot.token.expose_secret(), SPOT_TOKEN);
 
     // Without any file source, both come from the credentials directory.
@@ -833,7 +840,16 @@ fn tokens_come_from_the_environment_last() {
         ],
     );
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    assert_eq!(loaded.settings.okta.token.expose_secret(), "okta-env");
+    assert_eq!(
+        loaded
+            .settings
+            .okta
+            .auth
+            .ssws_token()
+            .expect("an SSWS token")
+            .expose_secret(),
+        "okta-env"
+    );
     assert_eq!(loaded.settings.spot.token.expose_secret(), "spot-env");
 
     let msg = config_err(
@@ -874,7 +890,16 @@ fn inline_tokens_work_but_warn() {
             ("OKTA_SPOT_SYNC__SPOT__TOKEN_FILE", ""),
         ],
     );
-    assert_eq!(loaded.settings.okta.token.expose_secret(), OKTA_TOKEN);
+    assert_eq!(
+        loaded
+            .settings
+            .okta
+            .auth
+            .ssws_token()
+            .expect("an SSWS token")
+            .expose_secret(),
+        OKTA_TOKEN
+    );
     assert_eq!(loaded.settings.spot.token.expose_secret(), SPOT_TOKEN);
     let all = loaded.warnings.join("\n");
     assert_eq!(loaded.warnings.len(), 3, "{all}");
@@ -1117,7 +1142,14 @@ fn a_token_file_with_a_utf8_bom_is_read_without_it() {
     f.secret_file("okta-token", &format!("\u{feff}{OKTA_TOKEN}\r\n"));
     f.secret_file("spot-token", &format!("\u{feff}{SPOT_TOKEN}"));
     let s = ok(&f.config(""), &[]).settings;
-    assert_eq!(s.okta.token.expose_secret(), OKTA_TOKEN);
+    assert_eq!(
+        s.okta
+            .auth
+            .ssws_token()
+            .expect("an SSWS token")
+            .expose_secret(),
+        OKTA_TOKEN
+    );
     assert_eq!(s.spot.token.expose_secret(), SPOT_TOKEN);
 }
 

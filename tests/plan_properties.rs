@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
 use okta_spot_sync::apply::{apply, RoleResolver};
-use okta_spot_sync::config::SpotRoleSettings;
+use okta_spot_sync::config::{SpotRoleSettings, SpotRoles};
 use okta_spot_sync::fake::{FakeFault, FakeSpotDirectory};
 use okta_spot_sync::guard::{guard, GuardLimits};
 use okta_spot_sync::ledger::LedgerWriter;
@@ -50,24 +50,17 @@ fn options(protected: &BTreeSet<Email>) -> PlanOptions {
     }
 }
 
-fn role_settings() -> BTreeMap<Role, SpotRoleSettings> {
-    [
-        (
-            Role::Viewer,
-            SpotRoleSettings {
-                spot_role: "viewer".into(),
-                policies: vec!["Account Viewer".into()],
-            },
-        ),
-        (
-            Role::Editor,
-            SpotRoleSettings {
-                spot_role: "admin".into(),
-                policies: vec![],
-            },
-        ),
-    ]
-    .into()
+fn role_settings() -> SpotRoles {
+    SpotRoles {
+        viewer: SpotRoleSettings {
+            spot_role: "viewer".into(),
+            policies: vec!["Account Viewer".into()],
+        },
+        editor: SpotRoleSettings {
+            spot_role: "admin".into(),
+            policies: vec![],
+        },
+    }
 }
 
 fn email(i: usize, upper: bool) -> String {

@@ -28,8 +28,7 @@ fn client(base: &str, bounds: ReadBounds) -> OktaClient {
     let settings = OktaSettings {
         org_url: url::Url::parse(base).unwrap(),
         app_id: APP.into(),
-        token: SecretString::from(TOKEN.to_string()),
-        auth: okta_spot_sync::config::OktaAuth::Ssws,
+        auth: okta_spot_sync::config::OktaAuth::Ssws(SecretString::from(TOKEN.to_string())),
         role_attribute: "role".into(),
         page_size: 500,
         provision_statuses: vec!["ACTIVE".into()],

@@ -41,7 +41,7 @@ use tokio::time::{sleep_until, Instant, Interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use crate::config::Settings;
+use crate::config::{Schedule, Settings};
 use crate::cycle::CycleControl;
 use crate::metrics;
 use crate::report::Report;
@@ -129,8 +129,9 @@ pub trait CycleRunner: Send + Sync {
 
 /// Produces the schedule's ticks.
 pub trait Ticker: Send {
-    /// (Re)starts ticking on `schedule` (cron with seconds); ticks arrive on the receiver.
-    fn start(&mut self, schedule: &str) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>>;
+    /// (Re)starts ticking on `schedule` (cron with seconds, checked at load); ticks arrive on
+    /// the receiver.
+    fn start(&mut self, schedule: &Schedule) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>>;
     /// Stops ticking.
     fn stop(&mut self) -> BoxFuture<'_, ()>;
 }
@@ -146,7 +147,7 @@ impl ChannelTicker {
 }
 
 impl Ticker for ChannelTicker {
-    fn start(&mut self, _schedule: &str) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>> {
+    fn start(&mut self, _schedule: &Schedule) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>> {
         let rx = self.0.take().unwrap_or_else(|| mpsc::channel(1).1);
         Box::pin(async move { Ok(rx) })
     }

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::{CycleRunner, Deps, Notice, Notifier, Status, Ticker};
 use crate::commands::clients;
-use crate::config::{self, Settings};
+use crate::config::{self, Schedule, Settings};
 use crate::cycle::{run_cycle_controlled, CycleControl, CycleOptions};
 use crate::ledger::LedgerStore;
 use crate::lock::InstanceLock;
@@ -135,8 +135,8 @@ fn scheduler_error(schedule: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl Ticker for CronTicker {
-    fn start(&mut self, schedule: &str) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>> {
-        let schedule = schedule.to_string();
+    fn start(&mut self, schedule: &Schedule) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>> {
+        let schedule = schedule.as_str().to_string();
         Box::pin(async move {
             // Build the new one first, so a bad schedule leaves the old one running.
             let (tx, rx) = mpsc::channel(1);

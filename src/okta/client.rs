@@ -94,12 +94,12 @@ impl OktaClient {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         let (client, oauth) = match &settings.auth {
-            OktaAuth::Ssws => (
+            OktaAuth::Ssws(token) => (
                 HttpClient::new(
                     Api::Okta,
                     &settings.org_url,
                     AuthScheme::Ssws,
-                    settings.token.clone(),
+                    token.clone(),
                     http,
                     headers,
                 )?,
