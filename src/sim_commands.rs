@@ -17,8 +17,8 @@ use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
 use crate::plan::{ActionKind, ActionStatus};
 use crate::report::{Mode, Report};
-use crate::sim::{Emulators, Fixture, OktaUserSpec, SpotSim};
 use crate::Error;
+use okta_spot_sim::{Emulators, Fixture, OktaUserSpec, SpotSim};
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Config(format!("{what}: {e}"))

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use okta_spot_sim::{Emulators, FailSpec, Fault, Fixture};
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::cycle::CycleControl;
 use okta_spot_sync::daemon::{
@@ -16,7 +17,6 @@ use okta_spot_sync::daemon::{
 use okta_spot_sync::ledger::{EntryState, LedgerStore};
 use okta_spot_sync::plan::Plan;
 use okta_spot_sync::report::{Mode, Report};
-use okta_spot_sync::sim::{Emulators, FailSpec, Fault, Fixture};
 use okta_spot_sync::{Api, Error};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};

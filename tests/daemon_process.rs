@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use okta_spot_sim::{Emulators, Fault, Fixture};
 use okta_spot_sync::ledger::{EntryState, LedgerStore, Origin};
-use okta_spot_sync::sim::{Emulators, Fault, Fixture};
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-spot-sync");
 const PATIENCE: Duration = Duration::from_secs(60);

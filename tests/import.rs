@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use okta_spot_sim::{Emulators, FailSpec, Fault, Fixture, OktaUserSpec, PageFault, PageFaultKind};
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::cycle::{run_cycle, CycleOptions};
 use okta_spot_sync::import::{run_import, ImportOptions, OktaUserDirectory, SEARCH_THRESHOLD};
@@ -12,9 +13,6 @@ use okta_spot_sync::okta::client::OktaClient;
 use okta_spot_sync::okta::parse::OktaUser;
 use okta_spot_sync::plan::{ActionKind, ActionStatus};
 use okta_spot_sync::report::{Mode, Report};
-use okta_spot_sync::sim::{
-    Emulators, FailSpec, Fault, Fixture, OktaUserSpec, PageFault, PageFaultKind,
-};
 use okta_spot_sync::spot::client::SpotClient;
 use okta_spot_sync::Error;
 use serde_json::Value;

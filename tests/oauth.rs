@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use okta_spot_sim::{Emulators, Fixture, OAuthClientFixture, OktaSim};
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::cycle::{run_cycle, CycleOptions};
 use okta_spot_sync::http::RequestRecord;
@@ -23,7 +24,6 @@ use okta_spot_sync::okta::jwt::ClientKey;
 use okta_spot_sync::okta::oauth::ROUTE_TOKEN;
 use okta_spot_sync::okta::OktaClient;
 use okta_spot_sync::report::Mode;
-use okta_spot_sync::sim::{Emulators, Fixture, OAuthClientFixture, OktaSim};
 use okta_spot_sync::spot::client::SpotClient;
 use okta_spot_sync::Error;
 use p256::pkcs8::EncodePrivateKey as _;
@@ -412,7 +412,7 @@ async fn import_assign_requests_apps_manage_through_the_binary() {
     let mut case = Case::ec();
     case.granted = vec!["okta.apps.manage", "okta.users.read"];
     let env = Env::start(case).await;
-    env.emu.okta.add_user(okta_spot_sync::sim::OktaUserSpec {
+    env.emu.okta.add_user(okta_spot_sim::OktaUserSpec {
         email: "frank@example.com".into(),
         first_name: "Frank".into(),
         last_name: "Fischer".into(),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use okta_spot_sync::sim::{Emulators, Fixture, OAuthClientFixture};
+use okta_spot_sim::{Emulators, Fixture, OAuthClientFixture};
 use p256::pkcs8::EncodePrivateKey as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

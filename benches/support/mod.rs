@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use okta_spot_sim::{Emulators, Fault, Fixture};
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
 use okta_spot_sync::model::Role;
-use okta_spot_sync::sim::{Emulators, Fault, Fixture};
 
 /// The Okta rate-limit bucket of the app-users list.
 pub const OKTA_APPS_BUCKET: &str = "/api/v1/apps/*";

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use okta_spot_sim::{Emulators, Fixture, OktaSim, OktaUserSpec, SpotSim};
 use okta_spot_sync::ledger::{Ledger, LedgerStore};
-use okta_spot_sync::sim::{Emulators, Fixture, OktaSim, OktaUserSpec, SpotSim};
 
 /// What one run of the binary produced.
 #[derive(Debug)]
