@@ -14,6 +14,7 @@ pub mod config;
 pub mod cycle;
 pub mod daemon;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod fsutil;
 pub mod guard;
