@@ -2,7 +2,9 @@
 //! the planner benchmark. They keep the rules that matter to the reconciler (unique emails,
 //! programmatic users, delete of a missing user) and nothing else.
 //!
-//! Never used by the binary against real data; the HTTP emulators in `sim` are the faithful ones.
+//! Compiled only for tests (`cfg(test)`, or the `testing` feature that this package's own
+//! tests and benches turn on), never into the binary; the HTTP emulators of the `okta-spot-sim`
+//! crate are the faithful ones.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

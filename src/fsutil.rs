@@ -1,5 +1,6 @@
-//! Files the tool writes: the state file, its temp file, journal and lock, and token and
-//! config files written by `demo` and the tests.
+//! Files the tool writes: the state file, its temp file, journal and lock, and key and token
+//! files written by the tests (the emulators' crate writes the demo's and tests' client config
+//! and token files itself, with the same mode).
 //!
 //! It owns the one place that opens such files: with mode 0600, so none of them is ever
 //! created world-readable, even for an instant, by a caller that forgot the mode; and with

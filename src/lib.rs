@@ -3,8 +3,9 @@
 //! exit codes.
 //!
 //! Layout: a pure core (`model`, `plan`, `guard`, `okta::classify`) that decides, a thin shell
-//! (`okta`, `spot`, `http`, `ledger`, `apply`) that talks to the world, and `sim` — the bundled
-//! emulators of both APIs used by the tests, the demo and the benchmarks.
+//! (`okta`, `spot`, `http`, `ledger`, `apply`) that talks to the world. The bundled emulators
+//! of both APIs, used by the tests, the demo and the benchmarks, are the `okta-spot-sim` crate
+//! (`crates/okta-spot-sim`), which cannot import this one.
 
 pub mod apply;
 pub mod backoff;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod cycle;
 pub mod daemon;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod fsutil;
 pub mod guard;
@@ -28,7 +30,6 @@ pub mod okta;
 pub mod output;
 pub mod plan;
 pub mod report;
-pub mod sim;
 pub mod sim_commands;
 pub mod spot;
 

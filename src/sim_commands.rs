@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Settings};
 use crate::cycle::{run_cycle, CycleOptions};
-use crate::fsutil::write_owner_only;
 use crate::import::{run_import, ImportOptions};
 use crate::ledger::LedgerStore;
 use crate::plan::{ActionKind, ActionStatus};
 use crate::report::{Mode, Report};
-use crate::sim::{Emulators, Fixture, OktaUserSpec, SpotSim};
 use crate::Error;
+use okta_spot_sim::{Emulators, Fixture, OktaUserSpec, SpotSim};
 
 fn io_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Config(format!("{what}: {e}"))
@@ -61,16 +60,11 @@ pub async fn emulate(
     outln!();
     outln!("  export OKTA_SPOT_SYNC_OKTA_TOKEN={}", okta.token());
     outln!("  export OKTA_SPOT_SYNC_SPOT_TOKEN={}", spot.token());
-    outln!(
-        "{}",
-        indent(&emulator_config(
-            okta.url().as_str(),
-            &okta.app_id(),
-            &spot.url(),
-            None,
-            Path::new("./state.json")
-        ))
-    );
+    let config = emulators
+        .client_config(".")
+        .without_token_files()
+        .state_file("./state.json");
+    outln!("{}", indent(&config.to_toml()));
     outln!("Press Ctrl-C to stop.");
     let _ = tokio::signal::ctrl_c().await;
     emulators.shutdown().await;
@@ -79,33 +73,6 @@ pub async fn emulate(
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
-}
-
-/// A config file for the emulators. Token files are given when `token_dir` is set.
-fn emulator_config(
-    okta_url: &str,
-    app_id: &str,
-    spot_url: &str,
-    token_dir: Option<&Path>,
-    state: &Path,
-) -> String {
-    let token_line = |name: &str| match token_dir {
-        Some(dir) => format!("token_file = {:?}\n", dir.join(name).display().to_string()),
-        None => String::new(),
-    };
-    format!(
-        "[okta]\norg_url = {okta_url:?}\napp_id = {app_id:?}\n{}\n[spot]\nbase_url = {spot_url:?}\n{}\n\
-         [sync]\nstate_file = {:?}\n\n[http]\nallow_insecure_http = true\n\n[daemon]\nlisten = \"\"\n",
-        token_line("okta-token"),
-        token_line("spot-token"),
-        state.display().to_string(),
-    )
-}
-
-/// Writes a secret file with mode 0600.
-fn write_secret(path: &Path, content: &str) -> Result<(), Error> {
-    write_owner_only(path, content.as_bytes())
-        .map_err(|e| io_error(&format!("writing {}", path.display()), e))
 }
 
 /// A scratch directory removed on drop.
@@ -222,22 +189,12 @@ pub async fn demo() -> Result<i32, Error> {
     let emulators = Emulators::start_local(Fixture::demo())
         .await
         .map_err(|e| io_error("starting the emulators", e))?;
-    write_secret(&scratch.0.join("okta-token"), &emulators.okta.token())?;
-    write_secret(&scratch.0.join("spot-token"), &emulators.spot.token())?;
-    let config_path = scratch.0.join("config.toml");
     let state = scratch.0.join("state.json");
-    write_owner_only(
-        &config_path,
-        emulator_config(
-            &emulators.okta.url(),
-            &emulators.okta.app_id(),
-            &emulators.spot.url(),
-            Some(&scratch.0),
-            &state,
-        )
-        .as_bytes(),
-    )
-    .map_err(|e| io_error("writing the demo config", e))?;
+    let config_path = emulators
+        .client_config(&scratch.0)
+        .state_file(&state)
+        .write()
+        .map_err(|e| io_error("writing the demo config", e))?;
     let loaded = config::load_from_env_vars(&config_path, std::iter::empty::<(String, String)>())?;
     let mut demo = Demo {
         emulators,

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+use okta_spot_sim::Fault;
 use okta_spot_sync::ledger::EntryState;
-use okta_spot_sync::sim::Fault;
 use util::Env;
 
 const WRITE_ROUTES: [&str; 3] = [

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use okta_spot_sim::{Emulators, FailSpec, Fault, Fixture, Section};
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::cycle::CycleControl;
 use okta_spot_sync::daemon::{
@@ -16,7 +17,6 @@ use okta_spot_sync::daemon::{
 use okta_spot_sync::ledger::{EntryState, LedgerStore};
 use okta_spot_sync::plan::Plan;
 use okta_spot_sync::report::{Mode, Report};
-use okta_spot_sync::sim::{Emulators, FailSpec, Fault, Fixture};
 use okta_spot_sync::{Api, Error};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -46,21 +46,14 @@ struct Harness {
 }
 
 fn write_config(dir: &Path, emu: &Emulators, extra: &str) -> PathBuf {
-    std::fs::write(dir.join("okta-token"), emu.okta.token()).unwrap();
-    std::fs::write(dir.join("spot-token"), emu.spot.token()).unwrap();
-    let text = format!(
-        "[okta]\norg_url = {:?}\napp_id = {:?}\ntoken_file = {:?}\n\n\
-         [spot]\nbase_url = {:?}\ntoken_file = {:?}\nwrite_concurrency = 1\n\n\
-         [http]\nallow_insecure_http = true\nmax_retries = 0\n\n{extra}",
-        emu.okta.url(),
-        emu.okta.app_id(),
-        dir.join("okta-token"),
-        emu.spot.url(),
-        dir.join("spot-token"),
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    emu.client_config(dir)
+        .keys(Section::Spot, "write_concurrency = 1")
+        .max_retries(0)
+        .without_state_file()
+        .without_daemon_listen()
+        .append(extra)
+        .write()
+        .unwrap()
 }
 
 fn load(path: &Path) -> Result<Settings, Error> {

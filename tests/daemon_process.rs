@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use okta_spot_sim::{Emulators, Fault, Fixture, Section};
 use okta_spot_sync::ledger::{EntryState, LedgerStore, Origin};
-use okta_spot_sync::sim::{Emulators, Fault, Fixture};
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-spot-sync");
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -25,26 +25,13 @@ struct Setup {
 fn setup(emu: &Emulators, schedule: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("okta-token"), emu.okta.token()).unwrap();
-    std::fs::write(d.join("spot-token"), emu.spot.token()).unwrap();
-    let config = d.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[okta]\norg_url = {:?}\napp_id = {:?}\ntoken_file = {:?}\n\n\
-             [spot]\nbase_url = {:?}\ntoken_file = {:?}\nwrite_concurrency = 1\n\n\
-             [sync]\nschedule = {schedule:?}\nstate_file = {:?}\n\n\
-             [http]\nallow_insecure_http = true\n\n[daemon]\nlisten = \"\"\n\n\
-             [log]\nformat = \"json\"\n",
-            emu.okta.url(),
-            emu.okta.app_id(),
-            d.join("okta-token"),
-            emu.spot.url(),
-            d.join("spot-token"),
-            d.join("state.json"),
-        ),
-    )
-    .unwrap();
+    let config = emu
+        .client_config(d)
+        .keys(Section::Spot, "write_concurrency = 1")
+        .keys(Section::Sync, &format!("schedule = {schedule:?}"))
+        .append("[log]\nformat = \"json\"\n")
+        .write()
+        .unwrap();
     let notify_socket = d.join("notify.sock");
     let socket = UnixDatagram::bind(&notify_socket).unwrap();
     let notices = Arc::new(Mutex::new(Vec::new()));

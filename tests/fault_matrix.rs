@@ -9,12 +9,12 @@ mod util;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use okta_spot_sim::{Burst429, FailSpec, Fault, PageFault, PageFaultKind};
 use okta_spot_sync::config;
 use okta_spot_sync::cycle::{run_cycle, CycleOptions};
 use okta_spot_sync::ledger::{EntryState, LedgerStore};
 use okta_spot_sync::okta::client::OktaClient;
 use okta_spot_sync::report::Mode;
-use okta_spot_sync::sim::{Burst429, FailSpec, Fault, PageFault, PageFaultKind};
 use okta_spot_sync::spot::client::SpotClient;
 use util::Env;
 

@@ -23,12 +23,12 @@ mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use okta_spot_sim::{OktaSim, SpotSim};
 use okta_spot_sync::config;
 use okta_spot_sync::cycle::{run_cycle, CycleOptions};
 use okta_spot_sync::ledger::LedgerStore;
 use okta_spot_sync::okta::client::OktaClient;
 use okta_spot_sync::report::{Mode, Report};
-use okta_spot_sync::sim::{OktaSim, SpotSim};
 use okta_spot_sync::spot::client::SpotClient;
 use proptest::prelude::*;
 use serde_json::{json, Value};

@@ -1,8 +1,9 @@
 //! `import` against the Okta and Spot emulators on 127.0.0.1:0: the library for most cases,
 //! the real binary for the end-to-end run with exit codes and `--output json`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use okta_spot_sim::{Emulators, FailSpec, Fault, Fixture, OktaUserSpec, PageFault, PageFaultKind};
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::cycle::{run_cycle, CycleOptions};
 use okta_spot_sync::import::{run_import, ImportOptions, OktaUserDirectory, SEARCH_THRESHOLD};
@@ -12,9 +13,6 @@ use okta_spot_sync::okta::client::OktaClient;
 use okta_spot_sync::okta::parse::OktaUser;
 use okta_spot_sync::plan::{ActionKind, ActionStatus};
 use okta_spot_sync::report::{Mode, Report};
-use okta_spot_sync::sim::{
-    Emulators, FailSpec, Fault, Fixture, OktaUserSpec, PageFault, PageFaultKind,
-};
 use okta_spot_sync::spot::client::SpotClient;
 use okta_spot_sync::Error;
 use serde_json::Value;
@@ -30,35 +28,18 @@ struct Setup {
     dir: tempfile::TempDir,
 }
 
-fn write_secret(path: &Path, content: &str) {
-    okta_spot_sync::fsutil::write_owner_only(path, content.as_bytes()).unwrap();
-}
-
 impl Setup {
     async fn new() -> Setup {
         let emulators = Emulators::start_local(Fixture::default()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        write_secret(&dir.path().join("okta-token"), &emulators.okta.token());
-        write_secret(&dir.path().join("spot-token"), &emulators.spot.token());
-        let config = format!(
-            "[okta]\norg_url = {:?}\napp_id = {:?}\ntoken_file = {:?}\n\n\
-             [spot]\nbase_url = {:?}\ntoken_file = {:?}\n\n\
-             [sync]\nstate_file = {:?}\n\n\
-             [http]\nallow_insecure_http = true\nmax_retries = 0\n\n[daemon]\nlisten = \"\"\n",
-            emulators.okta.url(),
-            emulators.okta.app_id(),
-            dir.path().join("okta-token").display().to_string(),
-            emulators.spot.url(),
-            dir.path().join("spot-token").display().to_string(),
-            dir.path().join("state.json").display().to_string(),
-        );
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let settings = config::load_from_env_vars(
-            &dir.path().join("config.toml"),
-            std::iter::empty::<(String, String)>(),
-        )
-        .unwrap()
-        .settings;
+        let config = emulators
+            .client_config(dir.path())
+            .max_retries(0)
+            .write()
+            .unwrap();
+        let settings = config::load_from_env_vars(&config, std::iter::empty::<(String, String)>())
+            .unwrap()
+            .settings;
         Setup {
             emulators,
             settings,

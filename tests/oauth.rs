@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use okta_spot_sim::{Emulators, Fixture, OAuthClientFixture, OktaSim, Section};
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::cycle::{run_cycle, CycleOptions};
 use okta_spot_sync::http::RequestRecord;
@@ -23,7 +24,6 @@ use okta_spot_sync::okta::jwt::ClientKey;
 use okta_spot_sync::okta::oauth::ROUTE_TOKEN;
 use okta_spot_sync::okta::OktaClient;
 use okta_spot_sync::report::Mode;
-use okta_spot_sync::sim::{Emulators, Fixture, OAuthClientFixture, OktaSim};
 use okta_spot_sync::spot::client::SpotClient;
 use okta_spot_sync::Error;
 use p256::pkcs8::EncodePrivateKey as _;
@@ -114,8 +114,6 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let key_path = dir.path().join("okta-private-key.pem");
         write_0600(&key_path, &case.pem);
-        let spot_token = dir.path().join("spot-token");
-        write_0600(&spot_token, &emu.spot.token());
         let scopes = case
             .scopes
             .map(|s| {
@@ -132,22 +130,19 @@ impl Env {
             .kid
             .map(|k| format!("key_id = {k:?}\n"))
             .unwrap_or_default();
-        let text = format!(
-            "[okta]\norg_url = {:?}\napp_id = {:?}\nauth = \"oauth\"\nclient_id = {CLIENT_ID:?}\n\
-             private_key_file = {:?}\n{kid}{scopes}dpop = {}\n\n\
-             [spot]\nbase_url = {:?}\ntoken_file = {:?}\n\n\
-             [sync]\nstate_file = {:?}\n\n[http]\nallow_insecure_http = true\nmax_retries = 1\n\n\
-             [daemon]\nlisten = \"\"\n\n[log]\nlevel = \"trace\"\n",
-            emu.okta.url(),
-            emu.okta.app_id(),
+        let okta_keys = format!(
+            "auth = \"oauth\"\nclient_id = {CLIENT_ID:?}\nprivate_key_file = {:?}\n{kid}{scopes}dpop = {}\n",
             key_path.display().to_string(),
             case.dpop,
-            emu.spot.url(),
-            spot_token.display().to_string(),
-            dir.path().join("state.json").display().to_string(),
         );
-        let config = dir.path().join("config.toml");
-        std::fs::write(&config, text).unwrap();
+        let config = emu
+            .client_config(dir.path())
+            .without_okta_token()
+            .keys(Section::Okta, &okta_keys)
+            .max_retries(1)
+            .append("[log]\nlevel = \"trace\"\n")
+            .write()
+            .unwrap();
         Env {
             emu,
             _dir: dir,
@@ -412,7 +407,7 @@ async fn import_assign_requests_apps_manage_through_the_binary() {
     let mut case = Case::ec();
     case.granted = vec!["okta.apps.manage", "okta.users.read"];
     let env = Env::start(case).await;
-    env.emu.okta.add_user(okta_spot_sync::sim::OktaUserSpec {
+    env.emu.okta.add_user(okta_spot_sim::OktaUserSpec {
         email: "frank@example.com".into(),
         first_name: "Frank".into(),
         last_name: "Fischer".into(),

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 
-use okta_spot_sync::sim::{Emulators, Fixture, OAuthClientFixture};
+use okta_spot_sim::{Emulators, Fixture, OAuthClientFixture, Section};
 use p256::pkcs8::EncodePrivateKey as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -212,26 +212,7 @@ fn every_proxy_var(proxy: &Recorder) -> Vec<(&'static str, String)> {
 
 /// A config for the emulators over plain http, SSWS token.
 fn emulator_config(dir: &Path, emu: &Emulators) -> PathBuf {
-    write_0600(&dir.join("okta-token"), &emu.okta.token());
-    write_0600(&dir.join("spot-token"), &emu.spot.token());
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[okta]\norg_url = {:?}\napp_id = {:?}\ntoken_file = {:?}\n\n\
-             [spot]\nbase_url = {:?}\ntoken_file = {:?}\n\n\
-             [sync]\nstate_file = {:?}\n\n\
-             [http]\nallow_insecure_http = true\nmax_retries = 0\n\n[daemon]\nlisten = \"\"\n",
-            emu.okta.url(),
-            emu.okta.app_id(),
-            dir.join("okta-token"),
-            emu.spot.url(),
-            dir.join("spot-token"),
-            dir.join("state.json"),
-        ),
-    )
-    .unwrap();
-    config
+    emu.client_config(dir).max_retries(0).write().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,24 +253,19 @@ async fn the_oauth_token_request_over_plain_http_never_goes_through_a_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write_0600(&d.join("key.pem"), &pem);
-    write_0600(&d.join("spot-token"), &emu.spot.token());
-    let config = d.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[okta]\norg_url = {:?}\napp_id = {:?}\nauth = \"oauth\"\nclient_id = {CLIENT_ID:?}\n\
-             private_key_file = {:?}\nkey_id = \"k1\"\n\n\
-             [spot]\nbase_url = {:?}\ntoken_file = {:?}\n\n[sync]\nstate_file = {:?}\n\n\
-             [http]\nallow_insecure_http = true\nmax_retries = 0\n\n[daemon]\nlisten = \"\"\n",
-            emu.okta.url(),
-            emu.okta.app_id(),
-            d.join("key.pem"),
-            emu.spot.url(),
-            d.join("spot-token"),
-            d.join("state.json"),
-        ),
-    )
-    .unwrap();
+    let config = emu
+        .client_config(d)
+        .without_okta_token()
+        .keys(
+            Section::Okta,
+            &format!(
+                "auth = \"oauth\"\nclient_id = {CLIENT_ID:?}\nprivate_key_file = {:?}\nkey_id = \"k1\"\n",
+                d.join("key.pem")
+            ),
+        )
+        .max_retries(0)
+        .write()
+        .unwrap();
 
     let out = run(&config, &["plan"], every_proxy_var(&proxy)).await;
     let text = output_text(&out);

@@ -5,9 +5,9 @@
 
 mod util;
 
+use okta_spot_sim::{FailSpec, Fault, PageFault, PageFaultKind};
 use okta_spot_sync::ledger::LedgerWriter;
 use okta_spot_sync::ledger::{EntryState, LedgerEntry, LedgerStore, Origin};
-use okta_spot_sync::sim::{FailSpec, Fault, PageFault, PageFaultKind};
 use util::{actions, triple, Env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +175,7 @@ async fn held_users_are_reported_kept_and_never_created() {
         .set_app_profile_value(&num, "role", serde_json::json!(42));
     env.assigned("twin@example.com", None);
     // Okta logins are unique, emails are not: a second user with another login, same email.
-    let twin = env.okta().add_user(okta_spot_sync::sim::OktaUserSpec {
+    let twin = env.okta().add_user(okta_spot_sim::OktaUserSpec {
         email: "TWIN@example.com".into(),
         login: Some("twin.two@example.com".into()),
         first_name: "Twin".into(),

@@ -4,7 +4,7 @@
 
 mod util;
 
-use okta_spot_sync::sim::{FailSpec, Fault};
+use okta_spot_sim::{FailSpec, Fault};
 use util::Env;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,13 +5,13 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use okta_spot_sim::{Emulators, Fault, Fixture, Section};
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
 use okta_spot_sync::model::Role;
-use okta_spot_sync::sim::{Emulators, Fault, Fixture};
 
 /// The Okta rate-limit bucket of the app-users list.
 pub const OKTA_APPS_BUCKET: &str = "/api/v1/apps/*";
@@ -139,23 +139,14 @@ fn finish(emu: Emulators, spot_extra: &str, latency: Duration) -> Setup {
         emu.spot.set_fault("*", fault);
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    write_secret(&dir.path().join("okta-token"), &emu.okta.token());
-    write_secret(&dir.path().join("spot-token"), &emu.spot.token());
     let state = dir.path().join("state").join("state.json");
-    let config = dir.path().join("config.toml");
-    let toml = format!(
-        "[okta]\norg_url = {:?}\napp_id = {:?}\ntoken_file = {:?}\n\n\
-         [spot]\nbase_url = {:?}\ntoken_file = {:?}\n{spot_extra}\n\
-         [sync]\nstate_file = {:?}\n\n[http]\nallow_insecure_http = true\n\n\
-         [daemon]\nlisten = \"\"\n\n[log]\nlevel = \"warn\"\n",
-        emu.okta.url(),
-        emu.okta.app_id(),
-        dir.path().join("okta-token").display().to_string(),
-        emu.spot.url(),
-        dir.path().join("spot-token").display().to_string(),
-        state.display().to_string(),
-    );
-    std::fs::write(&config, toml).expect("config written");
+    let config = emu
+        .client_config(dir.path())
+        .keys(Section::Spot, spot_extra)
+        .state_file(&state)
+        .append("[log]\nlevel = \"warn\"\n")
+        .write()
+        .expect("config written");
     emu.okta.reset_counts();
     emu.spot.reset_counts();
     Setup {
@@ -164,10 +155,6 @@ fn finish(emu: Emulators, spot_extra: &str, latency: Duration) -> Setup {
         config,
         state,
     }
-}
-
-fn write_secret(path: &Path, content: &str) {
-    okta_spot_sync::fsutil::write_owner_only(path, content.as_bytes()).expect("token file written");
 }
 
 /// What one run of the binary did, measured from outside.

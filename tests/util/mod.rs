@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use okta_spot_sim::{Emulators, Fixture, OktaSim, OktaUserSpec, SpotSim};
 use okta_spot_sync::ledger::{Ledger, LedgerStore};
-use okta_spot_sync::sim::{Emulators, Fixture, OktaSim, OktaUserSpec, SpotSim};
 
 /// What one run of the binary produced.
 #[derive(Debug)]
@@ -54,22 +54,15 @@ impl Env {
             .add_user("owner@example.com", "Olive", "Owner", "admin");
         emu.spot.add_programmatic_user("ci-bot");
         let dir = tempfile::tempdir().unwrap();
-        write_secret(&dir.path().join("okta-token"), &emu.okta.token());
-        write_secret(&dir.path().join("spot-token"), &emu.spot.token());
         let state = dir.path().join("state").join("state.json");
-        let config = dir.path().join("config.toml");
-        let toml = format!(
-            "[okta]\norg_url = {:?}\napp_id = {:?}\ntoken_file = {:?}\n\n[spot]\nbase_url = {:?}\ntoken_file = {:?}\n\n\
-             [sync]\nstate_file = {:?}\nprotected_emails = [\"owner@example.com\"]\n\n[http]\nallow_insecure_http = true\nmax_retries = 2\n\n\
-             [daemon]\nlisten = \"\"\n{extra_toml}\n",
-            emu.okta.url(),
-            emu.okta.app_id(),
-            dir.path().join("okta-token").display().to_string(),
-            emu.spot.url(),
-            dir.path().join("spot-token").display().to_string(),
-            state.display().to_string(),
-        );
-        std::fs::write(&config, toml).unwrap();
+        let config = emu
+            .client_config(dir.path())
+            .state_file(&state)
+            .protected_emails(&["owner@example.com"])
+            .max_retries(2)
+            .append(extra_toml)
+            .write()
+            .unwrap();
         Env {
             emu,
             dir,

@@ -6,6 +6,7 @@
 //! APIs of docs/api-facts.md, never to this project's client, and must never depend on the
 //! client modules. Where a fact is unconfirmed, the choice is stated where it is made.
 
+mod client_config;
 mod common;
 mod fixture;
 mod okta;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use client_config::{ClientConfig, Section};
 pub use common::{Burst429, FailSpec, Fault, LoggedRequest, PageFault, PageFaultKind};
 pub use fixture::{
     AssignmentFixture, Fixture, OAuthClientFixture, OktaFixture, OktaUserFixture,

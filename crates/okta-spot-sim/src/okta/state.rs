@@ -11,8 +11,8 @@ use std::ops::Bound;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::sim::common::{random_alnum, Clock, FixedWindows, Traffic};
-use crate::sim::fixture::OktaFixture;
+use crate::common::{random_alnum, Clock, FixedWindows, Traffic};
+use crate::fixture::OktaFixture;
 
 /// Bucket names and their documented defaults (docs/api-facts.md "Okta rate limits", Workforce).
 pub(crate) const BUCKET_APPS: &str = "/api/v1/apps/*";

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{QuirkRule, SpotSim};
-use crate::sim::common::{admin_body, admin_error, admin_json, FaultRequest};
+use crate::common::{admin_body, admin_error, admin_json, FaultRequest};
 
 #[derive(Deserialize)]
 struct AddUserReq {

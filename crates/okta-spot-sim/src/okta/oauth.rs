@@ -35,8 +35,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::OktaSim;
-use crate::sim::common::random_alnum;
-use crate::sim::fixture::OAuthClientFixture;
+use crate::common::random_alnum;
+use crate::fixture::OAuthClientFixture;
 
 /// Route key of the token endpoint (as counted by `request_count`).
 pub(crate) const ROUTE_TOKEN: &str = "POST /oauth2/v1/token";

@@ -36,7 +36,7 @@ impl Fixture {
     /// The demo's story (`config/demo-fixture.json`, compiled in).
     pub fn demo() -> Fixture {
         // The file is part of the crate and covered by a test; a broken file is a build bug.
-        Fixture::from_json(include_str!("../../config/demo-fixture.json"))
+        Fixture::from_json(include_str!("../../../config/demo-fixture.json"))
             .unwrap_or_else(|e| panic!("config/demo-fixture.json is invalid: {e}"))
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use okta_spot_sync::sim::{
+use okta_spot_sim::{
     Burst429, Emulators, FailSpec, Fault, Fixture, OktaSim, OktaUserSpec, PageFault, PageFaultKind,
 };
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use okta_spot_sync::sim::{Burst429, Emulators, FailSpec, Fault, Fixture, SpotSim};
+use okta_spot_sim::{Burst429, Emulators, FailSpec, Fault, Fixture, SpotSim};
 use serde_json::{json, Value};
 
 async fn demo() -> Emulators {

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::quirks::SpotQuirks;
-use crate::sim::common::{random_hex, Clock, SlidingWindows, Traffic};
-use crate::sim::fixture::SpotFixture;
+use crate::common::{random_hex, Clock, SlidingWindows, Traffic};
+use crate::fixture::SpotFixture;
 
 /// Default per-route limit: high enough not to bother ordinary tests.
 pub(crate) const DEFAULT_RATE_LIMIT: u32 = 100_000;

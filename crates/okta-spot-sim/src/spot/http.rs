@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::state::{SpotRefusal, SpotState, UserRec};
 use super::SpotSim;
-use crate::sim::common::{
+use crate::common::{
     faulty_body, is_admin_path, parse_query, query_get, random_hex, read_admin_request,
     PageFaultKind,
 };
@@ -245,7 +245,7 @@ pub(crate) async fn entry(
             .traffic
             .log(&method, &path, response.status().as_u16());
     }
-    crate::sim::common::hold_until(deadline).await;
+    crate::common::hold_until(deadline).await;
     response
 }
 
@@ -390,7 +390,7 @@ async fn respond(
     ctx.body = &bytes;
     let run = || handle(&mut sim.lock(), &route, &ctx);
     let out = if matches!(route, Route::ListOrgUsers) {
-        crate::sim::common::run_long(run)
+        crate::common::run_long(run)
     } else {
         run()
     };

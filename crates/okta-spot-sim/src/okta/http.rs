@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::state::{OktaState, BUCKET_APPS, BUCKET_USER, BUCKET_USERS};
 use super::OktaSim;
-use crate::sim::common::{
+use crate::common::{
     encode_query, faulty_body, is_admin_path, parse_query, plain, query_get, random_alnum,
     read_admin_request, PageFaultKind, RateInfo,
 };
@@ -267,7 +267,7 @@ pub(crate) async fn entry(
 ) -> Response {
     let mut deadline = None;
     let response = respond(State(sim), ConnectInfo(peer), req, &mut deadline).await;
-    crate::sim::common::hold_until(deadline).await;
+    crate::common::hold_until(deadline).await;
     response
 }
 

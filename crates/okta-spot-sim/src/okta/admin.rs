@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::state::{OktaState, OktaUserSpec};
 use super::OktaSim;
-use crate::sim::common::{admin_body, admin_error, admin_json, FaultRequest};
+use crate::common::{admin_body, admin_error, admin_json, FaultRequest};
 
 #[derive(Deserialize)]
 struct AssignReq {
