@@ -1,10 +1,10 @@
 //! The bundled emulators of the Okta Management API and the Spot organization API, used by
 //! the integration tests, the `demo` and `emulate` commands and the benchmarks.
 //!
-//! This module owns the public surface (`Emulators`, `OktaSim`, `SpotSim`, `Fixture`, the
-//! fault and quirk knobs, the request log) and server start/stop. It must be faithful to the
-//! APIs of docs/api-facts.md, never to this project's client, and must never depend on the
-//! client modules. Where a fact is unconfirmed, the choice is stated where it is made.
+//! This crate owns the public surface (`Emulators`, `OktaSim`, `SpotSim`, `Fixture`, the
+//! fault and quirk knobs, the request log, the client config) and server start/stop. It must be
+//! faithful to the APIs of docs/api-facts.md, never to this project's client, and must never
+//! depend on the reconciler (it is a crate of its own so that the compiler enforces it). Where a fact is unconfirmed, the choice is stated where it is made.
 
 mod client_config;
 mod common;
