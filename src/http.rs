@@ -21,7 +21,7 @@
 //!   DELETE, HEAD) and for POSTs that opt in with [`Retry::Always`];
 //! - a POST that did not opt in (e.g. `POST /setup/user`) is **not** retried on those: the
 //!   server may have acted before the failure, and a second create could duplicate the user
-//!   or fail confusingly; the caller re-reads the directory next cycle instead;
+//!   or fail confusingly; the caller decides from a fresh read of the directory instead;
 //! - 429 is retried for every request, POST included: a 429 means the request was refused
 //!   before it was processed, so repeating it cannot act twice;
 //! - every retry counts against `HttpSettings.max_retries`.

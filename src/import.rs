@@ -2,8 +2,8 @@
 //! without recreating them (a recreate would lose their API tokens and settings).
 //!
 //! It owns the import workflow: list the Spot organization's personal users the ledger does
-//! not manage, match each to an Okta user by email (case-insensitively) with as few Okta calls
-//! as it can (see [`SEARCH_THRESHOLD`]), then
+//! not manage, match each to an Okta user by email (ASCII case ignored, see `model::Email`)
+//! with as few Okta calls as it can (see [`SEARCH_THRESHOLD`]), then
 //! - a user already assigned to the app (and entitled) is **adopted**: ledger only, recorded
 //!   exactly like `reconcile`'s adoption (origin `adopted`, state `managed`, the Okta role);
 //! - an active Okta user who is not assigned is **assigned** to the app with `--assign`

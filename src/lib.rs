@@ -2,8 +2,9 @@
 //! Okta app. The library holds everything; `main.rs` only parses arguments and maps errors to
 //! exit codes.
 //!
-//! Layout: a pure core (`model`, `plan`, `guard`, `okta::classify`) that decides, a thin shell
-//! (`okta`, `spot`, `http`, `ledger`, `apply`) that talks to the world. The bundled emulators
+//! Layout: a pure core (`model`, `plan`, `guard`, `okta::classify`, `import::decide`) that
+//! decides, a thin shell (`okta`, `spot`, `http`, `ledger`, `apply`, `import`) that talks to
+//! the world (docs/architecture.md). The bundled emulators
 //! of both APIs, used by the tests, the demo and the benchmarks, are the `okta-spot-sim` crate
 //! (`crates/okta-spot-sim`), which cannot import this one.
 

@@ -11,7 +11,8 @@
 //! - programmatic users (`pu-…`) are refused by `delete_user` and `set_policy_mapping`;
 //! - a "does not exist" answer to a delete is success (already gone);
 //! - `POST /setup/user` is never retried after a timeout, a connection error or a 5xx (the
-//!   user may have been created; the next cycle finds it by email), only after a 429;
+//!   user may have been created; `apply` decides from a fresh read of the user list, and the
+//!   `pending` record claims it by email), only after a 429;
 //! - the password of a new user is generated here with the OS CSPRNG, sent once, and never
 //!   logged, returned or stored; error texts are scrubbed of it;
 //! - every request waits for its slot in the per-route throttle ([`super::throttle`]), which
