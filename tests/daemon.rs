@@ -12,7 +12,8 @@ use okta_spot_sim::{Emulators, FailSpec, Fault, Fixture, Section};
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::cycle::CycleControl;
 use okta_spot_sync::daemon::{
-    self, ApiCycles, ChannelTicker, CycleRunner, Deps, Notice, Notifier, SharedStatus, Status,
+    self, reload_change, ApiCycles, ChannelTicker, CycleRunner, Deps, Notice, Notifier,
+    ReloadChange, SharedStatus, Status,
 };
 use okta_spot_sync::ledger::{EntryState, LedgerStore};
 use okta_spot_sync::plan::Plan;
@@ -505,4 +506,39 @@ async fn shutdown_during_a_slow_create_finishes_it_and_starts_no_other() {
     assert_eq!(created[0].state, EntryState::Managed);
     let id = created[0].spot_user_id.clone().unwrap();
     assert!(emu.spot.user(&id).is_some());
+}
+
+/// The reload decision, pure: what changes, what waits for a restart, and the state file kept.
+#[tokio::test]
+async fn a_reload_keeps_the_state_file_and_names_what_waits_for_a_restart() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    let mut settings = |state: &str, listen: &str, schedule: &str, level: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = format!(
+            "[sync]\nstate_file = {:?}\nschedule = {schedule:?}\n\n[daemon]\nlisten = {listen:?}\n\n[log]\nlevel = {level:?}\n",
+            state_dir.path().join(state)
+        );
+        let loaded = load(&write_config(dir.path(), &emu, &sync)).unwrap();
+        dirs.push(dir);
+        loaded
+    };
+    let old = settings("state.json", "", "0 */10 * * * *", "info");
+
+    let mut same = settings("state.json", "", "0 */10 * * * *", "info");
+    assert_eq!(reload_change(&old, &mut same), ReloadChange::default());
+
+    let mut new = settings("other.json", "127.0.0.1:0", "0 */5 * * * *", "debug");
+    let change = reload_change(&old, &mut new);
+    assert_eq!(
+        new.sync.state_file, old.sync.state_file,
+        "the lock is on the old file"
+    );
+    assert!(change.schedule);
+    let messages = change.on_restart.join("\n");
+    for key in ["sync.state_file", "daemon.listen", "log.level"] {
+        assert!(messages.contains(key), "{key}: {messages}");
+    }
+    assert_eq!(change.on_restart.len(), 3, "{messages}");
 }

@@ -94,6 +94,41 @@ pub fn error_policy(error: &Error, failures_before: u32, ready: bool) -> Next {
     }
 }
 
+/// What a reload changes, beyond taking the new settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadChange {
+    /// Settings that changed but take effect only on restart, one message each.
+    pub on_restart: Vec<String>,
+    /// `sync.schedule` changed: the ticker is restarted with the new one.
+    pub schedule: bool,
+}
+
+/// Decides what a reload from `old` to `new` changes, pure: keeps in `new` what only a restart
+/// can change (`sync.state_file`: the lock is held on the old one) and says so.
+/// `daemon.listen` and `log.*` are read only at start, so their change is only reported.
+pub fn reload_change(old: &Settings, new: &mut Settings) -> ReloadChange {
+    let mut change = ReloadChange::default();
+    if new.sync.state_file != old.sync.state_file {
+        change.on_restart.push(format!(
+            "sync.state_file changed; it takes effect on restart (the lock is held on {})",
+            old.sync.state_file.display()
+        ));
+        new.sync.state_file = old.sync.state_file.clone();
+    }
+    if new.daemon.listen != old.daemon.listen {
+        change
+            .on_restart
+            .push("daemon.listen changed; it takes effect on restart".into());
+    }
+    if new.log.format != old.log.format || new.log.level != old.log.level {
+        change
+            .on_restart
+            .push("log.format and log.level take effect on restart".into());
+    }
+    change.schedule = new.sync.schedule != old.sync.schedule;
+    change
+}
+
 /// What the daemon tells its supervisor (systemd's `sd_notify`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -566,21 +601,11 @@ impl Daemon {
                 return false;
             }
         };
-        let old = &self.settings;
-        if new.sync.state_file != old.sync.state_file {
-            warn!(
-                "sync.state_file changed; it takes effect on restart (the lock is held on {})",
-                old.sync.state_file.display()
-            );
-            new.sync.state_file = old.sync.state_file.clone();
+        let change = reload_change(&self.settings, &mut new);
+        for message in &change.on_restart {
+            warn!("{message}");
         }
-        if new.daemon.listen != old.daemon.listen {
-            warn!("daemon.listen changed; it takes effect on restart");
-        }
-        if new.log.format != old.log.format || new.log.level != old.log.level {
-            warn!("log.format and log.level take effect on restart");
-        }
-        if new.sync.schedule != old.sync.schedule {
+        if change.schedule {
             match self.ticker.start(&new.sync.schedule).await {
                 Ok(rx) => {
                     self.ticks = rx;
