@@ -4,7 +4,7 @@
 //! Pure formatting: no I/O here; callers print. Nothing secret ever reaches a report: actions
 //! carry emails, ids, roles and reasons only.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
@@ -76,6 +76,47 @@ pub struct Summary {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+impl Summary {
+    /// The named counts, in the report's order: every kind, then failed and blocked;
+    /// `assign_in_okta` only for `import`, `not_started` only when some were. The one source
+    /// of the summary's text forms ([`fmt::Display`], [`Report::one_line`], the text report,
+    /// [`Report::summary_map`]).
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        let mut counts = vec![
+            ("create", self.create),
+            ("delete", self.delete),
+            ("recreate", self.recreate),
+            ("adopt", self.adopt),
+            ("update_role", self.update_role),
+        ];
+        if let Some(n) = self.assign_in_okta {
+            counts.push(("assign_in_okta", n));
+        }
+        counts.push(("failed", self.failed));
+        counts.push(("blocked", self.blocked));
+        if self.not_started > 0 {
+            counts.push(("not_started", self.not_started));
+        }
+        counts
+    }
+}
+
+/// `3 create, 0 delete, …, 0 blocked` (and `, 2 not started` when some were).
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, n)) in self.counts().into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let name = if name == "not_started" {
+                "not started"
+            } else {
+                name
+            };
+            write!(f, "{sep}{n} {name}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The report of one cycle: the JSON shape of README "Commands and exit codes".
@@ -261,65 +302,61 @@ impl Report {
                 let _ = writeln!(out, "  {}: {}", trip.guard, trip.message);
             }
         }
-        let s = &self.summary;
-        let mut parts = vec![
-            format!("{} create", s.create),
-            format!("{} delete", s.delete),
-            format!("{} recreate", s.recreate),
-            format!("{} adopt", s.adopt),
-            format!("{} update_role", s.update_role),
-        ];
-        if let Some(n) = s.assign_in_okta {
-            parts.push(format!("{n} assign_in_okta"));
-        }
-        parts.push(format!("{} failed", s.failed));
-        parts.push(format!("{} blocked", s.blocked));
-        if s.not_started > 0 {
-            parts.push(format!("{} not started (shutting down)", s.not_started));
-        }
         let verb = if matches!(self.mode, Mode::Apply | Mode::Import) {
             "Done"
         } else {
             "Would do"
         };
-        let _ = writeln!(
-            out,
-            "\n{verb}: {}; {} held.",
-            parts.join(", "),
-            self.held.len()
-        );
+        let _ = writeln!(out, "\n{verb}: {}; {} held.", self.summary, self.held.len());
         out
     }
 
     /// The one-line summary used in logs and systemd STATUS=.
     pub fn one_line(&self) -> String {
-        let s = &self.summary;
-        let unstarted = if s.not_started > 0 {
-            format!(", {} not started", s.not_started)
-        } else {
-            String::new()
-        };
-        format!(
-            "{} create, {} delete, {} recreate, {} adopt, {} update_role, {} failed, {} blocked, {} held{unstarted}",
-            s.create, s.delete, s.recreate, s.adopt, s.update_role, s.failed, s.blocked, self.held.len()
-        )
+        format!("{}, {} held", self.summary, self.held.len())
     }
 
     /// The summary as a map, for the ledger's `last_run`.
     pub fn summary_map(&self) -> std::collections::BTreeMap<String, usize> {
-        let s = &self.summary;
-        [
-            ("create", s.create),
-            ("delete", s.delete),
-            ("recreate", s.recreate),
-            ("adopt", s.adopt),
-            ("update_role", s.update_role),
-            ("failed", s.failed),
-            ("blocked", s.blocked),
-            ("held", self.held.len()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        self.summary
+            .counts()
+            .into_iter()
+            .chain([("held", self.held.len())])
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One source for every text form of the summary.
+    #[test]
+    fn the_summary_has_one_text_form() {
+        let mut summary = Summary {
+            create: 3,
+            failed: 1,
+            ..Summary::default()
+        };
+        assert_eq!(
+            summary.to_string(),
+            "3 create, 0 delete, 0 recreate, 0 adopt, 0 update_role, 1 failed, 0 blocked"
+        );
+        summary.not_started = 2;
+        summary.assign_in_okta = Some(4);
+        let text = summary.to_string();
+        assert!(
+            text.contains("0 update_role, 4 assign_in_okta, 1 failed"),
+            "{text}"
+        );
+        assert!(text.ends_with("0 blocked, 2 not started"), "{text}");
+        let report = Report {
+            summary,
+            ..Report::new(Mode::Apply, Plan::default())
+        };
+        assert_eq!(report.one_line(), format!("{text}, 0 held"));
+        let map = report.summary_map();
+        assert_eq!((map["create"], map["not_started"], map["held"]), (3, 2, 0));
     }
 }
