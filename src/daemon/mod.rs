@@ -171,9 +171,12 @@ pub trait Ticker: Send {
     fn stop(&mut self) -> BoxFuture<'_, ()>;
 }
 
-/// A ticker whose ticks are sent by hand (tests): `start` hands out the receiver once.
+/// A ticker whose ticks are sent by hand (tests only: the `testing` feature): `start` hands
+/// out the receiver once.
+#[cfg(any(test, feature = "testing"))]
 pub struct ChannelTicker(Option<mpsc::Receiver<()>>);
 
+#[cfg(any(test, feature = "testing"))]
 impl ChannelTicker {
     pub fn new() -> (mpsc::Sender<()>, ChannelTicker) {
         let (tx, rx) = mpsc::channel(16);
@@ -181,6 +184,7 @@ impl ChannelTicker {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Ticker for ChannelTicker {
     fn start(&mut self, _schedule: &Schedule) -> BoxFuture<'_, Result<mpsc::Receiver<()>, Error>> {
         let rx = self.0.take().unwrap_or_else(|| mpsc::channel(1).1);
