@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use crate::ledger::Ledger;
 use crate::model::{Email, SpotUser, SpotUsers};
 use crate::plan::{ActionKind, ActionStatus, GuardTrip, Plan};
@@ -108,12 +110,19 @@ fn block_untouchable(
     ledger: &Ledger,
     limits: &GuardLimits,
 ) {
+    // Built once, on the first delete: a wave of deletes at 100,000 users would otherwise
+    // search the whole Spot list and the whole ledger for each.
+    let mut index: Option<(FxHashMap<&str, &SpotUser>, FxHashSet<&str>)> = None;
     let mut reasons = Vec::new();
     for action in plan.actions.iter_mut() {
         let Some(target) = action.deleted_spot_user() else {
             continue;
         };
-        let user = spot_users.iter().find(|u| u.user_id == target);
+        let (by_id, owned) = index.get_or_insert_with(|| {
+            let by_id = spot_users.iter().map(|u| (u.user_id.as_str(), u)).collect();
+            (by_id, ledger.owned_spot_user_ids())
+        });
+        let user = by_id.get(target).copied();
         let why = match user {
             None => Some(format!(
                 "Spot user {target} is not in the organization's user list"
@@ -128,7 +137,7 @@ fn block_untouchable(
             {
                 Some(format!("Spot user {target} has a protected email"))
             }
-            Some(_) if !ledger.has_owned_spot_user(target) => {
+            Some(_) if !owned.contains(target) => {
                 Some(format!("Spot user {target} is not owned by okta-spot-sync"))
             }
             Some(_) => None,

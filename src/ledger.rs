@@ -202,6 +202,9 @@ mod tests {
         ledger.retire("00u1", Some("u-2"));
         assert_eq!(ledger.users["00u1"].tombstones, ["u-1", "u-2"]);
         assert_eq!(ledger.users["00u1"].spot_user_id, None);
+        let owned = ledger.owned_spot_user_ids();
+        assert_eq!(owned, ["u-1", "u-2"].into_iter().collect());
+        assert!(owned.iter().all(|id| ledger.has_owned_spot_user(id)));
         // Taking u-1 back (it was still listed) makes it owned again, not a tombstone.
         ledger.put("00u1", owning(Some("u-1"), EntryState::Managed));
         assert_eq!(ledger.users["00u1"].tombstones, ["u-2"]);

@@ -188,6 +188,21 @@ impl Ledger {
         }
     }
 
+    /// Every Spot user id [`Ledger::has_owned_spot_user`] answers yes for, at once.
+    pub fn owned_spot_user_ids(&self) -> rustc_hash::FxHashSet<&str> {
+        self.users
+            .values()
+            .flat_map(|e| {
+                let live = e
+                    .spot_user_id
+                    .as_deref()
+                    .filter(|_| e.state != EntryState::Deleted);
+                live.into_iter()
+                    .chain(e.tombstones.iter().map(String::as_str))
+            })
+            .collect()
+    }
+
     /// Has the ledger ever owned this Spot user id: does an entry own it now (not deleted), or
     /// hold it as a tombstone?
     pub fn has_owned_spot_user(&self, spot_user_id: &str) -> bool {
