@@ -153,17 +153,13 @@ impl<'a, D: SpotDirectory> Recheck<'a, D> {
     /// several), which the `pending` record claims, or `None` when Spot does not list one.
     async fn created(&self, email: &Email) -> Result<Option<String>, String> {
         let users = self.users_after_failure().await?;
-        Ok(users
-            .iter()
-            .filter(|u| u.is_personal() && u.email.as_ref() == Some(email))
-            .map(|u| u.user_id.clone())
-            .min())
+        Ok(users.personal_with_email(email).map(|u| u.user_id.clone()))
     }
 
     /// After a failed delete: is the user gone (Spot no longer lists it)?
     async fn gone(&self, spot_user_id: &str) -> Result<bool, String> {
         let users = self.users_after_failure().await?;
-        Ok(!users.iter().any(|u| u.user_id == spot_user_id))
+        Ok(!users.lists(spot_user_id))
     }
 }
 

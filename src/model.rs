@@ -333,6 +333,20 @@ impl SpotUsers {
         SpotUsers { users, repeated }
     }
 
+    /// The personal user with `email`, the lowest id when several have it: the same choice the
+    /// planner makes, so that every decision by email picks the same user.
+    pub fn personal_with_email(&self, email: &Email) -> Option<&SpotUser> {
+        self.users
+            .iter()
+            .filter(|u| u.is_personal() && u.email.as_ref() == Some(email))
+            .min_by(|a, b| a.user_id.cmp(&b.user_id))
+    }
+
+    /// Does the list have a user with this id?
+    pub fn lists(&self, spot_user_id: &str) -> bool {
+        self.users.iter().any(|u| u.user_id == spot_user_id)
+    }
+
     /// The ids the list had more than once, in the order first repeated.
     pub fn repeated(&self) -> &[String] {
         &self.repeated
