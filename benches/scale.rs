@@ -417,7 +417,7 @@ fn planner(n: usize) -> Row {
         cpu_classify.as_secs_f64(),
         (cpu - cpu_classify).as_secs_f64()
     );
-    let kinds = |k: ActionKind| the_plan.actions.iter().filter(|a| a.action == k).count();
+    let kinds = |k: ActionKind| the_plan.actions.iter().filter(|a| a.kind() == k).count();
     let (creates, deletes) = (kinds(ActionKind::Create), kinds(ActionKind::Delete));
     let expected = n / new_every;
     let checks = [

@@ -1,5 +1,6 @@
 //! Applies a guarded plan to Spot with bounded concurrency, recording every result in the
-//! ledger the moment it happens. The `pending` record of a create is durable before the
+//! ledger the moment it happens, and answers with the [`Outcomes`] (the plan is never
+//! changed). The `pending` record of a create is durable before the
 //! create is sent; results are saved in group commits and all durable before `apply` returns
 //! (the contract is on [`LedgerWriter`]), so a crash at any point loses nothing the next
 //! cycle cannot re-derive from Spot.
@@ -16,10 +17,12 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use crate::action::{Action, Adoption, Change, NewUser, Replace};
 use crate::config::{SpotRoleSettings, SpotRoles};
+use crate::guard::Verdicts;
 use crate::ledger::{EntryState, LedgerEntry, LedgerWriter, Origin};
 use crate::model::{Email, NewSpotUser, PolicyGrant, Role, SpotDirectory, SpotPolicy, SpotUsers};
-use crate::plan::{Action, ActionKind, ActionStatus, Plan};
+use crate::plan::Plan;
 use crate::spot::client::{is_already_exists, is_not_found};
 use crate::Error;
 
@@ -187,18 +190,57 @@ async fn delete_checked<D: SpotDirectory>(
     }
 }
 
-/// Applies every `planned` action of `plan`, updating statuses, errors and created user ids in
-/// place. Non-destructive actions run first, deletes last, each phase with at most
-/// `concurrency` calls in flight. Also performs the plan's ledger-only housekeeping.
+/// What applying one action did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; `created` is the Spot user a create or recreate made.
+    Applied { created: Option<String> },
+    /// Not done (or done in part), in words an admin can act on.
+    Failed(String),
+}
+
+/// What `apply` did with each action of a plan, by the action's index in `Plan::actions`.
+/// An action with no outcome was not started: blocked by a guard, or left when the daemon
+/// was stopping (or when the state file could not be written).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcomes(Vec<Option<Outcome>>);
+
+impl Outcomes {
+    /// Nothing applied: for `plan` and `--dry-run`.
+    pub fn none(plan: &Plan) -> Outcomes {
+        Outcomes(vec![None; plan.actions.len()])
+    }
+
+    /// What happened to action `index`; `None` when it was not started.
+    pub fn get(&self, index: usize) -> Option<&Outcome> {
+        self.0.get(index).and_then(Option::as_ref)
+    }
+
+    /// Was every action applied?
+    pub fn all_applied(&self) -> bool {
+        self.0
+            .iter()
+            .all(|o| matches!(o, Some(Outcome::Applied { .. })))
+    }
+}
+
+/// Applies every action of `plan` that `verdicts` allow, and answers what happened to each.
+/// Non-destructive actions run first, deletes last, each phase with at most `concurrency`
+/// calls in flight. Also performs the plan's ledger-only housekeeping.
+///
+/// The `Err` of the second value is a state file that could not be written: the phase in
+/// flight finishes, no later one starts, and the outcomes still say what was applied.
 pub async fn apply<D: SpotDirectory>(
-    plan: &mut Plan,
+    plan: &Plan,
+    verdicts: &Verdicts,
     spot: &D,
     ledger: &LedgerWriter,
     roles: &RoleResolver<'_, D>,
     concurrency: usize,
-) -> Result<(), Error> {
+) -> (Outcomes, Result<(), Error>) {
     apply_until(
         plan,
+        verdicts,
         spot,
         ledger,
         roles,
@@ -209,95 +251,97 @@ pub async fn apply<D: SpotDirectory>(
 }
 
 /// [`apply`] that stops starting actions once `stop` is cancelled (the daemon's shutdown):
-/// actions already in flight finish and are recorded; the others stay `planned` in the plan
-/// and untouched in the ledger, for the next run.
+/// actions already in flight finish and are recorded; the others have no outcome and are
+/// untouched in the ledger, for the next run.
 pub async fn apply_until<D: SpotDirectory>(
-    plan: &mut Plan,
+    plan: &Plan,
+    verdicts: &Verdicts,
     spot: &D,
     ledger: &LedgerWriter,
     roles: &RoleResolver<'_, D>,
     concurrency: usize,
     stop: &CancellationToken,
-) -> Result<(), Error> {
+) -> (Outcomes, Result<(), Error>) {
+    let mut outcomes = Outcomes::none(plan);
     if !plan.forget.is_empty() {
-        let forget = plan.forget.clone();
-        let ids: Vec<&str> = forget.iter().map(String::as_str).collect();
+        let ids: Vec<&str> = plan.forget.iter().map(String::as_str).collect();
         ledger.record(&ids, |l| {
-            forget.iter().for_each(|okta_id| l.retire(okta_id, None))
+            plan.forget
+                .iter()
+                .for_each(|okta_id| l.retire(okta_id, None))
         });
     }
     let recheck = Recheck::new(spot);
-    // A ledger failure stops the next phase; the results of this one are still set, so that
-    // the plan reports what was applied.
+    // A ledger failure stops the next phase; the results of this one are still kept, so that
+    // the report says what was applied.
     let mut ledger_failed = None;
     for deletes in [false, true] {
         if ledger_failed.is_some() {
             break;
         }
-        let work: Vec<(usize, Action)> = plan
-            .actions
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| {
-                a.status == ActionStatus::Planned && (a.action == ActionKind::Delete) == deletes
+        // Indices, not borrowed actions: a stream of borrowed items would make the future's
+        // lifetimes too general to be `Send`.
+        let work: Vec<usize> = (0..plan.actions.len())
+            .filter(|&i| {
+                verdicts.allows(i)
+                    && matches!(plan.actions[i].change, Change::Delete { .. }) == deletes
             })
-            .map(|(i, a)| (i, a.clone()))
             .collect();
         let recheck = &recheck;
-        let results: Vec<(usize, Outcome)> = stream::iter(work)
+        let results: Vec<(usize, Step)> = stream::iter(work)
             .take_while(|_| futures::future::ready(!stop.is_cancelled()))
-            .map(|(i, action)| async move {
-                (i, apply_one(&action, spot, ledger, roles, recheck).await)
+            .map(|i| async move {
+                let action = &plan.actions[i];
+                (i, apply_one(action, spot, ledger, roles, recheck).await)
             })
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
-        for (i, outcome) in results {
-            let action = &mut plan.actions[i];
-            match outcome {
-                Outcome::Applied { spot_user_id } => {
-                    action.status = ActionStatus::Applied;
-                    if spot_user_id.is_some() {
-                        action.spot_user_id = spot_user_id;
-                    }
-                }
-                Outcome::Failed(error) => {
-                    action.status = ActionStatus::Failed;
-                    action.error = Some(error);
-                }
-                Outcome::LedgerFailed(error) => {
+        for (i, step) in results {
+            match step {
+                Step::Done(outcome) => outcomes.0[i] = Some(outcome),
+                Step::LedgerFailed(error) => {
                     ledger_failed.get_or_insert(error);
                 }
             }
         }
     }
     if let Some(error) = ledger_failed {
-        return Err(error);
+        return (outcomes, Err(error));
     }
     // Results were recorded in memory (see `LedgerWriter`): make them durable before returning.
-    ledger.flush().await
+    let flushed = ledger.flush().await;
+    (outcomes, flushed)
 }
 
-enum Outcome {
-    Applied {
-        spot_user_id: Option<String>,
-    },
-    Failed(String),
+/// How one action ended, for [`apply_until`].
+enum Step {
+    Done(Outcome),
     /// The state file could not be written: stop everything, the record is the safety net.
     LedgerFailed(Error),
+}
+
+impl Step {
+    fn applied(created: Option<String>) -> Step {
+        Step::Done(Outcome::Applied { created })
+    }
+
+    fn failed(error: String) -> Step {
+        Step::Done(Outcome::Failed(error))
+    }
 }
 
 /// Turns a ledger error into a stop and a Spot error into a failed action.
 macro_rules! step {
     (ledger $e:expr) => {
         if let Err(err) = $e {
-            return Outcome::LedgerFailed(err);
+            return Step::LedgerFailed(err);
         }
     };
     (spot $e:expr, $context:expr) => {
         match $e {
             Ok(value) => value,
-            Err(err) => return Outcome::Failed(format!("{}: {}", $context, err)),
+            Err(err) => return Step::failed(format!("{}: {}", $context, err)),
         }
     };
 }
@@ -308,35 +352,34 @@ async fn apply_one<D: SpotDirectory>(
     ledger: &LedgerWriter,
     roles: &RoleResolver<'_, D>,
     recheck: &Recheck<'_, D>,
-) -> Outcome {
-    let okta_id = action.okta_user_id.clone();
-    match action.action {
-        ActionKind::Delete => {
-            let target = action.spot_user_id.clone().unwrap_or_default();
-            step!(spot delete_checked(spot, recheck, &target).await, format!("deleting Spot user {target}"));
+) -> Step {
+    let okta_id = action.okta_user_id.as_str();
+    match &action.change {
+        Change::Delete { spot_user_id, .. } => {
+            let target = spot_user_id.as_str();
+            step!(spot delete_checked(spot, recheck, target).await, format!("deleting Spot user {target}"));
             // The entry may already point at a new Spot user (an email change adopted one);
             // the deleted one stays as a tombstone.
-            ledger.record(&[&okta_id], |l| l.retire(&okta_id, Some(&target)));
-            Outcome::Applied { spot_user_id: None }
+            ledger.record(&[okta_id], |l| l.retire(okta_id, Some(target)));
+            Step::applied(None)
         }
-        ActionKind::Create | ActionKind::Recreate => {
-            if let Some(old) = &action.detail.delete_first {
+        Change::Create(user) => create(action, user, spot, ledger, roles, recheck).await,
+        Change::Recreate { user, replaces } => {
+            if let Some(Replace::DeleteFirst(old)) = replaces {
                 step!(spot delete_checked(spot, recheck, old).await, format!("deleting the old Spot user {old}"));
                 // Saved with the `pending` record that follows, before the create is sent.
-                ledger.record(&[&okta_id], |l| l.retire(&okta_id, None));
+                ledger.record(&[okta_id], |l| l.retire(okta_id, None));
             }
-            let created = create(action, spot, ledger, roles, recheck).await;
-            match (&created, &action.detail.delete_after) {
+            let created = create(action, user, spot, ledger, roles, recheck).await;
+            match (&created, replaces) {
                 (
-                    Outcome::Applied {
-                        spot_user_id: Some(new),
-                    },
-                    Some(old),
+                    Step::Done(Outcome::Applied { created: Some(new) }),
+                    Some(Replace::DeleteAfter(old)),
                 ) => {
                     // The `pending` record made `old` a tombstone: a failure here is retried by
                     // the next cycle, which still finds it listed.
                     if let Err(e) = delete_checked(spot, recheck, old).await {
-                        return Outcome::Failed(format!(
+                        return Step::failed(format!(
                             "created Spot user {new}, but deleting the old Spot user {old} failed: {e}; the next cycle deletes it again"
                         ));
                     }
@@ -345,61 +388,58 @@ async fn apply_one<D: SpotDirectory>(
                 _ => created,
             }
         }
-        ActionKind::Adopt => {
-            let Some(role) = action.role else {
-                return Outcome::Failed("no role to record".into());
-            };
-            let target = action.spot_user_id.clone().unwrap_or_default();
-            if action.detail.apply_role_mapping {
-                if let Err(e) = map_role(&target, role, spot, roles).await {
-                    return Outcome::Failed(e);
-                }
+        Change::Adopt(adoption) => adopt(action, adoption, spot, ledger, roles).await,
+        Change::UpdateRole { spot_user_id, role } => {
+            let role = *role;
+            if let Err(e) = map_role(spot_user_id, role, spot, roles).await {
+                return Step::failed(e);
             }
-            let origin = action.detail.origin.unwrap_or(Origin::Adopted);
-            let previous = action.detail.previous_owner.clone();
-            let touched: Vec<&str> = [Some(okta_id.as_str()), previous.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect();
-            ledger.record(&touched, |l| {
-                // The previous owner lets go of it (if it still points at it: its own create or
-                // recreate may already have given it a new one); no tombstone, as it is not gone.
-                if let Some(prev) = &previous {
-                    l.release(prev, &target);
-                }
-                l.put(
-                    &okta_id,
-                    LedgerEntry::new(
-                        &action.email,
-                        Some(target.clone()),
-                        Some(role),
-                        origin,
-                        EntryState::Managed,
-                    ),
-                );
-            });
-            Outcome::Applied { spot_user_id: None }
-        }
-        ActionKind::UpdateRole => {
-            let Some(role) = action.role else {
-                return Outcome::Failed("no role to apply".into());
-            };
-            let target = action.spot_user_id.clone().unwrap_or_default();
-            if let Err(e) = map_role(&target, role, spot, roles).await {
-                return Outcome::Failed(e);
-            }
-            ledger.record(&[&okta_id], |l| {
-                if let Some(e) = l.users.get_mut(&okta_id) {
+            ledger.record(&[okta_id], |l| {
+                if let Some(e) = l.users.get_mut(okta_id) {
                     e.role = Some(role);
                     e.updated_at = Utc::now();
                 }
             });
-            Outcome::Applied { spot_user_id: None }
-        }
-        ActionKind::AssignInOkta => {
-            Outcome::Failed("assign_in_okta is only applied by `import`".into())
+            Step::applied(None)
         }
     }
+}
+
+/// Records an adoption (applying the role's mapping first when completing a create).
+async fn adopt<D: SpotDirectory>(
+    action: &Action,
+    adoption: &Adoption,
+    spot: &D,
+    ledger: &LedgerWriter,
+    roles: &RoleResolver<'_, D>,
+) -> Step {
+    let okta_id = action.okta_user_id.as_str();
+    let target = adoption.spot_user_id.as_str();
+    if adoption.apply_role_mapping {
+        if let Err(e) = map_role(target, adoption.role, spot, roles).await {
+            return Step::failed(e);
+        }
+    }
+    let previous = adoption.previous_owner.as_deref();
+    let touched: Vec<&str> = [Some(okta_id), previous].into_iter().flatten().collect();
+    ledger.record(&touched, |l| {
+        // The previous owner lets go of it (if it still points at it: its own create or
+        // recreate may already have given it a new one); no tombstone, as it is not gone.
+        if let Some(prev) = previous {
+            l.release(prev, target);
+        }
+        l.put(
+            okta_id,
+            LedgerEntry::new(
+                &action.email,
+                Some(target.to_string()),
+                Some(adoption.role),
+                adoption.origin,
+                EntryState::Managed,
+            ),
+        );
+    });
+    Step::applied(None)
 }
 
 async fn map_role<D: SpotDirectory>(
@@ -422,22 +462,21 @@ async fn map_role<D: SpotDirectory>(
 
 async fn create<D: SpotDirectory>(
     action: &Action,
+    user: &NewUser,
     spot: &D,
     ledger: &LedgerWriter,
     roles: &RoleResolver<'_, D>,
     recheck: &Recheck<'_, D>,
-) -> Outcome {
+) -> Step {
     let okta_id = action.okta_user_id.clone();
-    let Some(role) = action.role else {
-        return Outcome::Failed("no role to create with".into());
-    };
+    let role = user.role;
     let spot_role = match roles.spot_role(role) {
         Ok(r) => r,
-        Err(e) => return Outcome::Failed(e),
+        Err(e) => return Step::failed(e),
     };
     // Resolve the policies before creating, so a misconfigured role fails before any write.
     if let Err(e) = roles.grants(role).await {
-        return Outcome::Failed(format!("resolving the {role} role: {e}"));
+        return Step::failed(format!("resolving the {role} role: {e}"));
     }
     let origin = Origin::Created;
     // Write-ahead: durable before the create is sent (see `LedgerWriter`). `put` keeps the
@@ -447,13 +486,13 @@ async fn create<D: SpotDirectory>(
         l.put(&okta_id, LedgerEntry::new(&action.email, None, None, origin, EntryState::Pending));
     }).await);
     let new_user = NewSpotUser {
-        email: if action.detail.email_display.is_empty() {
+        email: if user.email_display.is_empty() {
             action.email.clone()
         } else {
-            action.detail.email_display.clone()
+            user.email_display.clone()
         },
-        first_name: action.detail.first_name.clone(),
-        last_name: action.detail.last_name.clone(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
         spot_role,
     };
     let spot_user_id = match spot.create_user(&new_user).await {
@@ -474,13 +513,11 @@ async fn create<D: SpotDirectory>(
             match found {
                 Ok(Some(id)) => id,
                 Ok(None) => {
-                    return Outcome::Failed(format!(
+                    return Step::failed(format!(
                         "creating the Spot user: {err}{hint}; Spot does not list a user with this email"
                     ))
                 }
-                Err(e) => {
-                    return Outcome::Failed(format!("creating the Spot user: {err}{hint}; {e}"))
-                }
+                Err(e) => return Step::failed(format!("creating the Spot user: {err}{hint}; {e}")),
             }
         }
     };
@@ -497,7 +534,7 @@ async fn create<D: SpotDirectory>(
         );
     });
     if let Err(e) = map_role(&spot_user_id, role, spot, roles).await {
-        return Outcome::Failed(format!(
+        return Step::failed(format!(
             "created Spot user {spot_user_id}, but {e}; the next cycle retries the mapping"
         ));
     }
@@ -507,9 +544,7 @@ async fn create<D: SpotDirectory>(
             e.updated_at = Utc::now();
         }
     });
-    Outcome::Applied {
-        spot_user_id: Some(spot_user_id),
-    }
+    Step::applied(Some(spot_user_id))
 }
 
 #[cfg(test)]
@@ -521,7 +556,6 @@ mod tests {
         use crate::fake::{FakeFault, FakeSpotDirectory};
         use crate::ledger::Ledger;
         use crate::model::SpotUserKind;
-        use crate::plan::ActionDetail;
 
         fn roles() -> SpotRoles {
             let viewer = SpotRoleSettings {
@@ -534,22 +568,44 @@ mod tests {
             }
         }
 
-        fn action(kind: ActionKind, okta_id: &str, email: &str, spot: Option<&str>) -> Action {
+        fn create(okta_id: &str, email: &str) -> Action {
+            let user = NewUser {
+                email_display: email.into(),
+                first_name: "First".into(),
+                last_name: "Last".into(),
+                role: Role::Viewer,
+            };
             Action {
-                action: kind,
-                email: email.into(),
                 okta_user_id: okta_id.into(),
-                spot_user_id: spot.map(String::from),
-                role: Some(Role::Viewer),
+                email: email.into(),
                 reason: "test".into(),
-                status: ActionStatus::Planned,
-                error: None,
-                detail: ActionDetail {
-                    email_display: email.into(),
-                    first_name: "First".into(),
-                    last_name: "Last".into(),
-                    ..ActionDetail::default()
+                change: Change::Create(user),
+            }
+        }
+
+        fn delete(okta_id: &str, email: &str, spot: &str) -> Action {
+            Action {
+                okta_user_id: okta_id.into(),
+                email: email.into(),
+                reason: "test".into(),
+                change: Change::Delete {
+                    spot_user_id: spot.into(),
+                    role: Some(Role::Viewer),
                 },
+            }
+        }
+
+        fn failure(outcomes: &Outcomes, i: usize) -> &str {
+            match outcomes.get(i) {
+                Some(Outcome::Failed(error)) => error,
+                other => panic!("not failed: {other:?}"),
+            }
+        }
+
+        fn created(outcomes: &Outcomes, i: usize) -> Option<&str> {
+            match outcomes.get(i) {
+                Some(Outcome::Applied { created }) => created.as_deref(),
+                other => panic!("not applied: {other:?}"),
             }
         }
 
@@ -570,16 +626,18 @@ mod tests {
             actions: Vec<Action>,
             spot: &FakeSpotDirectory,
             ledger: Ledger,
-        ) -> (Plan, Ledger) {
-            let mut plan = Plan {
+        ) -> (Outcomes, Ledger) {
+            let plan = Plan {
                 actions,
                 ..Plan::default()
             };
             let writer = LedgerWriter::in_memory(ledger);
             let roles = roles();
             let resolver = RoleResolver::new(spot, &roles);
-            apply(&mut plan, spot, &writer, &resolver, 4).await.unwrap();
-            (plan, writer.into_inner())
+            let verdicts = Verdicts::allow_all(&plan);
+            let (outcomes, saved) = apply(&plan, &verdicts, spot, &writer, &resolver, 4).await;
+            saved.unwrap();
+            (outcomes, writer.into_inner())
         }
 
         /// A create whose answer was lost (no error code at all) landed: a fresh read finds
@@ -591,15 +649,9 @@ mod tests {
                 .lock()
                 .unwrap()
                 .insert(1, FakeFault::LandThenFail);
-            let create = action(ActionKind::Create, "00ua", "ann@example.com", None);
-            let (plan, ledger) = apply_actions(vec![create], &spot, Ledger::default()).await;
-            assert_eq!(
-                plan.actions[0].status,
-                ActionStatus::Applied,
-                "{:?}",
-                plan.actions[0]
-            );
-            let id = plan.actions[0].spot_user_id.clone().unwrap();
+            let create = create("00ua", "ann@example.com");
+            let (outcomes, ledger) = apply_actions(vec![create], &spot, Ledger::default()).await;
+            let id = created(&outcomes, 0).unwrap().to_string();
             assert!(spot.get(&id).is_some());
             assert_eq!(ledger.users["00ua"].state, EntryState::Managed);
             assert_eq!(
@@ -614,10 +666,9 @@ mod tests {
         async fn a_refused_create_claims_nothing_spot_does_not_list() {
             let spot = FakeSpotDirectory::default();
             spot.faults.lock().unwrap().insert(1, FakeFault::Refuse);
-            let create = action(ActionKind::Create, "00ua", "ann@example.com", None);
-            let (plan, ledger) = apply_actions(vec![create], &spot, Ledger::default()).await;
-            assert_eq!(plan.actions[0].status, ActionStatus::Failed);
-            let error = plan.actions[0].error.as_deref().unwrap();
+            let create = create("00ua", "ann@example.com");
+            let (outcomes, ledger) = apply_actions(vec![create], &spot, Ledger::default()).await;
+            let error = failure(&outcomes, 0);
             assert!(
                 error.contains("does not list a user with this email"),
                 "{error}"
@@ -634,15 +685,10 @@ mod tests {
                 .lock()
                 .unwrap()
                 .insert(1, FakeFault::LandThenFail);
-            let delete = action(ActionKind::Delete, "00ua", "ann@example.com", Some("u-1"));
+            let delete = delete("00ua", "ann@example.com", "u-1");
             let ledger = managed("00ua", "ann@example.com", "u-1");
-            let (plan, ledger) = apply_actions(vec![delete], &spot, ledger).await;
-            assert_eq!(
-                plan.actions[0].status,
-                ActionStatus::Applied,
-                "{:?}",
-                plan.actions[0]
-            );
+            let (outcomes, ledger) = apply_actions(vec![delete], &spot, ledger).await;
+            assert_eq!(created(&outcomes, 0), None);
             assert_eq!(ledger.users["00ua"].state, EntryState::Deleted);
             assert_eq!(ledger.users["00ua"].tombstones, ["u-1"]);
         }
@@ -653,11 +699,10 @@ mod tests {
             let spot = FakeSpotDirectory::default();
             spot.add("u-1", "ann@example.com", SpotUserKind::Personal);
             spot.faults.lock().unwrap().insert(1, FakeFault::Refuse);
-            let delete = action(ActionKind::Delete, "00ua", "ann@example.com", Some("u-1"));
+            let delete = delete("00ua", "ann@example.com", "u-1");
             let ledger = managed("00ua", "ann@example.com", "u-1");
-            let (plan, ledger) = apply_actions(vec![delete], &spot, ledger).await;
-            assert_eq!(plan.actions[0].status, ActionStatus::Failed);
-            let error = plan.actions[0].error.as_deref().unwrap();
+            let (outcomes, ledger) = apply_actions(vec![delete], &spot, ledger).await;
+            let error = failure(&outcomes, 0);
             assert!(error.contains("Spot still lists the user"), "{error}");
             assert_eq!(ledger.users["00ua"].spot_user_id.as_deref(), Some("u-1"));
         }
@@ -670,14 +715,13 @@ mod tests {
                 .map(|i| {
                     let email = format!("user{i}@example.com");
                     spot.fail_create_for.lock().unwrap().push(email.clone());
-                    action(ActionKind::Create, &format!("00u{i:02}"), &email, None)
+                    create(&format!("00u{i:02}"), &email)
                 })
                 .collect();
-            let (plan, _) = apply_actions(actions, &spot, Ledger::default()).await;
-            assert!(plan
-                .actions
-                .iter()
-                .all(|a| a.status == ActionStatus::Failed));
+            let (outcomes, _) = apply_actions(actions, &spot, Ledger::default()).await;
+            for i in 0..40 {
+                failure(&outcomes, i);
+            }
             let reads = spot.lists.load(Ordering::SeqCst);
             assert!((1..=MAX_RECHECKS as u64).contains(&reads), "{reads} reads");
         }
@@ -725,7 +769,8 @@ mod tests {
                     &ledger,
                     &options,
                 );
-                let (applied, next) = apply_actions(the_plan.actions, &spot, ledger).await;
+                let actions = the_plan.actions.len();
+                let (outcomes, next) = apply_actions(the_plan.actions, &spot, ledger).await;
                 ledger = next;
                 if cycle < 2 {
                     assert!(
@@ -733,10 +778,9 @@ mod tests {
                         "cycle {cycle}: Ann lost her only user"
                     );
                     assert!(ledger.has_owned_spot_user("u-1"));
-                    assert!(applied
-                        .actions
-                        .iter()
-                        .all(|a| a.status == ActionStatus::Failed));
+                    for i in 0..actions {
+                        failure(&outcomes, i);
+                    }
                 }
             }
             assert!(

@@ -245,12 +245,14 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
 pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error> {
     use std::io::{BufRead, IsTerminal};
 
+    use crate::action::Change;
     use crate::apply::{apply, RoleResolver};
+    use crate::guard::Verdicts;
     use crate::ledger::Ledger;
     use crate::ledger::LedgerWriter;
     use crate::model::{IdentitySource, SpotDirectory};
     use crate::okta::classify::classify;
-    use crate::plan::{plan, ActionKind};
+    use crate::plan::plan;
 
     let (okta, spot) = clients(settings)?;
     let store = LedgerStore::new(&settings.sync.state_file);
@@ -260,7 +262,9 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     let mut options = settings.plan_options();
     options.adopt_existing = true;
     let mut fresh = plan(&snapshot, &spot_users, &Ledger::default(), &options);
-    fresh.actions.retain(|a| a.action == ActionKind::Adopt);
+    fresh
+        .actions
+        .retain(|a| matches!(a.change, Change::Adopt(_)));
     fresh.forget.clear();
     outln!(
         "A new ledger would own these {} Spot users (they match users assigned in Okta now):",
@@ -269,9 +273,9 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     for a in &fresh.actions {
         outln!(
             "  {}  {}  {}  Okta user {}",
-            a.spot_user_id.as_deref().unwrap_or("-"),
+            a.spot_user_id().unwrap_or("-"),
             a.email,
-            a.role.map(|r| r.as_str()).unwrap_or("-"),
+            a.role().map(|r| r.as_str()).unwrap_or("-"),
             a.okta_user_id
         );
     }
@@ -302,7 +306,17 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     let writer = LedgerWriter::new(store.clone(), Ledger::default());
     writer.update(|_| {})?;
     let roles = RoleResolver::new(&spot, &settings.spot.roles);
-    apply(&mut fresh, &spot, &writer, &roles, 1).await?;
+    // Adoptions only write the ledger: the one error they can meet is a failed save.
+    let (_, saved) = apply(
+        &fresh,
+        &Verdicts::allow_all(&fresh),
+        &spot,
+        &writer,
+        &roles,
+        1,
+    )
+    .await;
+    saved?;
     // The adoptions are durable in the journal; one whole-file save leaves a single file.
     writer.update(|_| {})?;
     outln!(

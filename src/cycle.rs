@@ -10,13 +10,14 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::apply::{apply_until, RoleResolver};
+use crate::action::ActionStatus;
+use crate::apply::{apply_until, Outcomes, RoleResolver};
 use crate::config::Settings;
 use crate::guard::guard;
 use crate::ledger::{LastRun, LedgerStore, LedgerWriter};
 use crate::model::{IdentitySource, SpotDirectory};
 use crate::okta::classify::classify;
-use crate::plan::{plan, ActionStatus};
+use crate::plan::plan;
 use crate::report::{Mode, Report};
 use crate::Error;
 
@@ -103,15 +104,15 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         "read both sides"
     );
     let started = std::time::Instant::now();
-    let mut the_plan = plan(&snapshot, &spot_users, &ledger, &settings.plan_options());
+    let the_plan = plan(&snapshot, &spot_users, &ledger, &settings.plan_options());
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "planned");
-    guard(
-        &mut the_plan,
+    let verdicts = guard(
+        &the_plan,
         &spot_users,
         &ledger,
         &settings.guard_limits(options),
     );
-    for trip in &the_plan.blocked_by {
+    for trip in verdicts.trips() {
         warn!(guard = %trip.guard, "{}", trip.message);
     }
     // Neither is needed past this point; at scale they are most of the memory.
@@ -122,8 +123,9 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         let roles = RoleResolver::new(spot, &settings.spot.roles);
         // A failed save stops the actions but not the report: Spot was changed, so what was
         // applied is reported with the error (`Error::NotRecorded`).
-        let applied = apply_until(
-            &mut the_plan,
+        let (outcomes, applied) = apply_until(
+            &the_plan,
+            &verdicts,
             spot,
             &writer,
             &roles,
@@ -131,7 +133,9 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
             &control.stop,
         )
         .await;
-        let not_started = the_plan
+        let changed_nothing = the_plan.is_empty();
+        let mut report = Report::new(mode, the_plan, verdicts, &outcomes);
+        let not_started = report
             .actions
             .iter()
             .filter(|a| a.status == ActionStatus::Planned)
@@ -139,7 +143,7 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         if not_started > 0 {
             warn!(not_started, "stopping: {not_started} planned action(s) were not started; the next run applies them");
         }
-        for action in &the_plan.actions {
+        for action in &report.actions {
             match action.status {
                 ActionStatus::Applied => info!(
                     action = action.action.as_str(),
@@ -159,8 +163,6 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
                 _ => {}
             }
         }
-        let changed_nothing = the_plan.is_empty();
-        let mut report = Report::new(mode, the_plan);
         report.managed_users = Some(writer.managed_count());
         let not_recorded = |report: Report, error: Error| Error::NotRecorded {
             report: Box::new(report),
@@ -185,7 +187,8 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
             Err(error) => Err(not_recorded(report, error)),
         };
     }
-    let mut report = Report::new(mode, the_plan);
+    let outcomes = Outcomes::none(&the_plan);
+    let mut report = Report::new(mode, the_plan, verdicts, &outcomes);
     report.managed_users = Some(managed);
     Ok(report)
 }

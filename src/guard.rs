@@ -1,16 +1,92 @@
 //! Safety guards: pure checks over a plan that block destructive actions when the plan looks
 //! like the product of bad data rather than of real change.
 //!
-//! Pure: no I/O. A guard never adds or removes actions; it only marks them `blocked` and says
-//! why in `Plan::blocked_by`. Creates and adoptions are never blocked by the delete limits.
+//! Pure: no I/O. A guard never adds, removes or changes actions: it answers the plan with
+//! [`Verdicts`], which say which actions are blocked and why, and which guards tripped.
+//! Creates and adoptions are never blocked by the delete limits.
 
 use std::collections::BTreeSet;
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
 
+use crate::action::{Action, ActionKind};
 use crate::ledger::Ledger;
 use crate::model::{Email, SpotUser, SpotUsers};
-use crate::plan::{ActionKind, ActionStatus, GuardTrip, Plan};
+use crate::plan::Plan;
+
+/// A guard that stopped actions, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardTrip {
+    pub guard: String,
+    pub message: String,
+}
+
+/// The guards' answer to a plan: for each action (by its index in `Plan::actions`), whether it
+/// is blocked and why, and the guards that tripped.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdicts {
+    /// By action index: `Some(why)` when blocked.
+    blocked: Vec<Option<String>>,
+    trips: Vec<GuardTrip>,
+}
+
+impl Verdicts {
+    /// Nothing blocked: for a plan no guard looked at (`rebuild-ledger`'s adoptions, tests).
+    pub fn allow_all(plan: &Plan) -> Verdicts {
+        Verdicts {
+            blocked: vec![None; plan.actions.len()],
+            trips: Vec::new(),
+        }
+    }
+
+    /// Why action `index` is blocked, or `None` when it may be applied.
+    pub fn blocked(&self, index: usize) -> Option<&str> {
+        self.blocked.get(index).and_then(|b| b.as_deref())
+    }
+
+    /// May action `index` be applied?
+    pub fn allows(&self, index: usize) -> bool {
+        self.blocked(index).is_none()
+    }
+
+    /// The guards that tripped, in the order they did.
+    pub fn trips(&self) -> &[GuardTrip] {
+        &self.trips
+    }
+
+    /// Blocks every action not yet blocked for which `applies` holds, with `why`.
+    fn block(&mut self, plan: &Plan, why: &str, applies: impl Fn(&Action) -> bool) {
+        for (verdict, action) in self.blocked.iter_mut().zip(&plan.actions) {
+            if verdict.is_none() && applies(action) {
+                *verdict = Some(why.to_string());
+            }
+        }
+    }
+
+    /// Actions still allowed that delete a Spot user.
+    fn deletes_allowed(&self, plan: &Plan) -> usize {
+        self.blocked
+            .iter()
+            .zip(&plan.actions)
+            .filter(|(verdict, action)| verdict.is_none() && action.deletes())
+            .count()
+    }
+
+    fn trip(
+        &mut self,
+        plan: &Plan,
+        guard: &str,
+        message: String,
+        applies: impl Fn(&Action) -> bool,
+    ) {
+        self.block(plan, &format!("blocked by guard {guard}"), applies);
+        self.trips.push(GuardTrip {
+            guard: guard.into(),
+            message,
+        });
+    }
+}
 
 /// The configured limits plus this run's one-shot overrides.
 #[derive(Debug, Clone)]
@@ -28,20 +104,22 @@ pub struct GuardLimits {
 /// uses the same floor).
 pub const PERCENT_GUARD_FLOOR: usize = 100;
 
-/// Marks blocked actions in `plan`.
-pub fn guard(plan: &mut Plan, spot_users: &SpotUsers, ledger: &Ledger, limits: &GuardLimits) {
-    block_untouchable(plan, spot_users, ledger, limits);
+/// Answers `plan` with the guards' verdicts.
+pub fn guard(
+    plan: &Plan,
+    spot_users: &SpotUsers,
+    ledger: &Ledger,
+    limits: &GuardLimits,
+) -> Verdicts {
+    let mut verdicts = Verdicts::allow_all(plan);
+    block_untouchable(&mut verdicts, plan, spot_users, ledger, limits);
 
     let managed = ledger.managed_count();
-    let deletes = plan
-        .actions
-        .iter()
-        .filter(|a| a.deletes() && a.status == ActionStatus::Planned)
-        .count();
-    let destructive = |kind: ActionKind| matches!(kind, ActionKind::Delete | ActionKind::Recreate);
+    let deletes = verdicts.deletes_allowed(plan);
+    let destructive = |a: &Action| matches!(a.kind(), ActionKind::Delete | ActionKind::Recreate);
 
     if plan.okta_users == 0 && managed > 0 && deletes > 0 && !limits.allow_empty_source {
-        trip(
+        verdicts.trip(
             plan,
             "empty_source",
             format!(
@@ -49,14 +127,14 @@ pub fn guard(plan: &mut Plan, spot_users: &SpotUsers, ledger: &Ledger, limits: &
                  refusing {deletes} deletes. If the app really has no users now, run \
                  `okta-spot-sync reconcile --allow-empty-source` once"
             ),
-            |a| a.deletes(),
+            Action::deletes,
         );
-        return;
+        return verdicts;
     }
 
     let allowed_by_override = limits.allow_deletes.is_some_and(|n| deletes <= n);
     if deletes > limits.max_deletes && !allowed_by_override {
-        trip(
+        verdicts.trip(
             plan,
             "max_deletes",
             format!(
@@ -64,13 +142,13 @@ pub fn guard(plan: &mut Plan, spot_users: &SpotUsers, ledger: &Ledger, limits: &
                  held this cycle. Check the plan, then run `okta-spot-sync reconcile --allow-deletes {deletes}` once",
                 limits.max_deletes
             ),
-            |a| destructive(a.action),
+            destructive,
         );
     } else if managed > PERCENT_GUARD_FLOOR
         && deletes * 100 > usize::from(limits.max_delete_percent) * managed
         && !allowed_by_override
     {
-        trip(
+        verdicts.trip(
             plan,
             "max_delete_percent",
             format!(
@@ -79,33 +157,31 @@ pub fn guard(plan: &mut Plan, spot_users: &SpotUsers, ledger: &Ledger, limits: &
                  `okta-spot-sync reconcile --allow-deletes {deletes}` once",
                 limits.max_delete_percent
             ),
-            |a| destructive(a.action),
+            destructive,
         );
     }
 
     let personal = spot_users.iter().filter(|u| u.is_personal()).count();
-    let still_deleting = plan
-        .actions
-        .iter()
-        .filter(|a| a.deletes() && a.status == ActionStatus::Planned)
-        .count();
+    let still_deleting = verdicts.deletes_allowed(plan);
     if still_deleting > 0 && still_deleting >= personal {
-        trip(
+        verdicts.trip(
             plan,
             "last_personal_user",
             format!(
                 "the plan would delete all {personal} personal users of the Spot organization; \
                  the last personal user is never deleted (it may own the API token this tool uses)"
             ),
-            |a| a.deletes(),
+            Action::deletes,
         );
     }
+    verdicts
 }
 
 /// Defence in depth: whatever the planner produced, a delete may only hit a personal,
 /// unprotected Spot user that the ledger owns.
 fn block_untouchable(
-    plan: &mut Plan,
+    verdicts: &mut Verdicts,
+    plan: &Plan,
     spot_users: &[SpotUser],
     ledger: &Ledger,
     limits: &GuardLimits,
@@ -113,8 +189,7 @@ fn block_untouchable(
     // Built once, on the first delete: a wave of deletes at 100,000 users would otherwise
     // search the whole Spot list and the whole ledger for each.
     let mut index: Option<(FxHashMap<&str, &SpotUser>, FxHashSet<&str>)> = None;
-    let mut reasons = Vec::new();
-    for action in plan.actions.iter_mut() {
+    for (verdict, action) in verdicts.blocked.iter_mut().zip(&plan.actions) {
         let Some(target) = action.deleted_spot_user() else {
             continue;
         };
@@ -143,33 +218,11 @@ fn block_untouchable(
             Some(_) => None,
         };
         if let Some(why) = why {
-            action.status = ActionStatus::Blocked;
-            action.error = Some(why.clone());
-            reasons.push(why);
+            *verdict = Some(why.clone());
+            verdicts.trips.push(GuardTrip {
+                guard: "never_touch".into(),
+                message: why,
+            });
         }
     }
-    for why in reasons {
-        plan.blocked_by.push(GuardTrip {
-            guard: "never_touch".into(),
-            message: why,
-        });
-    }
-}
-
-fn trip(
-    plan: &mut Plan,
-    guard: &str,
-    message: String,
-    applies: impl Fn(&crate::plan::Action) -> bool,
-) {
-    for action in plan.actions.iter_mut() {
-        if action.status == ActionStatus::Planned && applies(action) {
-            action.status = ActionStatus::Blocked;
-            action.error = Some(format!("blocked by guard {guard}"));
-        }
-    }
-    plan.blocked_by.push(GuardTrip {
-        guard: guard.into(),
-        message,
-    });
 }

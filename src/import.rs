@@ -40,7 +40,7 @@ use tracing::{info, warn};
 
 use self::decide::{
     assignments, decide_known, decide_looked_up, match_walked, outcome, same_email, walk_budget,
-    Assignment, Lookup, Outcome,
+    Assignment, ImportKind, Lookup, Outcome, StepState,
 };
 use crate::config::Settings;
 use crate::ledger::{EntryState, LedgerStore, Origin};
@@ -48,8 +48,7 @@ use crate::ledger::{LedgerEntry, LedgerWriter};
 use crate::model::{Email, IdentitySource, Role, SpotDirectory};
 use crate::okta::client::{OktaClient, USERS_PAGE_SIZE};
 use crate::okta::parse::OktaUser;
-use crate::plan::{ActionKind, ActionStatus, Plan};
-use crate::report::{Mode, Report};
+use crate::report::Report;
 use crate::Error;
 
 /// Up to this many Spot users left to look up in Okta, `import` searches Okta once per user
@@ -167,7 +166,7 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
         assigned.insert(okta_user_id, result);
     }
     let Outcome {
-        mut actions,
+        mut steps,
         unmatched,
         adoptions,
     } = outcome(decisions, unmatched, &assigned, assign_role);
@@ -190,20 +189,14 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
             }
         });
         if saved.is_ok() {
-            for action in actions.iter_mut().filter(|a| a.action == ActionKind::Adopt) {
-                action.status = ActionStatus::Applied;
+            for step in steps.iter_mut().filter(|s| s.kind == ImportKind::Adopt) {
+                step.state = StepState::Applied;
             }
         }
     }
 
-    let plan = Plan {
-        okta_users: listed,
-        spot_users: spot_users.len(),
-        actions,
-        ..Plan::default()
-    };
-    let mut report = Report::new(Mode::Import, plan);
-    report.unmatched = Some(unmatched);
+    let steps = steps.into_iter().map(Into::into).collect();
+    let report = Report::import(listed, spot_users.len(), steps, unmatched);
     // Assignments made in Okta are reported even when the adoptions could not be saved.
     match saved {
         Ok(()) => Ok(report),

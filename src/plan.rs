@@ -15,130 +15,14 @@ use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use serde::Serialize;
-
 use crate::ledger::{EntryState, Ledger, LedgerEntry, Origin};
 use crate::model::{DesiredUser, Email, HeldUser, OktaSnapshot, Role, SpotUser, SpotUsers};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-/// The kinds of action, in the words of the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    Create,
-    Delete,
-    Recreate,
-    Adopt,
-    UpdateRole,
-    AssignInOkta,
-}
+pub use crate::action::{Action, ActionKind, ActionStatus, Adoption, Change, NewUser, Replace};
 
-impl ActionKind {
-    pub const ALL: [ActionKind; 6] = [
-        ActionKind::Create,
-        ActionKind::Delete,
-        ActionKind::Recreate,
-        ActionKind::Adopt,
-        ActionKind::UpdateRole,
-        ActionKind::AssignInOkta,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::Create => "create",
-            ActionKind::Delete => "delete",
-            ActionKind::Recreate => "recreate",
-            ActionKind::Adopt => "adopt",
-            ActionKind::UpdateRole => "update_role",
-            ActionKind::AssignInOkta => "assign_in_okta",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionStatus {
-    Planned,
-    Applied,
-    Failed,
-    Blocked,
-}
-
-impl ActionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionStatus::Planned => "planned",
-            ActionStatus::Applied => "applied",
-            ActionStatus::Failed => "failed",
-            ActionStatus::Blocked => "blocked",
-        }
-    }
-}
-
-/// What `apply` needs beyond the report's fields.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ActionDetail {
-    /// The address as Okta spells it, sent to Spot on create.
-    pub email_display: String,
-    pub first_name: String,
-    pub last_name: String,
-    /// Recreate only: the existing Spot user to delete before creating the new one (a role
-    /// change: Spot has one user per email, so the old one must go first).
-    pub delete_first: Option<String>,
-    /// Recreate only: the existing Spot user to delete once the new one is created (an email
-    /// change: if Spot refuses the new email, the person keeps the old user).
-    pub delete_after: Option<String>,
-    /// Adopt only: also apply the role's policy mapping (completing an interrupted create).
-    pub apply_role_mapping: bool,
-    /// Adopt only: the origin to record.
-    pub origin: Option<Origin>,
-    /// Adopt only: the Okta user whose ledger entry owned this Spot user until now.
-    pub previous_owner: Option<String>,
-}
-
-/// One planned change. Serialises to the report's action object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Action {
-    pub action: ActionKind,
-    pub email: String,
-    pub okta_user_id: String,
-    pub spot_user_id: Option<String>,
-    pub role: Option<Role>,
-    pub reason: String,
-    pub status: ActionStatus,
-    pub error: Option<String>,
-    #[serde(skip)]
-    pub detail: ActionDetail,
-}
-
-impl Action {
-    /// Does applying this action delete a Spot user?
-    pub fn deletes(&self) -> bool {
-        self.deleted_spot_user().is_some()
-    }
-
-    /// The Spot user this action deletes, if any.
-    pub fn deleted_spot_user(&self) -> Option<&str> {
-        match self.action {
-            ActionKind::Delete => self.spot_user_id.as_deref(),
-            ActionKind::Create | ActionKind::Recreate => self
-                .detail
-                .delete_first
-                .as_deref()
-                .or(self.detail.delete_after.as_deref()),
-            _ => None,
-        }
-    }
-}
-
-/// A guard that stopped actions, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GuardTrip {
-    pub guard: String,
-    pub message: String,
-}
-
-/// The plan for one cycle.
+/// The plan for one cycle. Immutable once made: `guard` answers it with verdicts and `apply`
+/// with outcomes; neither changes it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     /// Distinct Okta users listed by the app.
@@ -147,7 +31,6 @@ pub struct Plan {
     pub spot_users: usize,
     pub actions: Vec<Action>,
     pub held: Vec<HeldUser>,
-    pub blocked_by: Vec<GuardTrip>,
     /// Ledger-only housekeeping: Okta users no longer entitled whose Spot user is already gone.
     pub forget: Vec<String>,
 }
@@ -773,7 +656,7 @@ impl<'a> Planner<'a> {
         self.plan_absent();
         self.plan_tombstones();
         self.actions
-            .sort_by(|a, b| (&a.okta_user_id, a.action).cmp(&(&b.okta_user_id, b.action)));
+            .sort_by(|a, b| (&a.okta_user_id, a.kind()).cmp(&(&b.okta_user_id, b.kind())));
         self.held
             .sort_by(|a, b| a.okta_user_id.cmp(&b.okta_user_id));
         self.forget.sort();
@@ -782,7 +665,6 @@ impl<'a> Planner<'a> {
             spot_users: self.spot_count,
             actions: self.actions,
             held: self.held,
-            blocked_by: Vec::new(),
             forget: self.forget,
         }
     }
@@ -799,28 +681,13 @@ impl<'a> Planner<'a> {
         });
     }
 
-    fn action(
-        &mut self,
-        kind: ActionKind,
-        user: &DesiredUser,
-        spot_user_id: Option<String>,
-        reason: String,
-    ) -> &mut Action {
+    /// Plans `change` for `user`.
+    fn push(&mut self, user: &DesiredUser, reason: String, change: Change) -> &mut Action {
         self.actions.push(Action {
-            action: kind,
-            email: user.email.to_string(),
             okta_user_id: user.okta_user_id.clone(),
-            spot_user_id,
-            role: Some(user.role),
+            email: user.email.to_string(),
             reason,
-            status: ActionStatus::Planned,
-            error: None,
-            detail: ActionDetail {
-                email_display: user.email_display().to_string(),
-                first_name: user.first_name.clone(),
-                last_name: user.last_name.clone(),
-                ..ActionDetail::default()
-            },
+            change,
         });
         self.actions.last_mut().expect("just pushed")
     }
@@ -853,14 +720,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Plans an adoption of `claim` for `user`.
+    /// Plans an adoption of `claim` for `user`; `apply_role_mapping` completes an interrupted
+    /// create.
     fn adopt(
         &mut self,
         user: &DesiredUser,
         claim: Claim<'a>,
         origin: Origin,
         reason: String,
-    ) -> &mut Action {
+        apply_role_mapping: bool,
+    ) {
         let id = claim.user.user_id.clone();
         self.claimed.insert(id.clone());
         let reason = match claim.previous_owner {
@@ -871,10 +740,14 @@ impl<'a> Planner<'a> {
             }
             None => reason,
         };
-        let action = self.action(ActionKind::Adopt, user, Some(id), reason);
-        action.detail.origin = Some(origin);
-        action.detail.previous_owner = claim.previous_owner.map(str::to_string);
-        action
+        let adoption = Adoption {
+            spot_user_id: id,
+            role: user.role,
+            origin,
+            previous_owner: claim.previous_owner.map(str::to_string),
+            apply_role_mapping,
+        };
+        self.push(user, reason, Change::Adopt(adoption));
     }
 
     fn plan_desired(&mut self, user: &DesiredUser, found: Option<Match<'a>>) {
@@ -906,14 +779,14 @@ impl<'a> Planner<'a> {
                         "managed Spot user {gone} no longer exists; re-linking to Spot user {} with the same email",
                         claim.user.user_id
                     );
-                    self.adopt(user, claim, entry.origin, reason);
+                    self.adopt(user, claim, entry.origin, reason, false);
                 }
                 Some(Err(owner)) => self.hold_owned(user, owner),
                 None => {
                     let reason = format!(
                         "managed Spot user {gone} no longer exists in Spot (deleted outside okta-spot-sync); creating it again"
                     );
-                    self.action(ActionKind::Create, user, None, reason);
+                    self.push(user, reason, Change::Create(new_user(user)));
                 }
             }
             return;
@@ -932,37 +805,36 @@ impl<'a> Planner<'a> {
                     "the {} role's Spot mapping has not been applied yet",
                     user.role
                 );
-                self.action(
-                    ActionKind::UpdateRole,
-                    user,
-                    Some(spot_user.user_id.clone()),
-                    reason,
-                );
+                self.update_role(user, spot_user, reason);
             }
             Some(current) if current != user.role && self.options.update_roles => {
                 let same_spot_role = self.options.spot_roles.get(&current)
                     == self.options.spot_roles.get(&user.role);
                 if same_spot_role {
                     let reason = format!("role changed in Okta from {current} to {}", user.role);
-                    self.action(
-                        ActionKind::UpdateRole,
-                        user,
-                        Some(spot_user.user_id.clone()),
-                        reason,
-                    );
+                    self.update_role(user, spot_user, reason);
                 } else {
                     let reason = format!(
                         "role changed in Okta from {current} to {}; Spot cannot change a user's organization role in place, so the user is recreated",
                         user.role
                     );
-                    let old_id = spot_user.user_id.clone();
-                    let action =
-                        self.action(ActionKind::Recreate, user, Some(old_id.clone()), reason);
-                    action.detail.delete_first = Some(old_id);
+                    let change = Change::Recreate {
+                        user: new_user(user),
+                        replaces: Some(Replace::DeleteFirst(spot_user.user_id.clone())),
+                    };
+                    self.push(user, reason, change);
                 }
             }
             Some(_) => {}
         }
+    }
+
+    fn update_role(&mut self, user: &DesiredUser, spot_user: &SpotUser, reason: String) {
+        let change = Change::UpdateRole {
+            spot_user_id: spot_user.user_id.clone(),
+            role: user.role,
+        };
+        self.push(user, reason, change);
     }
 
     /// A managed user's email changed in Okta. Spot cannot change an email, so the user moves
@@ -995,14 +867,19 @@ impl<'a> Planner<'a> {
             Some(Err(owner)) => self.hold_owned(user, owner),
             Some(Ok(claim)) if claim.may_adopt(self.options.adopt_existing) => {
                 let reason = format!("{change}; a Spot user with the new email exists");
-                self.adopt(user, claim, entry.origin, reason);
+                self.adopt(user, claim, entry.origin, reason, false);
                 if !old_passes_on {
                     let reason =
                         format!("{change}; the Spot user with the old email is no longer needed");
-                    let action =
-                        self.action(ActionKind::Delete, user, Some(old.user_id.clone()), reason);
-                    action.email = entry.email.clone();
-                    action.role = entry.role;
+                    self.actions.push(Action {
+                        okta_user_id: user.okta_user_id.clone(),
+                        email: entry.email.clone(),
+                        reason,
+                        change: Change::Delete {
+                            spot_user_id: old.user_id.clone(),
+                            role: entry.role,
+                        },
+                    });
                 }
             }
             Some(Ok(claim)) => {
@@ -1014,19 +891,17 @@ impl<'a> Planner<'a> {
             }
             None if old_passes_on => {
                 let reason = format!("{change}; the Spot user with the old email passes to the Okta user who has it now");
-                self.action(ActionKind::Create, user, None, reason);
+                self.push(user, reason, Change::Create(new_user(user)));
             }
             None => {
                 let reason = format!(
                     "{change}; Spot cannot change an email, so a Spot user with the new email is created, then the old one deleted"
                 );
-                let action = self.action(
-                    ActionKind::Recreate,
-                    user,
-                    Some(old.user_id.clone()),
-                    reason,
-                );
-                action.detail.delete_after = Some(old.user_id.clone());
+                let change = Change::Recreate {
+                    user: new_user(user),
+                    replaces: Some(Replace::DeleteAfter(old.user_id.clone())),
+                };
+                self.push(user, reason, change);
             }
         }
     }
@@ -1049,17 +924,12 @@ impl<'a> Planner<'a> {
         match found {
             Some(Ok(claim)) => {
                 let reason = "completing an interrupted create: the Spot user exists, recording it and applying its role".to_string();
-                let action = self.adopt(user, claim, entry.origin, reason);
-                action.detail.apply_role_mapping = true;
+                self.adopt(user, claim, entry.origin, reason, true);
             }
             Some(Err(owner)) => self.hold_owned(user, owner),
             None => {
-                self.action(
-                    ActionKind::Create,
-                    user,
-                    None,
-                    "retrying an interrupted create".into(),
-                );
+                let reason = "retrying an interrupted create".into();
+                self.push(user, reason, Change::Create(new_user(user)));
             }
         }
     }
@@ -1069,7 +939,7 @@ impl<'a> Planner<'a> {
         match self.free_personal_user(&user.email, &user.okta_user_id) {
             Some(Ok(claim)) if claim.may_adopt(self.options.adopt_existing) => {
                 let reason = "reactivated in Okta; a Spot user with this email already exists".to_string();
-                self.adopt(user, claim, Origin::Adopted, reason);
+                self.adopt(user, claim, Origin::Adopted, reason, false);
             }
             Some(Ok(_)) => self.hold(
                 user,
@@ -1077,12 +947,12 @@ impl<'a> Planner<'a> {
             ),
             Some(Err(owner)) => self.hold_owned(user, owner),
             None => {
-                self.action(
-                    ActionKind::Recreate,
-                    user,
-                    None,
-                    "reactivated or reassigned in Okta after okta-spot-sync deleted it".into(),
-                );
+                let change = Change::Recreate {
+                    user: new_user(user),
+                    replaces: None,
+                };
+                let reason = "reactivated or reassigned in Okta after okta-spot-sync deleted it";
+                self.push(user, reason.into(), change);
             }
         }
     }
@@ -1091,17 +961,13 @@ impl<'a> Planner<'a> {
     fn plan_new(&mut self, user: &DesiredUser) {
         match self.free_personal_user(&user.email, &user.okta_user_id) {
             None => {
-                self.action(
-                    ActionKind::Create,
-                    user,
-                    None,
-                    "assigned in Okta, missing in Spot".into(),
-                );
+                let reason = "assigned in Okta, missing in Spot".into();
+                self.push(user, reason, Change::Create(new_user(user)));
             }
             Some(Err(owner)) => self.hold_owned(user, owner),
             Some(Ok(claim)) if claim.may_adopt(self.options.adopt_existing) => {
                 let reason = "existing Spot user matches an assigned Okta user".to_string();
-                self.adopt(user, claim, Origin::Adopted, reason);
+                self.adopt(user, claim, Origin::Adopted, reason, false);
             }
             Some(Ok(_)) => self.hold(
                 user,
@@ -1185,18 +1051,16 @@ impl<'a> Planner<'a> {
             return;
         }
         self.actions.push(Action {
-            action: ActionKind::Delete,
+            okta_user_id: okta_id.to_string(),
             email: target
                 .email
                 .as_ref()
                 .map_or_else(|| entry.email.clone(), Email::to_string),
-            okta_user_id: okta_id.to_string(),
-            spot_user_id: Some(target.user_id.clone()),
-            role: entry.role,
             reason,
-            status: ActionStatus::Planned,
-            error: None,
-            detail: ActionDetail::default(),
+            change: Change::Delete {
+                spot_user_id: target.user_id.clone(),
+                role: entry.role,
+            },
         });
     }
 
@@ -1243,23 +1107,35 @@ impl<'a> Planner<'a> {
                 }
                 // Deleted only once the replacement exists, so the person is never left
                 // without a Spot user: after this cycle's create, or now when it exists.
-                let mut acting = self
-                    .actions
-                    .iter_mut()
-                    .filter(|a| a.okta_user_id == okta_id && a.action != ActionKind::UpdateRole);
+                let mut acting = self.actions.iter_mut().filter(|a| {
+                    a.okta_user_id == okta_id && !matches!(a.change, Change::UpdateRole { .. })
+                });
                 let replaced = match acting.next() {
-                    Some(a) if matches!(a.action, ActionKind::Create | ActionKind::Recreate) => {
-                        if a.detail.delete_first.is_none() && a.detail.delete_after.is_none() {
-                            a.action = ActionKind::Recreate;
-                            a.detail.delete_after = Some(target.user_id.clone());
-                            a.reason = format!(
-                                "{}; then Spot user {}, which okta-spot-sync deleted or let go of earlier but Spot still lists, is deleted",
-                                a.reason, target.user_id
-                            );
+                    Some(a) => {
+                        if let Change::Create(user) = &a.change {
+                            let user = user.clone();
+                            a.change = Change::Recreate {
+                                user,
+                                replaces: None,
+                            };
                         }
-                        false // deleted by that action, or by the next cycle
+                        match &mut a.change {
+                            Change::Recreate { replaces, .. } => {
+                                if replaces.is_none() {
+                                    *replaces = Some(Replace::DeleteAfter(target.user_id.clone()));
+                                    a.reason = format!(
+                                        "{}; then Spot user {}, which okta-spot-sync deleted or let go of earlier but Spot still lists, is deleted",
+                                        a.reason, target.user_id
+                                    );
+                                }
+                                false // deleted by this action, or by the next cycle
+                            }
+                            Change::Adopt(_) => true,
+                            Change::Create(_)
+                            | Change::Delete { .. }
+                            | Change::UpdateRole { .. } => false,
+                        }
                     }
-                    Some(a) => a.action == ActionKind::Adopt,
                     None => entry.state == EntryState::Managed && self.spot_user_of(slot).is_some(),
                 };
                 if !replaced {
@@ -1277,6 +1153,16 @@ impl<'a> Planner<'a> {
             };
             self.delete_owned(okta_id, entry, target, reason);
         }
+    }
+}
+
+/// What a create sends to Spot for `user`.
+fn new_user(user: &DesiredUser) -> NewUser {
+    NewUser {
+        email_display: user.email_display().to_string(),
+        first_name: user.first_name.clone(),
+        last_name: user.last_name.clone(),
+        role: user.role,
     }
 }
 
@@ -1419,8 +1305,8 @@ mod tests {
             .insert("00u2".into(), managed("bob@example.com", "u-2"));
         let plan = plan(&okta, &SpotUsers::distinct(spot_users), &ledger, &options());
         assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
-        assert_eq!(plan.actions[0].action, ActionKind::Adopt);
-        assert_eq!(plan.actions[0].spot_user_id.as_deref(), Some("u-ann-again"));
+        assert_eq!(plan.actions[0].kind(), ActionKind::Adopt);
+        assert_eq!(plan.actions[0].spot_user_id(), Some("u-ann-again"));
     }
 
     #[test]

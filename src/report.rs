@@ -1,6 +1,10 @@
 //! What a cycle tells its operator: the JSON report of README "Commands and exit codes" (one
 //! object on stdout) and a text table an admin can paste into a ticket, plus the exit codes.
 //!
+//! A report is built from what each step of a cycle said, none of which it changes: the plan,
+//! the guards' verdicts and apply's outcomes ([`Report::new`]), or import's steps
+//! ([`Report::import`]).
+//!
 //! Pure formatting: no I/O here; callers print. Nothing secret ever reaches a report: actions
 //! carry emails, ids, roles and reasons only.
 
@@ -8,8 +12,11 @@ use std::fmt::{self, Write as _};
 
 use serde::Serialize;
 
-use crate::model::HeldUser;
-use crate::plan::{Action, ActionKind, ActionStatus, GuardTrip, Plan};
+use crate::action::{ActionKind, ActionStatus};
+use crate::apply::{Outcome, Outcomes};
+use crate::guard::{GuardTrip, Verdicts};
+use crate::model::{HeldUser, Role};
+use crate::plan::Plan;
 
 /// Process exit codes (see README "Exit codes").
 pub mod exit {
@@ -54,6 +61,21 @@ pub struct Unmatched {
     pub spot_user_id: String,
     pub email: Option<String>,
     pub reason: String,
+}
+
+/// One action as the report shows it: what was planned and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionReport {
+    pub action: ActionKind,
+    pub email: String,
+    pub okta_user_id: String,
+    /// The Spot user acted on; for an applied create or recreate, the one it made.
+    pub spot_user_id: Option<String>,
+    pub role: Option<Role>,
+    pub reason: String,
+    pub status: ActionStatus,
+    /// Why it failed or was blocked.
+    pub error: Option<String>,
 }
 
 /// Counts by kind (actions planned or applied), plus failed and blocked actions.
@@ -125,7 +147,7 @@ pub struct Report {
     pub mode: Mode,
     pub okta_users: usize,
     pub spot_users: usize,
-    pub actions: Vec<Action>,
+    pub actions: Vec<ActionReport>,
     pub held: Vec<HeldUser>,
     pub blocked_by: Vec<GuardTrip>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,12 +160,84 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(mode: Mode, plan: Plan) -> Report {
+    /// The report of a cycle: `plan` as `guard` judged it (`verdicts`) and `apply` carried it
+    /// out (`outcomes`; [`Outcomes::none`] when nothing was applied).
+    pub fn new(mode: Mode, plan: Plan, verdicts: Verdicts, outcomes: &Outcomes) -> Report {
+        let actions = plan
+            .actions
+            .into_iter()
+            .enumerate()
+            .map(|(i, action)| {
+                let planned = action.spot_user_id().map(str::to_string);
+                let (status, spot_user_id, error) = match (verdicts.blocked(i), outcomes.get(i)) {
+                    (Some(why), _) => (ActionStatus::Blocked, planned, Some(why.to_string())),
+                    (None, Some(Outcome::Applied { created })) => {
+                        (ActionStatus::Applied, created.clone().or(planned), None)
+                    }
+                    (None, Some(Outcome::Failed(error))) => {
+                        (ActionStatus::Failed, planned, Some(error.clone()))
+                    }
+                    (None, None) => (ActionStatus::Planned, planned, None),
+                };
+                ActionReport {
+                    action: action.kind(),
+                    role: action.role(),
+                    email: action.email,
+                    okta_user_id: action.okta_user_id,
+                    spot_user_id,
+                    reason: action.reason,
+                    status,
+                    error,
+                }
+            })
+            .collect();
+        Report::from_rows(
+            mode,
+            plan.okta_users,
+            plan.spot_users,
+            actions,
+            plan.held,
+            verdicts.trips().to_vec(),
+        )
+    }
+
+    /// A report of nothing: no users read, no actions.
+    pub fn empty(mode: Mode) -> Report {
+        Report::from_rows(mode, 0, 0, Vec::new(), Vec::new(), Vec::new())
+    }
+
+    /// The report of `import`: its steps, and the Spot users it left alone.
+    pub fn import(
+        okta_users: usize,
+        spot_users: usize,
+        steps: Vec<ActionReport>,
+        unmatched: Vec<Unmatched>,
+    ) -> Report {
+        let mut report = Report::from_rows(
+            Mode::Import,
+            okta_users,
+            spot_users,
+            steps,
+            Vec::new(),
+            Vec::new(),
+        );
+        report.unmatched = Some(unmatched);
+        report
+    }
+
+    fn from_rows(
+        mode: Mode,
+        okta_users: usize,
+        spot_users: usize,
+        actions: Vec<ActionReport>,
+        held: Vec<HeldUser>,
+        blocked_by: Vec<GuardTrip>,
+    ) -> Report {
         let mut summary = Summary::default();
         if mode == Mode::Import {
             summary.assign_in_okta = Some(0);
         }
-        for action in &plan.actions {
+        for action in &actions {
             match action.status {
                 ActionStatus::Failed => summary.failed += 1,
                 ActionStatus::Blocked => summary.blocked += 1,
@@ -160,11 +254,11 @@ impl Report {
         }
         Report {
             mode,
-            okta_users: plan.okta_users,
-            spot_users: plan.spot_users,
-            actions: plan.actions,
-            held: plan.held,
-            blocked_by: plan.blocked_by,
+            okta_users,
+            spot_users,
+            actions,
+            held,
+            blocked_by,
             unmatched: None,
             summary,
             managed_users: None,
@@ -353,7 +447,7 @@ mod tests {
         assert!(text.ends_with("0 blocked, 2 not started"), "{text}");
         let report = Report {
             summary,
-            ..Report::new(Mode::Apply, Plan::default())
+            ..Report::empty(Mode::Apply)
         };
         assert_eq!(report.one_line(), format!("{text}, 0 held"));
         let map = report.summary_map();

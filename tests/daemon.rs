@@ -16,7 +16,6 @@ use okta_spot_sync::daemon::{
     ReloadChange, SharedStatus, Status,
 };
 use okta_spot_sync::ledger::{EntryState, LedgerStore};
-use okta_spot_sync::plan::Plan;
 use okta_spot_sync::report::{Mode, Report};
 use okta_spot_sync::{Api, Error};
 use tokio::net::TcpListener;
@@ -388,7 +387,7 @@ impl CycleRunner for Scripted {
             if let Some(f) = control.after_read {
                 f();
             }
-            Ok(Report::new(Mode::Apply, Plan::default()))
+            Ok(Report::empty(Mode::Apply))
         })
     }
 }

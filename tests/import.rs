@@ -117,7 +117,7 @@ fn find<'a>(
     report: &'a Report,
     kind: ActionKind,
     email: &str,
-) -> Option<&'a okta_spot_sync::plan::Action> {
+) -> Option<&'a okta_spot_sync::report::ActionReport> {
     report
         .actions
         .iter()

@@ -8,12 +8,12 @@ use chrono::Utc;
 use okta_spot_sync::apply::{apply, RoleResolver};
 use okta_spot_sync::config::{SpotRoleSettings, SpotRoles};
 use okta_spot_sync::fake::{FakeFault, FakeSpotDirectory};
-use okta_spot_sync::guard::{guard, GuardLimits};
+use okta_spot_sync::guard::{guard, GuardLimits, Verdicts};
 use okta_spot_sync::ledger::LedgerWriter;
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
 use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind, SpotUsers};
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};
-use okta_spot_sync::plan::{plan, ActionStatus, PlanOptions};
+use okta_spot_sync::plan::{plan, PlanOptions};
 use proptest::prelude::*;
 
 const USER_STATUSES: [&str; 8] = [
@@ -229,17 +229,18 @@ proptest! {
     #[test]
     fn never_writes_to_a_spot_user_it_does_not_own(w in world()) {
         let snap = classify(w.rows.clone(), &rules());
-        let mut p = plan(&snap, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &options(&w.protected));
-        guard(&mut p, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &open_limits(&w.protected));
-        for action in p.actions.iter().filter(|a| a.status == ActionStatus::Planned) {
+        let p = plan(&snap, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &options(&w.protected));
+        let verdicts = guard(&p, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &open_limits(&w.protected));
+        let allowed = p.actions.iter().enumerate().filter(|(i, _)| verdicts.allows(*i));
+        for (_, action) in allowed {
             if let Some(target) = action.deleted_spot_user() {
                 prop_assert!(w.ledger.has_owned_spot_user(target), "deletes unowned {target}: {action:?}");
                 let user = w.spot.iter().find(|u| u.user_id == target).unwrap();
                 prop_assert!(user.is_personal());
                 prop_assert!(!user.email.as_ref().is_some_and(|e| w.protected.contains(e)));
             }
-            if let Some(target) = &action.spot_user_id {
-                if let Some(user) = w.spot.iter().find(|u| &u.user_id == target) {
+            if let Some(target) = action.spot_user_id() {
+                if let Some(user) = w.spot.iter().find(|u| u.user_id == target) {
                     prop_assert!(user.is_personal(), "touches non-personal {target}");
                 }
             }
@@ -253,12 +254,13 @@ proptest! {
         for u in &w.spot {
             spot.add(&u.user_id, u.email.as_ref().map(|e| e.as_str()).unwrap_or(""), u.kind);
         }
-        let mut p = plan(&snap, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &options(&w.protected));
+        let p = plan(&snap, &SpotUsers::distinct(w.spot.clone()), &w.ledger, &options(&w.protected));
         let writer = LedgerWriter::in_memory(w.ledger.clone());
         let roles = role_settings();
         let resolver = RoleResolver::new(&spot, &roles);
-        runtime().block_on(apply(&mut p, &spot, &writer, &resolver, 3)).unwrap();
-        prop_assert!(p.actions.iter().all(|a| a.status == ActionStatus::Applied), "{:#?}", p.actions);
+        let (outcomes, saved) = runtime().block_on(apply(&p, &Verdicts::allow_all(&p), &spot, &writer, &resolver, 3));
+        saved.unwrap();
+        prop_assert!(outcomes.all_applied(), "{:#?}\n{:#?}", p.actions, outcomes);
         let ledger = writer.into_inner();
         let again = plan(&snap, &SpotUsers::distinct(spot.snapshot()), &ledger, &options(&w.protected));
         prop_assert!(again.is_empty(), "first: {:#?}\nsecond: {:#?}", p.actions, again);
@@ -304,14 +306,15 @@ proptest! {
             }
             let ledger = writer.snapshot();
             let current = SpotUsers::distinct(spot.snapshot());
-            let mut p = plan(&snap, &current, &ledger, &options(&w.protected));
-            guard(&mut p, &current, &ledger, &open_limits(&w.protected));
+            let p = plan(&snap, &current, &ledger, &options(&w.protected));
+            let verdicts = guard(&p, &current, &ledger, &open_limits(&w.protected));
             let resolver = RoleResolver::new(&spot, &roles);
-            rt.block_on(apply(&mut p, &spot, &writer, &resolver, 3)).unwrap();
+            let (outcomes, saved) = rt.block_on(apply(&p, &verdicts, &spot, &writer, &resolver, 3));
+            saved.unwrap();
             if cycle == 1 {
                 prop_assert!(
-                    p.actions.iter().all(|a| a.status == ActionStatus::Applied),
-                    "a clean cycle failed: {:#?}", p.actions
+                    outcomes.all_applied(),
+                    "a clean cycle failed: {:#?}\n{:#?}", p.actions, outcomes
                 );
             }
         }

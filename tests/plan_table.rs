@@ -4,11 +4,14 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
-use okta_spot_sync::guard::{guard, GuardLimits};
+use okta_spot_sync::apply::Outcomes;
+use okta_spot_sync::guard::{guard, GuardLimits, GuardTrip, Verdicts};
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
 use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind, SpotUsers};
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};
-use okta_spot_sync::plan::{plan, ActionKind, ActionStatus, Plan, PlanOptions};
+use okta_spot_sync::plan::{
+    plan, Action, ActionKind, ActionStatus, Adoption, Change, NewUser, Plan, PlanOptions, Replace,
+};
 use okta_spot_sync::report::{exit, Mode, Report};
 
 fn rules() -> ClassifyRules {
@@ -112,24 +115,93 @@ fn base_spot() -> Vec<SpotUser> {
     ]
 }
 
+/// A plan and the guards' verdicts on it.
+#[derive(Debug)]
+struct Checked {
+    plan: Plan,
+    verdicts: Verdicts,
+    blocked_by: Vec<GuardTrip>,
+}
+
+impl std::ops::Deref for Checked {
+    type Target = Plan;
+    fn deref(&self) -> &Plan {
+        &self.plan
+    }
+}
+
+impl Checked {
+    fn status(&self, i: usize) -> ActionStatus {
+        match self.verdicts.blocked(i) {
+            Some(_) => ActionStatus::Blocked,
+            None => ActionStatus::Planned,
+        }
+    }
+
+    fn statuses(&self) -> Vec<ActionStatus> {
+        (0..self.plan.actions.len())
+            .map(|i| self.status(i))
+            .collect()
+    }
+
+    /// The index of the first action of `kind`.
+    fn find(&self, kind: ActionKind) -> usize {
+        self.plan
+            .actions
+            .iter()
+            .position(|a| a.kind() == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} in {:?}", self.plan.actions))
+    }
+
+    fn report(self, mode: Mode) -> Report {
+        let outcomes = Outcomes::none(&self.plan);
+        Report::new(mode, self.plan, self.verdicts, &outcomes)
+    }
+}
+
 fn run(
     rows: &[AppUserRow],
     spot_users: &[SpotUser],
     ledger: &Ledger,
     limits: &GuardLimits,
-) -> Plan {
+) -> Checked {
     let snap = classify(rows.to_vec(), &rules());
     let spot_users = SpotUsers::distinct(spot_users.to_vec());
-    let mut p = plan(&snap, &spot_users, ledger, &options());
-    guard(&mut p, &spot_users, ledger, limits);
-    p
+    let plan = plan(&snap, &spot_users, ledger, &options());
+    let verdicts = guard(&plan, &spot_users, ledger, limits);
+    Checked {
+        blocked_by: verdicts.trips().to_vec(),
+        plan,
+        verdicts,
+    }
 }
 
 fn kinds(p: &Plan) -> Vec<(ActionKind, String)> {
     p.actions
         .iter()
-        .map(|a| (a.action, a.email.clone()))
+        .map(|a| (a.kind(), a.email.clone()))
         .collect()
+}
+
+fn new_user(a: &Action) -> &NewUser {
+    match &a.change {
+        Change::Create(user) | Change::Recreate { user, .. } => user,
+        other => panic!("not a create: {other:?}"),
+    }
+}
+
+fn replaces(a: &Action) -> Option<&Replace> {
+    match &a.change {
+        Change::Recreate { replaces, .. } => replaces.as_ref(),
+        other => panic!("not a recreate: {other:?}"),
+    }
+}
+
+fn adoption(a: &Action) -> &Adoption {
+    match &a.change {
+        Change::Adopt(adoption) => adoption,
+        other => panic!("not an adoption: {other:?}"),
+    }
 }
 
 #[test]
@@ -144,8 +216,8 @@ fn create_when_assigned_and_missing_in_spot() {
         kinds(&p),
         vec![(ActionKind::Create, "ann@example.com".into())]
     );
-    assert_eq!(p.actions[0].role, Some(Role::Editor));
-    assert_eq!(p.actions[0].detail.email_display, "Ann@Example.com");
+    assert_eq!(p.actions[0].role(), Some(Role::Editor));
+    assert_eq!(new_user(&p.actions[0]).email_display, "Ann@Example.com");
     assert_eq!(p.actions[0].reason, "assigned in Okta, missing in Spot");
 }
 
@@ -191,7 +263,7 @@ fn delete_when_unassigned_or_deactivated() {
         "{}",
         p.actions[1].reason
     );
-    assert!(p.actions.iter().all(|a| a.status == ActionStatus::Planned));
+    assert!(p.statuses().iter().all(|s| *s == ActionStatus::Planned));
 }
 
 #[test]
@@ -215,7 +287,7 @@ fn recreate_when_a_deleted_user_is_reactivated() {
         kinds(&p),
         vec![(ActionKind::Recreate, "ann@example.com".into())]
     );
-    assert!(p.actions[0].detail.delete_first.is_none());
+    assert_eq!(replaces(&p.actions[0]), None);
 }
 
 #[test]
@@ -242,10 +314,9 @@ fn recreate_when_the_email_changed() {
         vec![(ActionKind::Recreate, "ann.lee@example.com".into())]
     );
     // Create first, delete after: if Spot refuses the new email, Ann keeps her user.
-    assert_eq!(p.actions[0].detail.delete_first, None);
     assert_eq!(
-        p.actions[0].detail.delete_after.as_deref(),
-        Some("u-00000002")
+        replaces(&p.actions[0]),
+        Some(&Replace::DeleteAfter("u-00000002".into()))
     );
 }
 
@@ -263,7 +334,7 @@ fn adopt_an_existing_spot_user_case_insensitively() {
         kinds(&p),
         vec![(ActionKind::Adopt, "ann@example.com".into())]
     );
-    assert_eq!(p.actions[0].spot_user_id.as_deref(), Some("u-00000002"));
+    assert_eq!(p.actions[0].spot_user_id(), Some("u-00000002"));
 }
 
 #[test]
@@ -307,7 +378,7 @@ fn update_role_when_the_spot_role_is_the_same_and_recreate_when_it_is_not() {
         kinds(&p),
         vec![(ActionKind::UpdateRole, "ann@example.com".into())]
     );
-    assert_eq!(p.actions[0].role, Some(Role::Editor));
+    assert_eq!(p.actions[0].role(), Some(Role::Editor));
 }
 
 #[test]
@@ -330,7 +401,7 @@ fn nothing_to_do_when_in_line() {
         &limits(),
     );
     assert!(p.is_empty(), "{p:?}");
-    assert_eq!(Report::new(Mode::Plan, p).exit_code(), exit::OK);
+    assert_eq!(p.report(Mode::Plan).exit_code(), exit::OK);
 }
 
 #[test]
@@ -390,20 +461,20 @@ fn empty_source_blocks_deletes_until_allowed() {
         EntryState::Managed,
     );
     let p = run(&[], &spot_users, &ledger, &limits());
-    assert_eq!(p.actions[0].status, ActionStatus::Blocked);
+    assert_eq!(p.status(0), ActionStatus::Blocked);
     assert_eq!(p.blocked_by[0].guard, "empty_source");
-    assert_eq!(Report::new(Mode::Apply, p).exit_code(), exit::BLOCKED);
+    assert_eq!(p.report(Mode::Apply).exit_code(), exit::BLOCKED);
 
     let mut allow = limits();
     allow.allow_deletes = Some(100);
     assert_eq!(
-        run(&[], &spot_users, &ledger, &allow).actions[0].status,
+        run(&[], &spot_users, &ledger, &allow).status(0),
         ActionStatus::Blocked,
         "--allow-deletes does not lift it"
     );
     allow.allow_empty_source = true;
     assert_eq!(
-        run(&[], &spot_users, &ledger, &allow).actions[0].status,
+        run(&[], &spot_users, &ledger, &allow).status(0),
         ActionStatus::Planned
     );
 }
@@ -439,13 +510,13 @@ fn max_deletes_blocks_deletes_and_recreates_but_not_creates() {
     ];
     let p = run(&rows, &spot_users, &ledger, &limits());
     assert_eq!(p.blocked_by[0].guard, "max_deletes");
-    for a in &p.actions {
-        let expected = if a.action == ActionKind::Create {
+    for (i, a) in p.actions.iter().enumerate() {
+        let expected = if a.kind() == ActionKind::Create {
             ActionStatus::Planned
         } else {
             ActionStatus::Blocked
         };
-        assert_eq!(a.status, expected, "{a:?}");
+        assert_eq!(p.status(i), expected, "{a:?}");
     }
     assert!(p.blocked_by[0].message.contains("--allow-deletes 12"));
 
@@ -519,12 +590,8 @@ fn last_personal_user_is_kept(spot_users: &[SpotUser]) {
         &limits(),
     );
     assert_eq!(p.spot_users, 2, "distinct users");
-    let delete = p
-        .actions
-        .iter()
-        .find(|a| a.action == ActionKind::Delete)
-        .unwrap();
-    assert_eq!(delete.status, ActionStatus::Blocked);
+    let delete = p.find(ActionKind::Delete);
+    assert_eq!(p.status(delete), ActionStatus::Blocked);
     assert_eq!(p.blocked_by[0].guard, "last_personal_user");
 }
 
@@ -551,7 +618,7 @@ fn a_crash_between_create_and_record_is_completed_not_duplicated() {
         kinds(&p),
         vec![(ActionKind::Adopt, "ann@example.com".into())]
     );
-    assert!(p.actions[0].detail.apply_role_mapping);
+    assert!(adoption(&p.actions[0]).apply_role_mapping);
 }
 
 #[test]
@@ -598,11 +665,11 @@ fn a_tombstone_spot_still_lists_is_decided_by_its_okta_user() {
         ],
     ] {
         let p = run(&rows, &spot_users, &ledger, &limits());
-        let delete = p.actions.iter().find(|a| a.action == ActionKind::Delete);
-        let delete = delete.unwrap_or_else(|| panic!("{:?}", p.actions));
+        let i = p.find(ActionKind::Delete);
+        let delete = &p.actions[i];
         assert_eq!(delete.okta_user_id, "00u1");
-        assert_eq!(delete.spot_user_id.as_deref(), Some("u-00000002"));
-        assert_eq!(delete.status, ActionStatus::Planned);
+        assert_eq!(delete.spot_user_id(), Some("u-00000002"));
+        assert_eq!(p.status(i), ActionStatus::Planned);
     }
 
     // Held: kept.
@@ -645,8 +712,8 @@ fn a_tombstone_spot_still_lists_is_decided_by_its_okta_user() {
         .filter(|a| a.okta_user_id == "00u1")
         .collect();
     assert_eq!(ann.len(), 1, "{ann:?}");
-    assert_eq!(ann[0].action, ActionKind::Adopt);
-    assert_eq!(ann[0].spot_user_id.as_deref(), Some("u-00000002"));
+    assert_eq!(ann[0].kind(), ActionKind::Adopt);
+    assert_eq!(ann[0].spot_user_id(), Some("u-00000002"));
 
     // Back with another email: create first, then delete the old user.
     let p = run(
@@ -664,9 +731,11 @@ fn a_tombstone_spot_still_lists_is_decided_by_its_okta_user() {
         .filter(|a| a.okta_user_id == "00u1")
         .collect();
     assert_eq!(ann.len(), 1, "{ann:?}");
-    assert_eq!(ann[0].action, ActionKind::Recreate);
-    assert_eq!(ann[0].detail.delete_first, None);
-    assert_eq!(ann[0].detail.delete_after.as_deref(), Some("u-00000002"));
+    assert_eq!(ann[0].kind(), ActionKind::Recreate);
+    assert_eq!(
+        replaces(ann[0]),
+        Some(&Replace::DeleteAfter("u-00000002".into()))
+    );
 
     // Another Okta user now has the email: the Spot user passes to them, never deleted.
     let p = run(
@@ -676,13 +745,9 @@ fn a_tombstone_spot_still_lists_is_decided_by_its_okta_user() {
         &limits(),
     );
     assert!(p.actions.iter().all(|a| !a.deletes()), "{:?}", p.actions);
-    let adopt = p
-        .actions
-        .iter()
-        .find(|a| a.action == ActionKind::Adopt)
-        .unwrap();
+    let adopt = &p.actions[p.find(ActionKind::Adopt)];
     assert_eq!(adopt.okta_user_id, "00u2");
-    assert_eq!(adopt.detail.previous_owner.as_deref(), Some("00u1"));
+    assert_eq!(adoption(adopt).previous_owner.as_deref(), Some("00u1"));
 }
 
 /// A tombstone that is protected (or programmatic) is never deleted: an Okta user returning
@@ -710,8 +775,8 @@ fn a_protected_tombstone_is_kept_and_does_not_hold_up_a_returning_user() {
         &limits(),
     );
     assert_eq!(p.actions.len(), 1, "{:?}", p.actions);
-    assert_eq!(p.actions[0].action, ActionKind::Recreate);
+    assert_eq!(p.actions[0].kind(), ActionKind::Recreate);
     assert_eq!(p.actions[0].deleted_spot_user(), None);
-    assert_eq!(p.actions[0].status, ActionStatus::Planned);
+    assert_eq!(p.status(0), ActionStatus::Planned);
     assert!(p.blocked_by.is_empty(), "{:?}", p.blocked_by);
 }

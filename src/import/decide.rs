@@ -13,11 +13,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::SEARCH_THRESHOLD;
-use crate::ledger::{EntryState, Ledger, Origin};
+use crate::action::{ActionKind, ActionStatus};
+use crate::ledger::{EntryState, Ledger};
 use crate::model::{AppUserRow, Email, Role, SpotUser};
 use crate::okta::classify::{classify, is_one_of, upper, ClassifyRules};
 use crate::okta::parse::OktaUser;
-use crate::plan::{Action, ActionDetail, ActionKind, ActionStatus};
+use crate::report::ActionReport;
 use crate::report::Unmatched;
 
 /// How the unassigned Spot users were looked up in Okta.
@@ -396,12 +397,64 @@ pub(super) struct Adoption {
     pub role: Role,
 }
 
+/// The two kinds of step `import` takes. Not a `Change`: neither ever reaches `apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ImportKind {
+    /// Assign the Okta user to the app (`--assign`).
+    AssignInOkta,
+    /// Record ownership of the Spot user (ledger only).
+    Adopt,
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum StepState {
+    Planned,
+    Applied,
+    Failed(String),
+}
+
+/// One step of `import` for one Spot user, as the report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ImportStep {
+    pub kind: ImportKind,
+    pub okta_user_id: String,
+    pub email: String,
+    pub spot_user_id: String,
+    pub role: Role,
+    pub reason: String,
+    pub state: StepState,
+}
+
+impl From<ImportStep> for ActionReport {
+    fn from(step: ImportStep) -> ActionReport {
+        let (status, error) = match step.state {
+            StepState::Planned => (ActionStatus::Planned, None),
+            StepState::Applied => (ActionStatus::Applied, None),
+            StepState::Failed(error) => (ActionStatus::Failed, Some(error)),
+        };
+        ActionReport {
+            action: match step.kind {
+                ImportKind::AssignInOkta => ActionKind::AssignInOkta,
+                ImportKind::Adopt => ActionKind::Adopt,
+            },
+            email: step.email,
+            okta_user_id: step.okta_user_id,
+            spot_user_id: Some(step.spot_user_id),
+            role: Some(step.role),
+            reason: step.reason,
+            status,
+            error,
+        }
+    }
+}
+
 /// What the report says and what the ledger records.
 #[derive(Debug)]
 pub(super) struct Outcome {
     /// In decision order; an assignment that succeeded is followed by its adoption. Adoptions
     /// are `Planned` until the shell has recorded them.
-    pub actions: Vec<Action>,
+    pub steps: Vec<ImportStep>,
     /// Sorted by email, then Spot user id.
     pub unmatched: Vec<Unmatched>,
     pub adoptions: Vec<Adoption>,
@@ -418,7 +471,7 @@ pub(super) fn outcome(
     assigned: &HashMap<String, Result<(), String>>,
     assign_role: Role,
 ) -> Outcome {
-    let mut actions: Vec<Action> = Vec::new();
+    let mut steps: Vec<ImportStep> = Vec::new();
     let mut adoptions: Vec<Adoption> = Vec::new();
     for (user, decision) in decisions {
         let email = email_of(user);
@@ -429,8 +482,8 @@ pub(super) fn outcome(
                 reason,
             }),
             Decision::Adopt { okta_user_id, role } => {
-                actions.push(action(
-                    ActionKind::Adopt,
+                steps.push(step(
+                    ImportKind::Adopt,
                     &email,
                     &okta_user_id,
                     &user.user_id,
@@ -448,8 +501,8 @@ pub(super) fn outcome(
                 okta_user_id,
                 status,
             } => {
-                let mut assign = action(
-                    ActionKind::AssignInOkta,
+                let mut assign = step(
+                    ImportKind::AssignInOkta,
                     &email,
                     &okta_user_id,
                     &user.user_id,
@@ -464,16 +517,16 @@ pub(super) fn outcome(
                         assign
                             .reason
                             .push_str(": would assign (run `import --assign`)");
-                        actions.push(assign);
+                        steps.push(assign);
                     }
                     Some(Ok(())) => {
-                        assign.status = ActionStatus::Applied;
+                        assign.state = StepState::Applied;
                         assign
                             .reason
                             .push_str(&format!(": assigned as {assign_role}"));
-                        actions.push(assign);
-                        actions.push(action(
-                            ActionKind::Adopt,
+                        steps.push(assign);
+                        steps.push(step(
+                            ImportKind::Adopt,
                             &email,
                             &okta_user_id,
                             &user.user_id,
@@ -488,9 +541,8 @@ pub(super) fn outcome(
                         });
                     }
                     Some(Err(error)) => {
-                        assign.status = ActionStatus::Failed;
-                        assign.error = Some(error.clone());
-                        actions.push(assign);
+                        assign.state = StepState::Failed(error.clone());
+                        steps.push(assign);
                     }
                 }
             }
@@ -502,7 +554,7 @@ pub(super) fn outcome(
             .then(a.spot_user_id.cmp(&b.spot_user_id))
     });
     Outcome {
-        actions,
+        steps,
         unmatched,
         adoptions,
     }
@@ -516,28 +568,22 @@ fn email_of(user: &SpotUser) -> String {
         .unwrap_or_default()
 }
 
-fn action(
-    kind: ActionKind,
+fn step(
+    kind: ImportKind,
     email: &str,
     okta_user_id: &str,
     spot_user_id: &str,
     role: Role,
     reason: String,
-) -> Action {
-    Action {
-        action: kind,
-        email: email.to_string(),
+) -> ImportStep {
+    ImportStep {
+        kind,
         okta_user_id: okta_user_id.to_string(),
-        spot_user_id: Some(spot_user_id.to_string()),
-        role: Some(role),
+        email: email.to_string(),
+        spot_user_id: spot_user_id.to_string(),
+        role,
         reason,
-        status: ActionStatus::Planned,
-        error: None,
-        detail: ActionDetail {
-            email_display: email.to_string(),
-            origin: (kind == ActionKind::Adopt).then_some(Origin::Adopted),
-            ..ActionDetail::default()
-        },
+        state: StepState::Planned,
     }
 }
 
@@ -546,7 +592,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::ledger::LedgerEntry;
+    use crate::ledger::{LedgerEntry, Origin};
     use crate::model::SpotUserKind;
     use crate::okta::classify::tests::{self as classify_tests, rules};
 
@@ -1067,14 +1113,13 @@ mod tests {
             (&b, assign("00u2")),
         ];
         let out = outcome(decisions, Vec::new(), &HashMap::new(), Role::Viewer);
-        assert_eq!(out.actions.len(), 2, "{:?}", out.actions);
-        let (adopt, planned) = (&out.actions[0], &out.actions[1]);
-        assert_eq!(adopt.action, ActionKind::Adopt);
-        assert_eq!(adopt.status, ActionStatus::Planned);
-        assert_eq!(adopt.role, Some(Role::Editor));
-        assert_eq!(adopt.detail.origin, Some(Origin::Adopted));
-        assert_eq!(planned.action, ActionKind::AssignInOkta);
-        assert_eq!(planned.status, ActionStatus::Planned);
+        assert_eq!(out.steps.len(), 2, "{:?}", out.steps);
+        let (adopt, planned) = (&out.steps[0], &out.steps[1]);
+        assert_eq!(adopt.kind, ImportKind::Adopt);
+        assert_eq!(adopt.state, StepState::Planned);
+        assert_eq!(adopt.role, Role::Editor);
+        assert_eq!(planned.kind, ImportKind::AssignInOkta);
+        assert_eq!(planned.state, StepState::Planned);
         assert!(
             planned.reason.contains("(status ACTIVE)")
                 && planned
@@ -1106,22 +1151,25 @@ mod tests {
             ("00u2".to_string(), Ok(())),
         ]);
         let out = outcome(decisions, Vec::new(), &assigned, Role::Editor);
-        let kinds: Vec<(ActionKind, ActionStatus, &str)> = out
-            .actions
+        let kinds: Vec<(ImportKind, StepState, &str)> = out
+            .steps
             .iter()
-            .map(|a| (a.action, a.status, a.okta_user_id.as_str()))
+            .map(|a| (a.kind, a.state.clone(), a.okta_user_id.as_str()))
             .collect();
         assert_eq!(
             kinds,
             [
-                (ActionKind::AssignInOkta, ActionStatus::Failed, "00u1"),
-                (ActionKind::AssignInOkta, ActionStatus::Applied, "00u2"),
-                (ActionKind::Adopt, ActionStatus::Planned, "00u2"),
+                (
+                    ImportKind::AssignInOkta,
+                    StepState::Failed("Okta refused".into()),
+                    "00u1"
+                ),
+                (ImportKind::AssignInOkta, StepState::Applied, "00u2"),
+                (ImportKind::Adopt, StepState::Planned, "00u2"),
             ]
         );
-        assert_eq!(out.actions[0].error.as_deref(), Some("Okta refused"));
-        assert!(out.actions[1].reason.ends_with(": assigned as editor"));
-        assert_eq!(out.actions[2].role, Some(Role::Editor));
+        assert!(out.steps[1].reason.ends_with(": assigned as editor"));
+        assert_eq!(out.steps[2].role, Role::Editor);
         assert_eq!(out.adoptions.len(), 1);
         assert_eq!(out.adoptions[0].okta_user_id, "00u2");
         assert_eq!(out.adoptions[0].role, Role::Editor);
@@ -1143,7 +1191,7 @@ mod tests {
             reason: "no usable email".into(),
         };
         let out = outcome(decisions, vec![no_email], &HashMap::new(), Role::Viewer);
-        assert!(out.actions.is_empty() && out.adoptions.is_empty());
+        assert!(out.steps.is_empty() && out.adoptions.is_empty());
         let listed: Vec<(&str, Option<&str>, &str)> = out
             .unmatched
             .iter()
