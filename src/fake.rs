@@ -1,6 +1,7 @@
 //! In-memory stand-ins for the two APIs, for unit and property tests of the apply path and for
 //! the planner benchmark. They keep the rules that matter to the reconciler (unique emails,
-//! programmatic users, delete of a missing user) and nothing else.
+//! programmatic users, delete of a missing user, a policy mapping replacing the set, details
+//! of a missing user being "gone") and nothing else.
 //!
 //! Compiled only for tests (`cfg(test)`, or the `testing` feature that this package's own
 //! tests and benches turn on), never into the binary; the HTTP emulators of the `okta-spot-sim`
@@ -15,6 +16,7 @@ use crate::model::{
     AppUserRow, Email, IdentitySource, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy,
     SpotUser, SpotUserKind, SpotUsers,
 };
+use crate::spot::access::{SpotUserDetails, UserDetails, UserLookup, UserPolicy};
 use crate::Error;
 
 /// A fake Okta app: returns the rows it was given.
@@ -57,6 +59,8 @@ pub struct FakeSpotDirectory {
     pub created_ids: Mutex<Vec<String>>,
     /// How many times the user list was read.
     pub lists: AtomicU64,
+    /// How many times a user's details were read (`GET /setup/user/{userId}`).
+    pub detail_reads: AtomicU64,
 }
 
 /// How a scheduled write failure behaves.
@@ -89,6 +93,7 @@ impl Default for FakeSpotDirectory {
             next_id: AtomicU64::new(1),
             created_ids: Mutex::default(),
             lists: AtomicU64::new(0),
+            detail_reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             fail_create_for: Mutex::new(Vec::new()),
             faults: Mutex::new(BTreeMap::new()),
@@ -270,5 +275,66 @@ impl SpotDirectory for FakeSpotDirectory {
                 )),
             },
         )
+    }
+}
+
+/// Details as the HTTP client returns them: role, and the stored grants as read (`"*"` kept);
+/// an unknown id is [`UserLookup::Gone`]. Not a write: no fault applies.
+impl SpotUserDetails for FakeSpotDirectory {
+    async fn get_user_details(&self, user_id: &str) -> Result<UserLookup, Error> {
+        self.detail_reads.fetch_add(1, Ordering::SeqCst);
+        let Some(u) = self.get(user_id) else {
+            return Ok(UserLookup::Gone);
+        };
+        Ok(UserLookup::Found(UserDetails {
+            user_id: u.user.user_id.clone(),
+            email: u.user.email.clone(),
+            kind: u.user.kind,
+            role: (u.user.kind == SpotUserKind::Personal).then(|| u.spot_role.clone()),
+            policies: u
+                .policies
+                .iter()
+                .map(|g| UserPolicy {
+                    policy_id: g.policy_id.clone(),
+                    account_ids: g.account_ids.clone(),
+                    policy_name: self
+                        .policies
+                        .iter()
+                        .find(|p| p.id == g.policy_id)
+                        .map(|p| p.name.clone()),
+                    policy_type: None,
+                })
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn details_show_the_role_and_the_grants_as_written() {
+        let spot = FakeSpotDirectory::default();
+        spot.add("u-1", "a@example.com", SpotUserKind::Personal);
+        let star = PolicyGrant {
+            policy_id: "3".into(),
+            account_ids: vec!["*".into()],
+        };
+        spot.set_policy_mapping("u-1", std::slice::from_ref(&star))
+            .await
+            .unwrap();
+        let UserLookup::Found(d) = spot.get_user_details("u-1").await.unwrap() else {
+            panic!("u-1 exists");
+        };
+        assert_eq!(d.role.as_deref(), Some("viewer"));
+        assert_eq!(d.grants(), [star]);
+        assert_eq!(d.policies[0].policy_name.as_deref(), Some("Account Viewer"));
+        assert!(d.policies[0].covers("act-added-later"));
+        assert_eq!(
+            spot.get_user_details("u-2").await.unwrap(),
+            UserLookup::Gone
+        );
+        assert_eq!(spot.detail_reads.load(Ordering::SeqCst), 2);
     }
 }

@@ -1,5 +1,6 @@
 //! The Spot client against purpose-built fake servers reproducing the reference's envelopes,
-//! error bodies and rate-limit headers.
+//! error bodies and rate-limit headers, and (user details and policy mappings, the access
+//! calls) against the Spot emulator over real HTTP on 127.0.0.1.
 
 mod common;
 
@@ -7,9 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{http_settings, start, Reply};
+use okta_spot_sim::{Burst429, Emulators, FailSpec, Fault, Fixture, SpotSim};
 use okta_spot_sync::config::SpotSettings;
 use okta_spot_sync::model::{NewSpotUser, PolicyGrant, SpotDirectory, SpotUserKind};
-use okta_spot_sync::spot::{is_already_exists, SpotClient};
+use okta_spot_sync::spot::{
+    is_already_exists, is_not_found, SpotClient, SpotUserDetails, UserDetails, UserLookup,
+};
 use okta_spot_sync::Error;
 use secrecy::SecretString;
 
@@ -469,4 +473,317 @@ async fn a_401_is_a_credentials_error_and_no_error_carries_the_token() {
     let err = client.list_users().await.unwrap_err();
     assert!(matches!(err, Error::Status { status: 400, .. }), "{err:?}");
     assert_no_token(&err);
+}
+
+// ----- access: user details and policy mappings against the emulator -----
+
+const CAROL: &str = "u-c4a701d5";
+const ACT_TEST: &str = "act-0b18f123";
+const ACT_PROD: &str = "act-57765123";
+
+async fn emulated() -> (Emulators, SpotClient) {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let settings = SpotSettings {
+        base_url: url::Url::parse(&emu.spot.url()).unwrap(),
+        token: SecretString::from(emu.spot.token()),
+        write_concurrency: 4,
+        roles: Default::default(),
+    };
+    let client = SpotClient::new(&settings, &http_settings(3)).unwrap();
+    (emu, client)
+}
+
+async fn details(client: &SpotClient, user_id: &str) -> UserDetails {
+    match client.get_user_details(user_id).await.unwrap() {
+        UserLookup::Found(d) => d,
+        UserLookup::Gone => panic!("{user_id} is gone"),
+    }
+}
+
+fn grant(policy_id: &str, accounts: &[&str]) -> PolicyGrant {
+    PolicyGrant {
+        policy_id: policy_id.into(),
+        account_ids: accounts.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+fn fail(status: u16, times: u64) -> Fault {
+    Fault {
+        fail: Some(FailSpec {
+            status,
+            nth: 1,
+            times: Some(times),
+        }),
+        ..Fault::default()
+    }
+}
+
+const DETAILS_ROUTE: &str = "GET /setup/user/{userId}";
+
+#[tokio::test]
+async fn user_details_read_role_and_policies_from_the_emulator() {
+    let (emu, client) = emulated().await;
+    let s: &SpotSim = &emu.spot;
+    let viewer = s.policy_id_by_name("Account Viewer").unwrap();
+    let d = details(&client, CAROL).await;
+    assert_eq!(d.user_id, CAROL);
+    assert_eq!(d.email.as_ref().unwrap().as_str(), "carol@example.com");
+    assert_eq!(d.kind, SpotUserKind::Personal);
+    assert_eq!(d.role.as_deref(), Some("viewer"));
+    assert_eq!(d.grants(), [grant(&viewer, &[ACT_TEST])]);
+    assert_eq!(d.policies[0].policy_name.as_deref(), Some("Account Viewer"));
+    assert_eq!(d.policies[0].policy_type.as_deref(), Some("ACCOUNT"));
+
+    // A hand-made role change and extra grant are what the next read shows.
+    s.set_role(CAROL, "editor");
+    let editor = s.policy_id_by_name("Account Editor").unwrap();
+    s.grant_policy(CAROL, &editor, &[ACT_PROD]);
+    let d = details(&client, CAROL).await;
+    assert_eq!(d.role.as_deref(), Some("editor"));
+    assert_eq!(
+        d.grants(),
+        [grant(&viewer, &[ACT_TEST]), grant(&editor, &[ACT_PROD])]
+    );
+
+    // A programmatic user can be read (never written): no role.
+    let d = details(&client, "pu-5d1e2f3a").await;
+    assert_eq!(d.kind, SpotUserKind::Programmatic);
+    assert_eq!(d.role, None);
+    assert_eq!(s.request_count(DETAILS_ROUTE), 3);
+    assert_eq!(s.write_requests(), 0, "reading details writes nothing");
+}
+
+#[tokio::test]
+async fn a_missing_user_is_gone_not_an_error() {
+    let (emu, client) = emulated().await;
+    let s = &emu.spot;
+    // The emulator answers the documented 400 USER_DOESNT_EXIST.
+    assert_eq!(
+        client.get_user_details("u-00000000").await.unwrap(),
+        UserLookup::Gone
+    );
+    s.remove_user(CAROL);
+    assert_eq!(
+        client.get_user_details(CAROL).await.unwrap(),
+        UserLookup::Gone
+    );
+    // A 404 (undocumented, possible) with a not-found code is gone too, and not retried.
+    s.set_fault(DETAILS_ROUTE, fail(404, 1));
+    s.reset_counts();
+    assert_eq!(
+        client.get_user_details("u-f7a9b3e1").await.unwrap(),
+        UserLookup::Gone
+    );
+    assert_eq!(s.request_count(DETAILS_ROUTE), 1);
+    // Any other refusal is an error, never "gone".
+    s.set_fault(DETAILS_ROUTE, fail(400, 1));
+    let err = client.get_user_details("u-f7a9b3e1").await.unwrap_err();
+    assert!(matches!(err, Error::Status { status: 400, .. }), "{err:?}");
+    assert!(!is_not_found(&err));
+    assert!(
+        err.to_string().contains("GET /setup/user/u-f7a9b3e1"),
+        "{err}"
+    );
+    assert_no_token(&err);
+    let err = client.get_user_details(" ").await.unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_bare_404_is_gone_and_a_404_with_another_code_is_an_error() {
+    let spot = start(|seen, _| {
+        if seen.path.ends_with("u-bare") {
+            Reply::json(404, "")
+        } else {
+            Reply::json(
+                404,
+                error_body(404, "Not Found", "ROUTE_UNKNOWN", "no such route"),
+            )
+        }
+    })
+    .await;
+    let client = client(&spot.base, 0);
+    assert_eq!(
+        client.get_user_details("u-bare").await.unwrap(),
+        UserLookup::Gone
+    );
+    let err = client.get_user_details("u-other").await.unwrap_err();
+    assert!(matches!(err, Error::Status { status: 404, .. }), "{err:?}");
+    // A 200 with no item is gone; an item for another user is malformed.
+    let spot = start(|seen, _| {
+        if seen.path.ends_with("u-empty") {
+            Reply::json(200, OK_BODY)
+        } else {
+            Reply::json(
+                200,
+                envelope(
+                    "spotinst:setup:access:user",
+                    r#"{"userId":"u-someone-else","policies":[]}"#,
+                    1,
+                ),
+            )
+        }
+    })
+    .await;
+    let client = self::client(&spot.base, 0);
+    assert_eq!(
+        client.get_user_details("u-empty").await.unwrap(),
+        UserLookup::Gone
+    );
+    let err = client.get_user_details("u-asked").await.unwrap_err();
+    assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn user_details_absorb_429_and_5xx_like_other_reads() {
+    let (emu, client) = emulated().await;
+    let s = &emu.spot;
+    s.set_fault(
+        DETAILS_ROUTE,
+        Fault {
+            burst_429: Some(Burst429 {
+                after: 0,
+                count: 2,
+                reset_secs: 3,
+            }),
+            ..Fault::default()
+        },
+    );
+    let started = tokio::time::Instant::now();
+    let d = details(&client, CAROL).await;
+    assert_eq!(d.role.as_deref(), Some("viewer"));
+    assert_eq!(
+        s.request_count(DETAILS_ROUTE),
+        3,
+        "two 429s, then the answer"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "waited X-RateLimit-Reset each time: {:?}",
+        started.elapsed()
+    );
+    s.clear_faults();
+    s.set_fault(DETAILS_ROUTE, fail(503, 2));
+    s.reset_counts();
+    let d = details(&client, CAROL).await;
+    assert_eq!(d.user_id, CAROL);
+    assert_eq!(
+        s.request_count(DETAILS_ROUTE),
+        3,
+        "two 503s, then the answer"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_mapping_replaces_the_set_and_star_covers_accounts_added_later() {
+    let (emu, client) = emulated().await;
+    let s = &emu.spot;
+    let viewer = s.policy_id_by_name("Account Viewer").unwrap();
+    let editor = s.policy_id_by_name("Account Editor").unwrap();
+    s.grant_policy(CAROL, &editor, &[ACT_PROD]);
+
+    // The caller's union: what the user has, plus `"*"` on the viewer policy.
+    let mut grants = details(&client, CAROL).await.grants();
+    grants.retain(|g| g.policy_id != viewer);
+    grants.push(grant(&viewer, &["*"]));
+    client.set_policy_mapping(CAROL, &grants).await.unwrap();
+    let d = details(&client, CAROL).await;
+    assert_eq!(
+        d.grants(),
+        [grant(&editor, &[ACT_PROD]), grant(&viewer, &["*"])]
+    );
+    let later = s.add_account("added later");
+    let d = details(&client, CAROL).await;
+    assert!(d.policy(&viewer).any(|p| p.covers(&later)));
+    assert!(!d.policy(&editor).any(|p| p.covers(&later)));
+    assert_eq!(
+        s.effective_policies(CAROL).unwrap()[1],
+        (
+            viewer.clone(),
+            vec![ACT_TEST.into(), ACT_PROD.into(), later.clone()]
+        )
+    );
+
+    // The PUT replaces: a set without the editor grant removes it.
+    client
+        .set_policy_mapping(CAROL, &[grant(&viewer, &["*"])])
+        .await
+        .unwrap();
+    assert_eq!(
+        details(&client, CAROL).await.grants(),
+        [grant(&viewer, &["*"])]
+    );
+
+    // Refusals are errors naming the route, the user is unchanged.
+    let err = client
+        .set_policy_mapping(CAROL, &[grant("pol-00000000", &["*"])])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Status { status: 400, code: Some(c), .. } if c == "POLICY_DOESNT_EXIST"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("policyMapping"), "{err}");
+    let err = client
+        .set_policy_mapping(CAROL, &[grant(&viewer, &["act-00000000"])])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Status { code: Some(c), .. } if c == "ACCOUNT_DOESNT_EXIST"),
+        "{err:?}"
+    );
+    let err = client
+        .set_policy_mapping("u-00000000", &[grant(&viewer, &["*"])])
+        .await
+        .unwrap_err();
+    assert!(is_not_found(&err), "{err:?}");
+    assert_eq!(
+        details(&client, CAROL).await.grants(),
+        [grant(&viewer, &["*"])]
+    );
+    let err = client
+        .set_policy_mapping("pu-5d1e2f3a", &[grant(&viewer, &["*"])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert_eq!(s.request_count("PUT /setup/user/{userId}/policyMapping"), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_policy_mapping_is_retried_after_429_and_5xx() {
+    let (emu, client) = emulated().await;
+    let s = &emu.spot;
+    let viewer = s.policy_id_by_name("Account Viewer").unwrap();
+    let route = "PUT /setup/user/{userId}/policyMapping";
+    s.set_fault(
+        route,
+        Fault {
+            burst_429: Some(Burst429 {
+                after: 0,
+                count: 1,
+                reset_secs: 2,
+            }),
+            ..Fault::default()
+        },
+    );
+    client
+        .set_policy_mapping(CAROL, &[grant(&viewer, &[ACT_TEST, ACT_PROD])])
+        .await
+        .unwrap();
+    assert_eq!(s.request_count(route), 2);
+    s.clear_faults();
+    s.set_fault(route, fail(500, 1));
+    client
+        .set_policy_mapping(CAROL, &[grant(&viewer, &["*"])])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.request_count(route),
+        4,
+        "a PUT is idempotent: retried after a 5xx"
+    );
+    assert_eq!(
+        s.user(CAROL).unwrap().policies,
+        [(viewer, vec!["*".to_string()])]
+    );
 }

@@ -6,7 +6,9 @@
 use okta_spot_sync::model::SpotUserKind;
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};
 use okta_spot_sync::okta::parse::{parse_page, parse_page_row_by_row};
+use okta_spot_sync::spot::access::parse_user_details;
 use okta_spot_sync::spot::client::parse_user_list;
+use okta_spot_sync::spot::UserLookup;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -146,6 +148,20 @@ proptest! {
                 }
             }
             Err(e) => prop_assert!(!attributable, "rejected a page of attributable rows: {e}"),
+        }
+    }
+
+    #[test]
+    fn spot_user_details_parser_never_panics_and_keeps_star(value in any_json(), accounts in any_json()) {
+        let raw = serde_json::value::RawValue::from_string(value.to_string()).unwrap();
+        let _ = parse_user_details("u-1", &[&raw], "GET /setup/user/u-1");
+        let item = json!({"userId": "u-1", "policies": [{"policyId": "3", "accountIds": accounts}]});
+        let raw = serde_json::value::RawValue::from_string(item.to_string()).unwrap();
+        match parse_user_details("u-1", &[&raw], "GET /setup/user/u-1") {
+            // Whatever was read is what would be written back: never fewer accounts.
+            Ok(UserLookup::Found(d)) => prop_assert_eq!(json!(d.grants()[0].account_ids), accounts),
+            Ok(UserLookup::Gone) => prop_assert!(false, "an item is never gone"),
+            Err(_) => prop_assert!(!accounts.as_array().is_some_and(|a| a.iter().all(Value::is_string))),
         }
     }
 

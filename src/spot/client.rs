@@ -1,5 +1,5 @@
-//! The Spot API client: organization users, accounts, policies, user create/delete and
-//! policy mapping, over the envelope `{"request":{…},"response":{status,kind,items,count}}`.
+//! The Spot API client: organization users, accounts, policies, user create/delete, user
+//! details (role and policies, [`super::access`]) and policy mapping, over the envelope `{"request":{…},"response":{status,kind,items,count}}`.
 //!
 //! It owns the lenient parsing of Spot's responses and the defenses on writes:
 //! - an item without the id that identifies it (`userId`, `accountId`, policy `id`) is an
@@ -35,6 +35,7 @@ use crate::http::{from_json_object, AuthScheme, Call, HttpClient, Observer, Retr
 use crate::model::{
     Email, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy, SpotUser, SpotUserKind, SpotUsers,
 };
+use crate::spot::access::{parse_user_details, SpotUserDetails, UserLookup};
 use crate::spot::throttle::SpotThrottle;
 
 pub const ROUTE_ORG_USERS: &str = "/setup/organization/user";
@@ -291,6 +292,38 @@ impl SpotClient {
         }
     }
 
+    /// `GET /setup/user/{userId}`: the user's organization role and direct policy mappings
+    /// ([`super::access`]). Retried like every read (429 after `X-RateLimit-Reset`, 5xx and
+    /// transport failures up to `http.max_retries`), paced on its own route. "The user does not
+    /// exist" is [`UserLookup::Gone`], never an `Err`: a 400 or 404 with a not-found-like code
+    /// ([`is_not_found`]), a 404 with no code, or a 200 with no item. A 404 with any other code
+    /// (a wrong base URL, a proxy) stays an error.
+    async fn user_details(&self, user_id: &str) -> Result<UserLookup, Error> {
+        let id = user_id.trim();
+        if id.is_empty() {
+            return Err(Error::Config(
+                "refusing to read the details of a Spot user with an empty id".into(),
+            ));
+        }
+        let url = self.url(&["setup", "user", id]);
+        let what = format!("GET /setup/user/{id}");
+        let call = Call {
+            what: &what,
+            route: ROUTE_USER,
+            retry: Retry::Auto,
+        };
+        let response = match self.http.send(call, |c| c.get(url.clone())).await {
+            Ok(r) => r,
+            Err(e) if is_not_found(&e) || is_bare_404(&e) => {
+                tracing::debug!(user_id = id, "Spot says the user does not exist");
+                return Ok(UserLookup::Gone);
+            }
+            Err(e) => return Err(e),
+        };
+        let items = envelope_items(&response.body, &what)?.unwrap_or_default();
+        parse_user_details(id, &items, &what)
+    }
+
     async fn policy_mapping(&self, user_id: &str, grants: &[PolicyGrant]) -> Result<(), Error> {
         refuse_programmatic(user_id, "change the policies of")?;
         #[derive(Serialize)]
@@ -393,9 +426,34 @@ impl SpotDirectory for SpotClient {
         self.delete(user_id).await
     }
 
+    /// `PUT /setup/user/{userId}/policyMapping` with `grants` as the body's `policies`.
+    /// **The PUT replaces the user's whole set of direct policies**: a grant not in `grants` is
+    /// removed. This method sends `grants` as given (an `accountIds` of `["*"]` included) and
+    /// never computes a union; a caller that must keep what the user has reads it first
+    /// ([`SpotUserDetails::get_user_details`]) and passes the union. Refused without a request
+    /// for a programmatic (`pu-…`) or empty id. Retried like other writes to an idempotent
+    /// method (429, 5xx, transport); an unknown user is an `Err` ([`is_not_found`] says so).
     async fn set_policy_mapping(&self, user_id: &str, grants: &[PolicyGrant]) -> Result<(), Error> {
         self.policy_mapping(user_id, grants).await
     }
+}
+
+impl SpotUserDetails for SpotClient {
+    async fn get_user_details(&self, user_id: &str) -> Result<UserLookup, Error> {
+        self.user_details(user_id).await
+    }
+}
+
+/// A 404 without an API error code: read as "no such user" on `GET /setup/user/{userId}`.
+fn is_bare_404(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Status {
+            status: 404,
+            code: None,
+            ..
+        }
+    )
 }
 
 fn refuse_programmatic(user_id: &str, verb: &str) -> Result<(), Error> {
@@ -565,7 +623,7 @@ fn parse_user(raw: &RawValue) -> Result<SpotUser, String> {
 }
 
 /// Decides the user's kind; the rule is in the module documentation.
-fn user_kind(user_id: &str, kind: Option<&str>, present: bool) -> SpotUserKind {
+pub(crate) fn user_kind(user_id: &str, kind: Option<&str>, present: bool) -> SpotUserKind {
     let id = user_id.trim().to_ascii_lowercase();
     if id.starts_with("pu-") {
         return SpotUserKind::Programmatic;

@@ -732,3 +732,550 @@ async fn quirks_and_request_log_over_the_admin_api() {
     list_ids(s).await;
     assert!(s.request_log().is_empty(), "off drops the log");
 }
+
+// ----- access: accounts over time, `"*"`, user details, hand edits -----
+
+const CAROL: &str = "u-c4a701d5";
+const FRANK: &str = "u-f7a9b3e1";
+const ACT_TEST: &str = "act-0b18f123";
+const ACT_PROD: &str = "act-57765123";
+
+async fn admin_call(
+    s: &SpotSim,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client().request(method, format!("{}/__admin/{path}", s.url()));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("admin request");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("admin answers JSON"))
+}
+
+async fn put_mapping(s: &SpotSim, user_id: &str, policies: Value) -> (u16, Value) {
+    let (status, _, v) = call(
+        s,
+        reqwest::Method::PUT,
+        &format!("/setup/user/{user_id}/policyMapping"),
+        Some(json!({ "policies": policies })),
+    )
+    .await;
+    (status, v)
+}
+
+/// The `policies` of `GET /setup/user/{id}`, as `(policyId, accountIds)`.
+async fn detail_policies(s: &SpotSim, user_id: &str) -> Vec<(String, Vec<String>)> {
+    let (status, v) = get(s, &format!("/setup/user/{user_id}")).await;
+    assert_eq!(status, 200, "{v}");
+    v["response"]["items"][0]["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let accounts = p["accountIds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect();
+            (p["policyId"].as_str().unwrap().to_string(), accounts)
+        })
+        .collect()
+}
+
+async fn listed_accounts(s: &SpotSim) -> Vec<String> {
+    let (status, v) = get(s, "/setup/account").await;
+    assert_eq!(status, 200);
+    assert_envelope(&v, 200, "spotinst:setup:account");
+    v["response"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["accountId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn pair(policy: &str, accounts: &[&str]) -> (String, Vec<String>) {
+    (
+        policy.to_string(),
+        accounts.iter().map(|a| a.to_string()).collect(),
+    )
+}
+
+#[tokio::test]
+async fn accounts_are_added_and_removed_through_the_admin_api() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    assert_eq!(listed_accounts(s).await, [ACT_TEST, ACT_PROD]);
+
+    let (status, v) = admin_call(
+        s,
+        reqwest::Method::POST,
+        "accounts",
+        Some(json!({"name": "staging"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let staging = v["account_id"].as_str().unwrap().to_string();
+    assert!(
+        staging.starts_with("act-") && staging.len() == 12,
+        "{staging}"
+    );
+    let (status, v) = admin_call(
+        s,
+        reqwest::Method::POST,
+        "accounts",
+        Some(json!({"account_id": "act-0000beef", "name": "dev"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["account_id"], "act-0000beef");
+    assert_eq!(
+        listed_accounts(s).await,
+        [ACT_TEST, ACT_PROD, &staging, "act-0000beef"]
+    );
+    let (_, v) = get(s, "/setup/account").await;
+    let added = &v["response"]["items"][2];
+    assert_eq!(added["name"], "staging");
+    assert_eq!(added["organizationId"], "606079861123");
+    assert!(chrono::DateTime::parse_from_rfc3339(added["createdAt"].as_str().unwrap()).is_ok());
+
+    let (status, _) = admin_call(
+        s,
+        reqwest::Method::POST,
+        "accounts",
+        Some(json!({"account_id": ACT_PROD})),
+    )
+    .await;
+    assert_eq!(status, 409, "an existing id is refused");
+    let (status, _) = admin_call(
+        s,
+        reqwest::Method::POST,
+        "accounts",
+        Some(json!({"nme": "typo"})),
+    )
+    .await;
+    assert_eq!(status, 400, "unknown fields are refused");
+
+    let (status, _) = admin_call(
+        s,
+        reqwest::Method::DELETE,
+        &format!("accounts/{staging}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed_accounts(s).await,
+        [ACT_TEST, ACT_PROD, "act-0000beef"]
+    );
+    let (status, _) = admin_call(s, reqwest::Method::DELETE, "accounts/act-nope", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = admin_call(s, reqwest::Method::GET, "accounts", None).await;
+    assert_eq!(status, 200);
+
+    // The organization keeps one account.
+    s.remove_account(ACT_PROD);
+    s.remove_account("act-0000beef");
+    let (status, v) = admin_call(
+        s,
+        reqwest::Method::DELETE,
+        &format!("accounts/{ACT_TEST}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(listed_accounts(s).await, [ACT_TEST]);
+    assert_eq!(
+        s.request_count("GET /setup/account"),
+        5,
+        "admin calls are not counted"
+    );
+}
+
+#[tokio::test]
+async fn a_star_mapping_covers_accounts_added_later_and_an_explicit_one_does_not() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    let viewer = s.policy_id_by_name("Account Viewer").unwrap();
+    let (status, v) =
+        put_mapping(s, CAROL, json!([{"policyId": viewer, "accountIds": ["*"]}])).await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = put_mapping(
+        s,
+        FRANK,
+        json!([{"policyId": viewer, "accountIds": [ACT_TEST, ACT_PROD]}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+
+    let new = s.add_account("onboarded later");
+    // What each can see now.
+    assert_eq!(
+        s.effective_policies(CAROL).unwrap(),
+        [pair(&viewer, &[ACT_TEST, ACT_PROD, &new])]
+    );
+    assert_eq!(
+        s.effective_policies(FRANK).unwrap(),
+        [pair(&viewer, &[ACT_TEST, ACT_PROD])]
+    );
+    // What the details show: `"*"` as stored, explicit ids as stored.
+    assert_eq!(detail_policies(s, CAROL).await, [pair(&viewer, &["*"])]);
+    assert_eq!(
+        detail_policies(s, FRANK).await,
+        [pair(&viewer, &[ACT_TEST, ACT_PROD])]
+    );
+    // The other reading, behind a knob: `"*"` shown as the accounts it covers now.
+    let (status, _) = admin_call(
+        s,
+        reqwest::Method::POST,
+        "quirks/expand-star",
+        Some(json!({"on": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(s.quirks().expand_star_in_details);
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [pair(&viewer, &[ACT_TEST, ACT_PROD, &new])]
+    );
+    s.set_expand_star_in_details(false);
+    assert_eq!(detail_policies(s, CAROL).await, [pair(&viewer, &["*"])]);
+
+    // A removed account leaves explicit mappings; `"*"` just covers one account fewer.
+    s.remove_account(ACT_PROD);
+    assert_eq!(
+        s.effective_policies(CAROL).unwrap(),
+        [pair(&viewer, &[ACT_TEST, &new])]
+    );
+    assert_eq!(detail_policies(s, CAROL).await, [pair(&viewer, &["*"])]);
+    assert_eq!(
+        detail_policies(s, FRANK).await,
+        [pair(&viewer, &[ACT_TEST])]
+    );
+    s.remove_account(ACT_TEST);
+    assert_eq!(
+        detail_policies(s, FRANK).await,
+        [],
+        "a mapping left with no account is dropped"
+    );
+    // A removed account is unknown to the PUT.
+    let (status, v) = put_mapping(
+        s,
+        FRANK,
+        json!([{"policyId": viewer, "accountIds": [ACT_TEST]}]),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&v), "ACCOUNT_DOESNT_EXIST");
+}
+
+#[tokio::test]
+async fn user_details_show_role_and_policies_with_the_reference_field_names() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    let viewer = s.policy_id_by_name("Account Viewer").unwrap();
+    let admin = s.policy_id_by_name("Admin").unwrap();
+    let (status, v) = put_mapping(
+        s,
+        CAROL,
+        json!([{"policyId": viewer, "accountIds": [ACT_PROD]}, {"policyId": admin, "accountIds": []}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = get(s, &format!("/setup/user/{CAROL}")).await;
+    assert_eq!(status, 200);
+    assert_envelope(&v, 200, "spotinst:setup:access:user");
+    assert_eq!(v["request"]["url"], format!("/setup/user/{CAROL}"));
+    assert_eq!(v["response"]["count"], 1);
+    let item = &v["response"]["items"][0];
+    let keys: HashSet<&str> = item
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        HashSet::from([
+            "userId", "username", "type", "email", "mfa", "role", "groups", "policies", "tokens"
+        ])
+    );
+    assert_eq!(item["userId"], CAROL);
+    assert_eq!(item["username"], "Carol Chen");
+    assert_eq!(item["type"], "personal");
+    assert_eq!(item["email"], "carol@example.com");
+    assert_eq!(item["mfa"], false);
+    assert_eq!(item["role"], "viewer");
+    assert_eq!(
+        item["policies"],
+        json!([
+            {"policyId": viewer, "policyName": "Account Viewer", "policyType": "ACCOUNT", "accountIds": [ACT_PROD]},
+            {"policyId": admin, "policyName": "Admin", "policyType": "ORGANIZATION", "accountIds": []}
+        ])
+    );
+    let (_, v) = get(s, "/setup/user/u-0a0e1b2c").await;
+    assert_eq!(v["response"]["items"][0]["role"], "admin");
+    // A programmatic user has no organization role: the key is absent.
+    let (status, v) = get(s, "/setup/user/pu-5d1e2f3a").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["items"][0]["type"], "programmatic");
+    assert!(v["response"]["items"][0].get("role").is_none(), "{v}");
+    // A missing user is the documented 400, never a 200 with someone else's data.
+    let (status, v) = get(s, "/setup/user/u-00000000").await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&v), "USER_DOESNT_EXIST");
+    assert_eq!(v["response"]["kind"], "spotinst:setup:access:user");
+}
+
+#[tokio::test]
+async fn the_policy_mapping_put_replaces_the_whole_set_and_validates_every_entry() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    let viewer = s.policy_id_by_name("Account Viewer").unwrap();
+    let editor = s.policy_id_by_name("Account Editor").unwrap();
+    s.grant_policy(CAROL, &editor, &[ACT_PROD]);
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [pair(&viewer, &[ACT_TEST]), pair(&editor, &[ACT_PROD])]
+    );
+    // Go SDK encoding (alphabetical keys); the editor grant is not in the body: it goes.
+    let (status, v) =
+        put_mapping(s, CAROL, json!([{"accountIds": ["*"], "policyId": viewer}])).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(detail_policies(s, CAROL).await, [pair(&viewer, &["*"])]);
+    // An empty set empties it.
+    let (status, _) = put_mapping(s, CAROL, json!([])).await;
+    assert_eq!(status, 200);
+    assert_eq!(detail_policies(s, CAROL).await, []);
+
+    // One bad entry refuses the whole body and changes nothing.
+    let (status, _) = put_mapping(
+        s,
+        CAROL,
+        json!([{"policyId": viewer, "accountIds": [ACT_TEST]}]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let refusals = [
+        (
+            json!([{"policyId": editor, "accountIds": ["*"]}, {"policyId": "pol-00000000", "accountIds": ["*"]}]),
+            "POLICY_DOESNT_EXIST",
+            "policyId",
+        ),
+        (
+            json!([{"policyId": editor, "accountIds": ["*", "act-00000000"]}]),
+            "ACCOUNT_DOESNT_EXIST",
+            "accountIds",
+        ),
+        (
+            json!([{"policyId": editor, "accountIds": "*"}]),
+            "INVALID_REQUEST",
+            "policies",
+        ),
+    ];
+    for (body, code, field) in refusals {
+        let (status, v) = put_mapping(s, CAROL, body.clone()).await;
+        assert_eq!(status, 400, "{body}");
+        assert_envelope_error(&v, code, field);
+    }
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [pair(&viewer, &[ACT_TEST])]
+    );
+    let (status, v) = put_mapping(s, "u-00000000", json!([])).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&v), "USER_DOESNT_EXIST");
+}
+
+fn assert_envelope_error(v: &Value, code: &str, field: &str) {
+    assert_eq!(v["response"]["status"]["code"], 400, "{v}");
+    assert_eq!(error_code(v), code, "{v}");
+    assert_eq!(v["response"]["errors"][0]["field"], field, "{v}");
+    assert!(v["response"]["errors"][0]["message"].is_string());
+}
+
+#[tokio::test]
+async fn hand_edits_of_policies_and_role_through_the_admin_api() {
+    let emu = demo().await;
+    let s = &emu.spot;
+    s.set_request_log(true);
+    let viewer = s.policy_id_by_name("Account Viewer").unwrap();
+    let editor = s.policy_id_by_name("Account Editor").unwrap();
+    let (status, _) = put_mapping(
+        s,
+        CAROL,
+        json!([{"policyId": viewer, "accountIds": [ACT_TEST, ACT_PROD]}]),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // An extra grant by hand is added to what the user has.
+    let (status, v) = admin_call(
+        s,
+        reqwest::Method::POST,
+        &format!("users/{CAROL}/policies"),
+        Some(json!({"policy_id": editor, "account_ids": [ACT_PROD]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [
+            pair(&viewer, &[ACT_TEST, ACT_PROD]),
+            pair(&editor, &[ACT_PROD])
+        ]
+    );
+    // A grant on a policy the user already has adds the accounts to that mapping.
+    let extra = s.add_account("extra");
+    let (status, v) = admin_call(
+        s,
+        reqwest::Method::POST,
+        &format!("users/{CAROL}/policies"),
+        Some(json!({"policy_id": viewer, "account_ids": [ACT_PROD, extra]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [
+            pair(&viewer, &[ACT_TEST, ACT_PROD, &extra]),
+            pair(&editor, &[ACT_PROD])
+        ]
+    );
+    s.remove_account(&extra);
+    // One account removed by hand.
+    let (status, _) = admin_call(
+        s,
+        reqwest::Method::DELETE,
+        &format!("users/{CAROL}/policies/{viewer}/accounts/{ACT_PROD}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [pair(&viewer, &[ACT_TEST]), pair(&editor, &[ACT_PROD])]
+    );
+    // A whole policy mapping removed by hand.
+    let (status, _) = admin_call(
+        s,
+        reqwest::Method::DELETE,
+        &format!("users/{CAROL}/policies/{viewer}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [pair(&editor, &[ACT_PROD])]
+    );
+    let (status, _) = admin_call(
+        s,
+        reqwest::Method::DELETE,
+        &format!("users/{CAROL}/policies/{viewer}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "nothing left to remove");
+
+    // One account removed by hand from a `"*"` mapping leaves the others, explicitly.
+    s.grant_policy(FRANK, &viewer, &["*"]);
+    assert!(s.revoke_policy(FRANK, &viewer, Some(ACT_TEST)));
+    assert_eq!(
+        detail_policies(s, FRANK).await,
+        [pair(&viewer, &[ACT_PROD])]
+    );
+
+    // The organization role changed by hand shows in the details; policies stay.
+    let (status, v) = admin_call(
+        s,
+        reqwest::Method::PUT,
+        &format!("users/{CAROL}/role"),
+        Some(json!({"role": "editor"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = get(s, &format!("/setup/user/{CAROL}")).await;
+    assert_eq!(v["response"]["items"][0]["role"], "editor");
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [pair(&editor, &[ACT_PROD])]
+    );
+    assert_eq!(s.user(CAROL).unwrap().role, "editor");
+
+    // Refusals: validated like the API, named.
+    let cases = [
+        (
+            reqwest::Method::POST,
+            format!("users/{CAROL}/policies"),
+            Some(json!({"policy_id": "pol-00000000", "account_ids": ["*"]})),
+            400,
+            "POLICY_DOESNT_EXIST",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("users/{CAROL}/policies"),
+            Some(json!({"policy_id": viewer, "account_ids": ["act-00000000"]})),
+            400,
+            "ACCOUNT_DOESNT_EXIST",
+        ),
+        (
+            reqwest::Method::POST,
+            "users/u-00000000/policies".to_string(),
+            Some(json!({"policy_id": viewer, "account_ids": ["*"]})),
+            404,
+            "USER_DOESNT_EXIST",
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("users/{CAROL}/role"),
+            Some(json!({"role": "owner"})),
+            400,
+            "not one of viewer, admin, editor",
+        ),
+        (
+            reqwest::Method::PUT,
+            "users/pu-5d1e2f3a/role".to_string(),
+            Some(json!({"role": "admin"})),
+            409,
+            "programmatic",
+        ),
+        (
+            reqwest::Method::PUT,
+            "users/u-00000000/role".to_string(),
+            Some(json!({"role": "admin"})),
+            404,
+            "no user",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "users/u-00000000/policies/3".to_string(),
+            None,
+            404,
+            "USER_DOESNT_EXIST",
+        ),
+    ];
+    for (method, path, body, want, says) in cases {
+        let (status, v) = admin_call(s, method, &path, body).await;
+        assert_eq!(status, want, "{path}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{path}: {v}");
+    }
+    assert_eq!(
+        detail_policies(s, CAROL).await,
+        [pair(&editor, &[ACT_PROD])]
+    );
+    assert_eq!(s.user(CAROL).unwrap().role, "editor");
+
+    // Hand edits are not API traffic: only the API calls above are counted and logged.
+    let routes: HashSet<String> = s
+        .request_log()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(routes.iter().all(|r| r.contains("/setup/")), "{routes:?}");
+    assert_eq!(s.request_count("PUT /setup/user/{userId}/policyMapping"), 1);
+}

@@ -693,9 +693,12 @@ struct PolicyRef<'a> {
     policy_id: &'a str,
     policy_name: &'a str,
     policy_type: &'a str,
-    account_ids: &'a [String],
+    account_ids: Vec<String>,
 }
 
+/// `GET /setup/user/{userId}` item: the OAS `getUserDetails.yaml` fields, plus `role` (the
+/// organization role; not in the OAS schema but a key of the Go SDK's `User`, which decodes
+/// this response; inferred). Programmatic users have no role: the key is left out.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct UserDetail<'a> {
@@ -705,18 +708,24 @@ struct UserDetail<'a> {
     kind: &'a str,
     email: &'a str,
     mfa: bool,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    role: &'a str,
     groups: [Value; 0],
     policies: Vec<PolicyRef<'a>>,
     tokens: [Value; 0],
 }
 
+/// A `"*"` mapping is shown as stored (`["*"]`), or, with the `expand_star_in_details`
+/// quirk, as the accounts it covers now (docs/api-facts.md "Spot access").
 fn user_detail<'a>(st: &'a SpotState, rec: &'a UserRec) -> UserDetail<'a> {
+    let expand = st.quirks.expand_star_in_details;
     UserDetail {
         user_id: &rec.user.user_id,
         username: username(rec),
         kind: &rec.user.kind,
         email: &rec.user.email,
         mfa: rec.mfa,
+        role: &rec.user.role,
         groups: [],
         policies: rec
             .user
@@ -728,7 +737,11 @@ fn user_detail<'a>(st: &'a SpotState, rec: &'a UserRec) -> UserDetail<'a> {
                     policy_id: pid,
                     policy_name: p.map_or("", |p| p.name.as_str()),
                     policy_type: p.map_or("ACCOUNT", |p| p.kind.as_str()),
-                    account_ids: accounts,
+                    account_ids: if expand {
+                        st.effective_accounts(accounts)
+                    } else {
+                        accounts.clone()
+                    },
                 }
             })
             .collect(),

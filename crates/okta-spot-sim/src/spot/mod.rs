@@ -2,6 +2,9 @@
 //! state, with the in-process scripting and inspection API (the same operations the
 //! `/__admin/` HTTP API offers).
 //!
+//! Access scripting (accounts added and removed, a user's policies and role edited by hand)
+//! goes through the same `state` operations as the HTTP API, validated the same way.
+//!
 //! This module owns the handle only. Object semantics live in `state`, HTTP in `http`, the
 //! admin API in `admin`. Scripting calls are for tests and the demo; HTTP input never panics.
 
@@ -135,6 +138,73 @@ impl SpotSim {
             .collect()
     }
 
+    /// Adds an account to the organization (as onboarding a cloud account does); returns its
+    /// fresh `act-…` id. Mappings with `"*"` cover it at once; explicit ones do not.
+    pub fn add_account(&self, name: &str) -> String {
+        let now = self.clock().timestamp();
+        self.lock()
+            .add_account(None, name, now)
+            .unwrap_or_else(|e| panic!("spot emulator: {e}"))
+    }
+
+    /// Removes an account; explicit mappings lose it (see `state`).
+    ///
+    /// # Panics
+    /// When the account does not exist or is the organization's only account.
+    pub fn remove_account(&self, account_id: &str) {
+        self.lock()
+            .remove_account(account_id)
+            .unwrap_or_else(|e| panic!("spot emulator: {e}"))
+    }
+
+    /// A grant made by hand in the console: adds `account_ids` (or `"*"`) to the user's
+    /// mapping of `policy_id`, keeping what it has.
+    ///
+    /// # Panics
+    /// When the user, the policy or an account does not exist.
+    pub fn grant_policy(&self, user_id: &str, policy_id: &str, account_ids: &[&str]) {
+        let accounts: Vec<String> = account_ids.iter().map(|a| a.to_string()).collect();
+        self.lock()
+            .grant(user_id, policy_id, &accounts)
+            .unwrap_or_else(|e| panic!("spot emulator: {}: {}", e.code, e.message))
+    }
+
+    /// A removal made by hand: the user's whole mapping of `policy_id`, or (`Some`) one
+    /// account of it. Returns false when there was nothing to remove.
+    ///
+    /// # Panics
+    /// When the user does not exist.
+    pub fn revoke_policy(&self, user_id: &str, policy_id: &str, account_id: Option<&str>) -> bool {
+        self.lock()
+            .revoke(user_id, policy_id, account_id)
+            .unwrap_or_else(|e| panic!("spot emulator: {}: {}", e.code, e.message))
+    }
+
+    /// An organization role changed by hand (`viewer`, `editor` or `admin`); the user's
+    /// policies are left as they are.
+    ///
+    /// # Panics
+    /// When the user does not exist, is programmatic, or the role is not one of those.
+    pub fn set_role(&self, user_id: &str, role: &str) {
+        self.lock()
+            .set_role(user_id, role)
+            .unwrap_or_else(|e| panic!("spot emulator: {e}"))
+    }
+
+    /// The user's direct policies with `"*"` resolved to the accounts it covers now: what the
+    /// user can actually see. `None` for an unknown user.
+    pub fn effective_policies(&self, user_id: &str) -> Option<Vec<(String, Vec<String>)>> {
+        let st = self.lock();
+        let rec = st.get(user_id)?;
+        Some(
+            rec.user
+                .policies
+                .iter()
+                .map(|(p, a)| (p.clone(), st.effective_accounts(a)))
+                .collect(),
+        )
+    }
+
     pub fn policy_id_by_name(&self, name: &str) -> Option<String> {
         self.lock()
             .policies
@@ -244,6 +314,12 @@ impl SpotSim {
             user_id: user_id.map(str::to_string),
             times: deletes,
         });
+    }
+
+    /// `GET /setup/user/{id}` shows a `"*"` mapping expanded to the accounts it covers now
+    /// (`true`) or as stored, `["*"]` (`false`, the default).
+    pub fn set_expand_star_in_details(&self, on: bool) {
+        self.lock().quirks.expand_star_in_details = on;
     }
 
     /// The list and delete quirks in force.

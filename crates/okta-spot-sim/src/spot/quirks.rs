@@ -2,7 +2,9 @@
 //! (docs/architecture.md "The emulators": "lists that lag or repeat an entry, a delete that
 //! takes effect late"): a user listed twice,
 //! a user left out of the next list responses, a created user not listed for a while, and a
-//! `DELETE /setup/user/{id}` that answers 200 and leaves the user in place.
+//! `DELETE /setup/user/{id}` that answers 200 and leaves the user in place; and, for user
+//! details, the other reading of how a `"*"` policy mapping is shown (expanded to the accounts
+//! it covers now).
 //!
 //! This module owns the knobs' bookkeeping only (which user ids, how many more responses or
 //! deletes). It must not know HTTP, envelopes or object semantics: the HTTP layer asks it how to
@@ -62,6 +64,10 @@ pub struct SpotQuirks {
     pub lagging: BTreeMap<String, u64>,
     /// `DELETE /setup/user/{id}` of a matching user answers 200 and deletes nothing.
     pub noop_delete: Vec<QuirkRule>,
+    /// `GET /setup/user/{id}` shows a `"*"` mapping as the accounts it covers now instead of
+    /// `["*"]` as stored (the reference does not say which Spot does; docs/api-facts.md
+    /// "Spot access"). Off: `["*"]`.
+    pub expand_star_in_details: bool,
 }
 
 /// How one list response is shaped.

@@ -1,6 +1,8 @@
 //! The Spot emulator's data: the organization's accounts, users (personal and programmatic),
 //! built-in and custom policies, and the operations on them (create with validation, delete
-//! with the last-admin rule, policy-mapping replacement).
+//! with the last-admin rule, policy-mapping replacement, `"*"` = every account present and
+//! future), plus the console's hand edits (grants, removals, role changes) and accounts being
+//! added or removed.
 //!
 //! This module owns Spot's object semantics (docs/api-facts.md, Spot). It must not know about
 //! HTTP, envelopes, rate limits or faults. Errors are `(code, message, field)` triples; the HTTP
@@ -94,6 +96,9 @@ const BUILT_IN_POLICIES: &[(&str, &str, &str, &str)] = &[
     ("4", "Admin", "ORGANIZATION", "Organization administrator"),
 ];
 pub(crate) const ACCOUNT_VIEWER_ID: &str = "3";
+/// The `accountIds` entry that means "all current accounts and any accounts created in the
+/// future" (OAS `updatePolicyMapping.yaml`).
+pub(crate) const ALL_ACCOUNTS: &str = "*";
 
 pub(crate) struct SpotState {
     pub token: String,
@@ -436,17 +441,12 @@ impl SpotState {
         true
     }
 
-    /// `PUT /setup/user/{userId}/policyMapping`: replaces the user's direct policies.
-    pub(crate) fn set_policies(
-        &mut self,
-        user_id: &str,
-        policies: Vec<(String, Vec<String>)>,
-    ) -> Result<(), SpotRefusal> {
-        let seq = *self
-            .by_id
-            .get(user_id)
-            .ok_or_else(|| user_doesnt_exist(user_id))?;
-        for (pid, accounts) in &policies {
+    /// The refusals of a policy mapping (the PUT's and a hand edit's): every policy must
+    /// exist in the organization (`POLICY_DOESNT_EXIST`) and every account id must be one of
+    /// its accounts or `"*"` (`ACCOUNT_DOESNT_EXIST`). Both codes are this emulator's choice:
+    /// the reference documents only `400 "Bad Request"` for the PUT.
+    fn check_grants(&self, policies: &[(String, Vec<String>)]) -> Result<(), SpotRefusal> {
+        for (pid, accounts) in policies {
             if !self.policies.iter().any(|p| &p.id == pid) {
                 return Err(refuse(
                     "POLICY_DOESNT_EXIST",
@@ -455,7 +455,7 @@ impl SpotState {
                 ));
             }
             for a in accounts {
-                if a != "*" && !self.accounts.iter().any(|x| &x.account_id == a) {
+                if a != ALL_ACCOUNTS && !self.has_account(a) {
                     return Err(refuse(
                         "ACCOUNT_DOESNT_EXIST",
                         format!("Account {a} does not exist in organization"),
@@ -464,8 +464,195 @@ impl SpotState {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn has_account(&self, account_id: &str) -> bool {
+        self.accounts.iter().any(|a| a.account_id == account_id)
+    }
+
+    fn seq_of(&self, user_id: &str) -> Result<u64, SpotRefusal> {
+        self.by_id
+            .get(user_id)
+            .copied()
+            .ok_or_else(|| user_doesnt_exist(user_id))
+    }
+
+    /// `PUT /setup/user/{userId}/policyMapping`: replaces the user's direct policies with the
+    /// body's, stored as sent (a `"*"` stays `"*"` and so covers accounts added later).
+    pub(crate) fn set_policies(
+        &mut self,
+        user_id: &str,
+        policies: Vec<(String, Vec<String>)>,
+    ) -> Result<(), SpotRefusal> {
+        let seq = self.seq_of(user_id)?;
+        self.check_grants(&policies)?;
         if let Some(rec) = self.users.get_mut(&seq) {
             rec.user.policies = policies;
+        }
+        Ok(())
+    }
+
+    /// The account ids a stored mapping covers now: every current account when it holds
+    /// `"*"`, otherwise the ids as stored.
+    pub(crate) fn effective_accounts(&self, stored: &[String]) -> Vec<String> {
+        if stored.iter().any(|a| a == ALL_ACCOUNTS) {
+            self.accounts.iter().map(|a| a.account_id.clone()).collect()
+        } else {
+            stored.to_vec()
+        }
+    }
+
+    // ----- hand edits (the console's, through `/__admin` and `SpotSim`) -----
+
+    /// A grant made by hand: adds `accounts` to the user's mapping of `policy_id` (a new
+    /// mapping when it has none); what the user has is kept. Validated like the PUT.
+    pub(crate) fn grant(
+        &mut self,
+        user_id: &str,
+        policy_id: &str,
+        accounts: &[String],
+    ) -> Result<(), SpotRefusal> {
+        let seq = self.seq_of(user_id)?;
+        self.check_grants(&[(policy_id.to_string(), accounts.to_vec())])?;
+        let Some(rec) = self.users.get_mut(&seq) else {
+            return Err(user_doesnt_exist(user_id));
+        };
+        match rec.user.policies.iter_mut().find(|(p, _)| p == policy_id) {
+            Some((_, have)) => {
+                for a in accounts {
+                    if !have.contains(a) {
+                        have.push(a.clone());
+                    }
+                }
+            }
+            None => rec
+                .user
+                .policies
+                .push((policy_id.to_string(), accounts.to_vec())),
+        }
+        Ok(())
+    }
+
+    /// A removal made by hand: the user's whole mapping of `policy_id` (`account: None`), or
+    /// one account of it. Removing one account from a `"*"` mapping leaves the other current
+    /// accounts, explicitly (the emulator's choice; the console's behaviour is unknown); a
+    /// mapping left with no account is dropped. `Ok(false)` when there was nothing to remove.
+    pub(crate) fn revoke(
+        &mut self,
+        user_id: &str,
+        policy_id: &str,
+        account: Option<&str>,
+    ) -> Result<bool, SpotRefusal> {
+        let seq = self.seq_of(user_id)?;
+        let all: Vec<String> = self.accounts.iter().map(|a| a.account_id.clone()).collect();
+        let Some(rec) = self.users.get_mut(&seq) else {
+            return Err(user_doesnt_exist(user_id));
+        };
+        let Some(i) = rec.user.policies.iter().position(|(p, _)| p == policy_id) else {
+            return Ok(false);
+        };
+        let Some(account) = account else {
+            rec.user.policies.remove(i);
+            return Ok(true);
+        };
+        let have = &mut rec.user.policies[i].1;
+        if have.iter().any(|a| a == ALL_ACCOUNTS) {
+            if !all.iter().any(|a| a == account) {
+                return Ok(false);
+            }
+            *have = all.into_iter().filter(|a| a != account).collect();
+        } else {
+            let before = have.len();
+            have.retain(|a| a != account);
+            if have.len() == before {
+                return Ok(false);
+            }
+        }
+        if have.is_empty() {
+            rec.user.policies.remove(i);
+        }
+        Ok(true)
+    }
+
+    /// An organization role changed by hand (policies are left as they are). Personal users
+    /// only; the role must be one `POST /setup/user` accepts.
+    pub(crate) fn set_role(&mut self, user_id: &str, role: &str) -> Result<(), String> {
+        if !matches!(role, "viewer" | "admin" | "editor") {
+            return Err(format!("role {role:?} is not one of viewer, admin, editor"));
+        }
+        let seq = self
+            .by_id
+            .get(user_id)
+            .copied()
+            .ok_or_else(|| format!("no user {user_id:?}"))?;
+        let Some(rec) = self.users.get_mut(&seq) else {
+            return Err(format!("no user {user_id:?}"));
+        };
+        if rec.user.kind != "personal" {
+            return Err(format!(
+                "{user_id} is a programmatic user: it has no organization role"
+            ));
+        }
+        rec.user.role = role.to_string();
+        Ok(())
+    }
+
+    // ----- accounts (the organization onboarding or dropping cloud accounts) -----
+
+    /// Adds an account (a fresh `act-…` id unless one is given); returns its id.
+    pub(crate) fn add_account(
+        &mut self,
+        account_id: Option<String>,
+        name: &str,
+        created_at: String,
+    ) -> Result<String, String> {
+        let account_id = match account_id {
+            Some(id) if id.trim().is_empty() || id.contains(['/', '*']) => {
+                return Err(format!("account id {id:?} is not usable"))
+            }
+            Some(id) if self.has_account(&id) => {
+                return Err(format!("account {id:?} already exists"))
+            }
+            Some(id) => id,
+            None => loop {
+                let id = format!("act-{}", random_hex(8));
+                if !self.has_account(&id) {
+                    break id;
+                }
+            },
+        };
+        self.accounts.push(Account {
+            account_id: account_id.clone(),
+            name: name.to_string(),
+            created_at,
+        });
+        Ok(account_id)
+    }
+
+    /// Removes an account; it leaves every explicit mapping that named it (a mapping left
+    /// with no account is dropped; `"*"` mappings are unchanged and simply cover one account
+    /// fewer). The organization keeps at least one account (the default one).
+    pub(crate) fn remove_account(&mut self, account_id: &str) -> Result<(), String> {
+        let Some(i) = self
+            .accounts
+            .iter()
+            .position(|a| a.account_id == account_id)
+        else {
+            return Err(format!("no account {account_id:?}"));
+        };
+        if self.accounts.len() == 1 {
+            return Err(format!(
+                "{account_id} is the organization's only account; add another first"
+            ));
+        }
+        self.accounts.remove(i);
+        for rec in self.users.values_mut() {
+            rec.user.policies.retain_mut(|(_, have)| {
+                let named = have.iter().any(|a| a == account_id);
+                have.retain(|a| a != account_id);
+                !(named && have.is_empty())
+            });
         }
         Ok(())
     }
