@@ -348,7 +348,7 @@ fn planner(n: usize) -> Row {
         let is_gone = i % new_every == 2;
         if !is_gone {
             rows.push(AppUserRow {
-                okta_user_id: okta_id.clone(),
+                okta_user_id: okta_id.clone().into(),
                 scope: Some("USER".into()),
                 app_user_status: Some("ACTIVE".into()),
                 user_status: Some("ACTIVE".into()),
@@ -361,16 +361,16 @@ fn planner(n: usize) -> Row {
         }
         if !is_new {
             spot.push(SpotUser {
-                user_id: spot_id.clone(),
+                user_id: spot_id.clone().into(),
                 email: Email::parse(&email),
                 username: format!("User {i:07}"),
                 kind: SpotUserKind::Personal,
             });
             ledger.users.insert(
-                okta_id,
+                okta_id.into(),
                 LedgerEntry {
                     email,
-                    spot_user_id: Some(spot_id),
+                    spot_user_id: Some(spot_id.into()),
                     tombstones: Vec::new(),
                     role: Some(Role::Viewer),
                     origin: Origin::Adopted,

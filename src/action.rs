@@ -16,7 +16,7 @@
 use serde::Serialize;
 
 use crate::ledger::Origin;
-use crate::model::Role;
+use crate::model::{OktaUserId, Role, SpotUserId};
 
 /// The kinds of action, in the words of the report (`action` in README's JSON report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -90,15 +90,15 @@ pub struct NewUser {
 pub enum Replace {
     /// Deleted before the create (a role change: Spot has one user per email, so the old one
     /// must go first).
-    DeleteFirst(String),
+    DeleteFirst(SpotUserId),
     /// Deleted once the create succeeded (an email change, or a tombstone Spot still lists:
     /// if Spot refuses the new user, the person keeps the old one).
-    DeleteAfter(String),
+    DeleteAfter(SpotUserId),
 }
 
 impl Replace {
     /// The Spot user deleted.
-    pub fn spot_user_id(&self) -> &str {
+    pub fn spot_user_id(&self) -> &SpotUserId {
         match self {
             Replace::DeleteFirst(id) | Replace::DeleteAfter(id) => id,
         }
@@ -109,12 +109,12 @@ impl Replace {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adoption {
     /// The existing Spot user taken over.
-    pub spot_user_id: String,
+    pub spot_user_id: SpotUserId,
     pub role: Role,
     /// The origin to record (`created` when completing this tool's own interrupted create).
     pub origin: Origin,
     /// The Okta user whose ledger entry owned this Spot user until now.
-    pub previous_owner: Option<String>,
+    pub previous_owner: Option<OktaUserId>,
     /// Also apply the role's policy mapping (completing an interrupted create).
     pub apply_role_mapping: bool,
 }
@@ -132,19 +132,22 @@ pub enum Change {
     },
     /// Delete a Spot user the ledger owns or owned. `role` is the ledger's, for the report.
     Delete {
-        spot_user_id: String,
+        spot_user_id: SpotUserId,
         role: Option<Role>,
     },
     /// Record ownership of an existing Spot user (ledger only, unless `apply_role_mapping`).
     Adopt(Adoption),
     /// Apply the role's policy mapping to a managed Spot user.
-    UpdateRole { spot_user_id: String, role: Role },
+    UpdateRole {
+        spot_user_id: SpotUserId,
+        role: Role,
+    },
 }
 
 /// One planned change for one Okta user. Immutable once planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
-    pub okta_user_id: String,
+    pub okta_user_id: OktaUserId,
     /// The (normalised) email the report shows.
     pub email: String,
     /// Why, in words an admin can act on.
@@ -166,7 +169,7 @@ impl Action {
 
     /// The existing Spot user this action is about (the report's `spot_user_id` before it is
     /// applied): the one deleted, adopted, re-mapped, or replaced by a recreate.
-    pub fn spot_user_id(&self) -> Option<&str> {
+    pub fn spot_user_id(&self) -> Option<&SpotUserId> {
         match &self.change {
             Change::Create(_) => None,
             Change::Recreate { replaces, .. } => replaces.as_ref().map(Replace::spot_user_id),
@@ -188,7 +191,7 @@ impl Action {
     }
 
     /// The Spot user this action deletes, if any.
-    pub fn deleted_spot_user(&self) -> Option<&str> {
+    pub fn deleted_spot_user(&self) -> Option<&SpotUserId> {
         match &self.change {
             Change::Delete { spot_user_id, .. } => Some(spot_user_id),
             Change::Recreate { replaces, .. } => replaces.as_ref().map(Replace::spot_user_id),

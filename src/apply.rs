@@ -21,7 +21,10 @@ use crate::action::{Action, Adoption, Change, NewUser, Replace};
 use crate::config::{SpotRoleSettings, SpotRoles};
 use crate::guard::Verdicts;
 use crate::ledger::{EntryState, LedgerEntry, LedgerWriter, Origin};
-use crate::model::{Email, NewSpotUser, PolicyGrant, Role, SpotDirectory, SpotPolicy, SpotUsers};
+use crate::model::{
+    Email, NewSpotUser, OktaUserId, PolicyGrant, Role, SpotDirectory, SpotPolicy, SpotUserId,
+    SpotUsers,
+};
 use crate::plan::Plan;
 use crate::spot::client::{is_already_exists, is_not_found};
 use crate::Error;
@@ -154,13 +157,13 @@ impl<'a, D: SpotDirectory> Recheck<'a, D> {
 
     /// After a failed create: the id of the personal Spot user with `email` (the lowest id if
     /// several), which the `pending` record claims, or `None` when Spot does not list one.
-    async fn created(&self, email: &Email) -> Result<Option<String>, String> {
+    async fn created(&self, email: &Email) -> Result<Option<SpotUserId>, String> {
         let users = self.users_after_failure().await?;
         Ok(users.personal_with_email(email).map(|u| u.user_id.clone()))
     }
 
     /// After a failed delete: is the user gone (Spot no longer lists it)?
-    async fn gone(&self, spot_user_id: &str) -> Result<bool, String> {
+    async fn gone(&self, spot_user_id: &SpotUserId) -> Result<bool, String> {
         let users = self.users_after_failure().await?;
         Ok(!users.lists(spot_user_id))
     }
@@ -173,7 +176,7 @@ impl<'a, D: SpotDirectory> Recheck<'a, D> {
 async fn delete_checked<D: SpotDirectory>(
     spot: &D,
     recheck: &Recheck<'_, D>,
-    target: &str,
+    target: &SpotUserId,
 ) -> Result<(), String> {
     let Err(err) = spot.delete_user(target).await else {
         return Ok(());
@@ -194,7 +197,7 @@ async fn delete_checked<D: SpotDirectory>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Done; `created` is the Spot user a create or recreate made.
-    Applied { created: Option<String> },
+    Applied { created: Option<SpotUserId> },
     /// Not done (or done in part), in words an admin can act on.
     Failed(String),
 }
@@ -264,7 +267,7 @@ pub async fn apply_until<D: SpotDirectory>(
 ) -> (Outcomes, Result<(), Error>) {
     let mut outcomes = Outcomes::none(plan);
     if !plan.forget.is_empty() {
-        let ids: Vec<&str> = plan.forget.iter().map(String::as_str).collect();
+        let ids: Vec<&OktaUserId> = plan.forget.iter().collect();
         ledger.record(&ids, |l| {
             plan.forget
                 .iter()
@@ -322,7 +325,7 @@ enum Step {
 }
 
 impl Step {
-    fn applied(created: Option<String>) -> Step {
+    fn applied(created: Option<SpotUserId>) -> Step {
         Step::Done(Outcome::Applied { created })
     }
 
@@ -353,10 +356,10 @@ async fn apply_one<D: SpotDirectory>(
     roles: &RoleResolver<'_, D>,
     recheck: &Recheck<'_, D>,
 ) -> Step {
-    let okta_id = action.okta_user_id.as_str();
+    let okta_id = &action.okta_user_id;
     match &action.change {
         Change::Delete { spot_user_id, .. } => {
-            let target = spot_user_id.as_str();
+            let target = spot_user_id;
             step!(spot delete_checked(spot, recheck, target).await, format!("deleting Spot user {target}"));
             // The entry may already point at a new Spot user (an email change adopted one);
             // the deleted one stays as a tombstone.
@@ -413,15 +416,15 @@ async fn adopt<D: SpotDirectory>(
     ledger: &LedgerWriter,
     roles: &RoleResolver<'_, D>,
 ) -> Step {
-    let okta_id = action.okta_user_id.as_str();
-    let target = adoption.spot_user_id.as_str();
+    let okta_id = &action.okta_user_id;
+    let target = &adoption.spot_user_id;
     if adoption.apply_role_mapping {
         if let Err(e) = map_role(target, adoption.role, spot, roles).await {
             return Step::failed(e);
         }
     }
-    let previous = adoption.previous_owner.as_deref();
-    let touched: Vec<&str> = [Some(okta_id), previous].into_iter().flatten().collect();
+    let previous = adoption.previous_owner.as_ref();
+    let touched: Vec<&OktaUserId> = [Some(okta_id), previous].into_iter().flatten().collect();
     ledger.record(&touched, |l| {
         // The previous owner lets go of it (if it still points at it: its own create or
         // recreate may already have given it a new one); no tombstone, as it is not gone.
@@ -432,7 +435,7 @@ async fn adopt<D: SpotDirectory>(
             okta_id,
             LedgerEntry::new(
                 &action.email,
-                Some(target.to_string()),
+                Some(target.clone()),
                 Some(adoption.role),
                 adoption.origin,
                 EntryState::Managed,
@@ -443,7 +446,7 @@ async fn adopt<D: SpotDirectory>(
 }
 
 async fn map_role<D: SpotDirectory>(
-    spot_user_id: &str,
+    spot_user_id: &SpotUserId,
     role: Role,
     spot: &D,
     roles: &RoleResolver<'_, D>,
@@ -618,7 +621,7 @@ mod tests {
                 Origin::Created,
                 EntryState::Managed,
             );
-            ledger.put(okta_id, entry);
+            ledger.put(&okta_id.into(), entry);
             ledger
         }
 
@@ -777,7 +780,7 @@ mod tests {
                         spot.get("u-1").is_some(),
                         "cycle {cycle}: Ann lost her only user"
                     );
-                    assert!(ledger.has_owned_spot_user("u-1"));
+                    assert!(ledger.has_owned_spot_user(&"u-1".into()));
                     for i in 0..actions {
                         failure(&outcomes, i);
                     }

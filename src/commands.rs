@@ -273,7 +273,7 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     for a in &fresh.actions {
         outln!(
             "  {}  {}  {}  Okta user {}",
-            a.spot_user_id().unwrap_or("-"),
+            a.spot_user_id().map_or("-", |id| id.as_str()),
             a.email,
             a.role().map(|r| r.as_str()).unwrap_or("-"),
             a.okta_user_id

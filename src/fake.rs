@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use crate::error::Api;
 use crate::model::{
     AppUserRow, Email, IdentitySource, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy,
-    SpotUser, SpotUserKind, SpotUsers,
+    SpotUser, SpotUserId, SpotUserKind, SpotUsers,
 };
 use crate::spot::access::{SpotUserDetails, UserDetails, UserLookup, UserPolicy};
 use crate::Error;
@@ -107,7 +107,7 @@ impl FakeSpotDirectory {
             user_id.to_string(),
             FakeSpotUser {
                 user: SpotUser {
-                    user_id: user_id.to_string(),
+                    user_id: SpotUserId::new(user_id),
                     email: Email::parse(email),
                     username: email.to_string(),
                     kind,
@@ -167,7 +167,7 @@ impl FakeSpotDirectory {
             id.clone(),
             FakeSpotUser {
                 user: SpotUser {
-                    user_id: id.clone(),
+                    user_id: SpotUserId::new(id.clone()),
                     email,
                     username: format!("{} {}", user.first_name, user.last_name),
                     kind: SpotUserKind::Personal,
@@ -239,31 +239,36 @@ impl SpotDirectory for FakeSpotDirectory {
         Ok(self.policies.clone())
     }
 
-    async fn create_user(&self, user: &NewSpotUser) -> Result<String, Error> {
+    async fn create_user(&self, user: &NewSpotUser) -> Result<SpotUserId, Error> {
         let ignored = || format!("u-i{:07x}", self.next_id.fetch_add(1, Ordering::SeqCst));
         self.faulty("POST /setup/user", ignored, || {
             let id = self.create_now(user)?;
             self.created_ids.lock().unwrap().push(id.clone());
             Ok(id)
         })
+        .map(SpotUserId::new)
     }
 
-    async fn delete_user(&self, user_id: &str) -> Result<(), Error> {
+    async fn delete_user(&self, user_id: &SpotUserId) -> Result<(), Error> {
         self.faulty(
             "DELETE /setup/user/{userId}",
             || (),
             || {
-                self.users.lock().unwrap().remove(user_id);
+                self.users.lock().unwrap().remove(user_id.as_str());
                 Ok(())
             },
         )
     }
 
-    async fn set_policy_mapping(&self, user_id: &str, grants: &[PolicyGrant]) -> Result<(), Error> {
+    async fn set_policy_mapping(
+        &self,
+        user_id: &SpotUserId,
+        grants: &[PolicyGrant],
+    ) -> Result<(), Error> {
         self.faulty(
             "PUT /setup/user/{userId}/policyMapping",
             || (),
-            || match self.users.lock().unwrap().get_mut(user_id) {
+            || match self.users.lock().unwrap().get_mut(user_id.as_str()) {
                 Some(u) => {
                     u.policies = grants.to_vec();
                     Ok(())
@@ -281,7 +286,7 @@ impl SpotDirectory for FakeSpotDirectory {
 /// Details as the HTTP client returns them: role, and the stored grants as read (`"*"` kept);
 /// an unknown id is [`UserLookup::Gone`]. Not a write: no fault applies.
 impl SpotUserDetails for FakeSpotDirectory {
-    async fn get_user_details(&self, user_id: &str) -> Result<UserLookup, Error> {
+    async fn get_user_details(&self, user_id: &SpotUserId) -> Result<UserLookup, Error> {
         self.detail_reads.fetch_add(1, Ordering::SeqCst);
         let Some(u) = self.get(user_id) else {
             return Ok(UserLookup::Gone);
@@ -321,10 +326,10 @@ mod tests {
             policy_id: "3".into(),
             account_ids: vec!["*".into()],
         };
-        spot.set_policy_mapping("u-1", std::slice::from_ref(&star))
+        spot.set_policy_mapping(&"u-1".into(), std::slice::from_ref(&star))
             .await
             .unwrap();
-        let UserLookup::Found(d) = spot.get_user_details("u-1").await.unwrap() else {
+        let UserLookup::Found(d) = spot.get_user_details(&"u-1".into()).await.unwrap() else {
             panic!("u-1 exists");
         };
         assert_eq!(d.role.as_deref(), Some("viewer"));
@@ -332,7 +337,7 @@ mod tests {
         assert_eq!(d.policies[0].policy_name.as_deref(), Some("Account Viewer"));
         assert!(d.policies[0].covers("act-added-later"));
         assert_eq!(
-            spot.get_user_details("u-2").await.unwrap(),
+            spot.get_user_details(&"u-2".into()).await.unwrap(),
             UserLookup::Gone
         );
         assert_eq!(spot.detail_reads.load(Ordering::SeqCst), 2);

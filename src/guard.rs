@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::action::{Action, ActionKind};
 use crate::ledger::Ledger;
-use crate::model::{Email, SpotUser, SpotUsers};
+use crate::model::{Email, SpotUser, SpotUserId, SpotUsers};
 use crate::plan::Plan;
 
 /// A guard that stopped actions, and why.
@@ -188,13 +188,13 @@ fn block_untouchable(
 ) {
     // Built once, on the first delete: a wave of deletes at 100,000 users would otherwise
     // search the whole Spot list and the whole ledger for each.
-    let mut index: Option<(FxHashMap<&str, &SpotUser>, FxHashSet<&str>)> = None;
+    let mut index: Option<(FxHashMap<&SpotUserId, &SpotUser>, FxHashSet<&str>)> = None;
     for (verdict, action) in verdicts.blocked.iter_mut().zip(&plan.actions) {
         let Some(target) = action.deleted_spot_user() else {
             continue;
         };
         let (by_id, owned) = index.get_or_insert_with(|| {
-            let by_id = spot_users.iter().map(|u| (u.user_id.as_str(), u)).collect();
+            let by_id = spot_users.iter().map(|u| (&u.user_id, u)).collect();
             (by_id, ledger.owned_spot_user_ids())
         });
         let user = by_id.get(target).copied();
@@ -212,7 +212,7 @@ fn block_untouchable(
             {
                 Some(format!("Spot user {target} has a protected email"))
             }
-            Some(_) if !owned.contains(target) => {
+            Some(_) if !owned.contains(target.as_str()) => {
                 Some(format!("Spot user {target} is not owned by okta-spot-sync"))
             }
             Some(_) => None,

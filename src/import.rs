@@ -45,7 +45,7 @@ use self::decide::{
 use crate::config::Settings;
 use crate::ledger::{EntryState, LedgerStore, Origin};
 use crate::ledger::{LedgerEntry, LedgerWriter};
-use crate::model::{Email, IdentitySource, Role, SpotDirectory};
+use crate::model::{Email, IdentitySource, OktaUserId, Role, SpotDirectory};
 use crate::okta::client::{OktaClient, USERS_PAGE_SIZE};
 use crate::okta::parse::OktaUser;
 use crate::report::Report;
@@ -149,7 +149,7 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
 
     // Every read is done: now the writes, Okta assignments first, then one ledger update.
     let assign_role = options.role.unwrap_or(settings.sync.default_role);
-    let mut assigned: HashMap<String, Result<(), String>> = HashMap::new();
+    let mut assigned: HashMap<OktaUserId, Result<(), String>> = HashMap::new();
     for Assignment {
         okta_user_id,
         email,

@@ -48,7 +48,7 @@ mod tests {
 
     use super::store::with_suffix;
     use super::*;
-    use crate::model::Role;
+    use crate::model::{OktaUserId, Role, SpotUserId};
 
     fn entry(state: EntryState) -> LedgerEntry {
         LedgerEntry {
@@ -128,7 +128,7 @@ mod tests {
 
         let mut ledger = store.load().unwrap();
         assert_eq!(ledger.users, known.users, "the known fields load as before");
-        ledger.retire("00u1", None);
+        ledger.retire(&"00u1".into(), None);
         ledger.users.remove("00u2");
         ledger
             .users
@@ -177,13 +177,13 @@ mod tests {
             .users
             .insert("00u2".into(), entry(EntryState::Deleted));
         assert_eq!(ledger.managed_count(), 1);
-        assert!(ledger.has_owned_spot_user("u-1"));
-        assert!(!ledger.has_owned_spot_user("u-2"));
+        assert!(ledger.has_owned_spot_user(&"u-1".into()));
+        assert!(!ledger.has_owned_spot_user(&"u-2".into()));
     }
 
     fn owning(spot_user_id: Option<&str>, state: EntryState) -> LedgerEntry {
         LedgerEntry {
-            spot_user_id: spot_user_id.map(String::from),
+            spot_user_id: spot_user_id.map(SpotUserId::from),
             ..entry(state)
         }
     }
@@ -192,25 +192,27 @@ mod tests {
     #[test]
     fn the_ledger_never_forgets_a_spot_user_it_owned() {
         let mut ledger = Ledger::default();
-        ledger.put("00u1", owning(Some("u-1"), EntryState::Managed));
+        ledger.put(&"00u1".into(), owning(Some("u-1"), EntryState::Managed));
         // A failed or repeated create replaces the record with a pending one: u-1 is kept.
-        ledger.put("00u1", owning(None, EntryState::Pending));
+        ledger.put(&"00u1".into(), owning(None, EntryState::Pending));
         assert_eq!(ledger.users["00u1"].tombstones, ["u-1"]);
-        assert!(ledger.has_owned_spot_user("u-1"));
+        assert!(ledger.has_owned_spot_user(&"u-1".into()));
         // The create lands on another user; then it is deleted.
-        ledger.put("00u1", owning(Some("u-2"), EntryState::Managed));
-        ledger.retire("00u1", Some("u-2"));
+        ledger.put(&"00u1".into(), owning(Some("u-2"), EntryState::Managed));
+        ledger.retire(&"00u1".into(), Some(&"u-2".into()));
         assert_eq!(ledger.users["00u1"].tombstones, ["u-1", "u-2"]);
         assert_eq!(ledger.users["00u1"].spot_user_id, None);
         let owned = ledger.owned_spot_user_ids();
         assert_eq!(owned, ["u-1", "u-2"].into_iter().collect());
-        assert!(owned.iter().all(|id| ledger.has_owned_spot_user(id)));
+        assert!(owned
+            .iter()
+            .all(|id| ledger.has_owned_spot_user(&SpotUserId::new(*id))));
         // Taking u-1 back (it was still listed) makes it owned again, not a tombstone.
-        ledger.put("00u1", owning(Some("u-1"), EntryState::Managed));
+        ledger.put(&"00u1".into(), owning(Some("u-1"), EntryState::Managed));
         assert_eq!(ledger.users["00u1"].tombstones, ["u-2"]);
         // Another Okta user takes u-1 over: only then does 00u1 let go of it, with no tombstone.
-        ledger.release("00u1", "u-1");
-        ledger.release("00u1", "u-2");
+        ledger.release(&"00u1".into(), &"u-1".into());
+        ledger.release(&"00u1".into(), &"u-2".into());
         assert!(ledger.users["00u1"].tombstones.is_empty());
         assert_eq!(ledger.users["00u1"].state, EntryState::Deleted);
     }
@@ -219,8 +221,8 @@ mod tests {
     fn tombstones_round_trip_and_an_old_file_without_them_loads() {
         let (_dir, store) = store();
         let mut ledger = Ledger::default();
-        ledger.put("00u1", owning(Some("u-1"), EntryState::Managed));
-        ledger.retire("00u1", None);
+        ledger.put(&"00u1".into(), owning(Some("u-1"), EntryState::Managed));
+        ledger.retire(&"00u1".into(), None);
         store.save(&ledger).unwrap();
         assert!(fs::read_to_string(store.path())
             .unwrap()
@@ -248,7 +250,7 @@ mod tests {
         if let Some(state) = state {
             ledger.users.insert(id.into(), entry(state));
         }
-        journal_line(&ledger, &[id], seq)
+        journal_line(&ledger, &[&OktaUserId::new(id)], seq)
     }
 
     #[test]
@@ -361,10 +363,12 @@ mod tests {
                 let mut ledger = Ledger::default();
                 for seq in 1..=CHANGES {
                     let id = format!("00u{seq:04}");
-                    ledger.users.insert(id.clone(), entry(EntryState::Managed));
+                    ledger
+                        .users
+                        .insert(id.as_str().into(), entry(EntryState::Managed));
                     if seq % SAVE_EVERY != 0 {
                         store
-                            .append_journal(&journal_line(&ledger, &[&id], seq))
+                            .append_journal(&journal_line(&ledger, &[&id.as_str().into()], seq))
                             .unwrap();
                     } else {
                         ledger.journal_seq = seq;

@@ -10,6 +10,114 @@ use std::future::Future;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+/// Declares a string id newtype: compared, ordered and hashed as its text, serialised as a
+/// plain string (so the state file and reports keep their shape), and never converted to or
+/// from another id type.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(id: impl Into<String>) -> Self {
+                $name(id.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                $name(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                $name(id.to_string())
+            }
+        }
+
+        /// Reads as its text (`as_deref`, `starts_with`, formatting). The other way is explicit
+        /// (`new`, `From`), and every function that acts on a user takes the typed id, so an
+        /// Okta user id given where a Spot user id is expected does not compile.
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// Maps keyed by this id can be asked with the id's text.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+string_id!(
+    /// An Okta user id (`00u…`). A distinct type from [`SpotUserId`]: passing one where the
+    /// other is expected does not compile.
+    ///
+    /// ```
+    /// use okta_spot_sync::ledger::Ledger;
+    /// use okta_spot_sync::model::{OktaUserId, SpotUserId};
+    /// let mut ledger = Ledger::default();
+    /// ledger.retire(&OktaUserId::new("00u1"), Some(&SpotUserId::new("u-1")));
+    /// ```
+    ///
+    /// The same call with the two ids swapped:
+    ///
+    /// ```compile_fail
+    /// use okta_spot_sync::ledger::Ledger;
+    /// use okta_spot_sync::model::{OktaUserId, SpotUserId};
+    /// let mut ledger = Ledger::default();
+    /// ledger.retire(&SpotUserId::new("u-1"), Some(&OktaUserId::new("00u1")));
+    /// ```
+    OktaUserId
+);
+
+string_id!(
+    /// A Spot user id (`u-…` personal, `pu-…` programmatic). A distinct type from
+    /// [`OktaUserId`].
+    SpotUserId
+);
+
+impl SpotUserId {
+    /// Spot's prefix for programmatic users, which are never touched.
+    pub fn is_programmatic(&self) -> bool {
+        self.0.starts_with("pu-")
+    }
+}
+
 /// An email address as a join key: trimmed, with **ASCII** letters lower-cased and nothing
 /// else changed.
 ///
@@ -183,7 +291,7 @@ impl fmt::Display for Role {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct AppUserRow {
     /// The Okta user id (`AppUser.id` is the user id, not an assignment id).
-    pub okta_user_id: String,
+    pub okta_user_id: OktaUserId,
     /// `USER` or `GROUP`.
     ///
     /// This field, the statuses and the role are short words kept inline
@@ -209,7 +317,7 @@ pub struct AppUserRow {
 /// An Okta user who should have a Spot user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredUser {
-    pub okta_user_id: String,
+    pub okta_user_id: OktaUserId,
     pub email: Email,
     /// Okta's spelling of the address (trimmed) when it differs from `email` in letter case;
     /// `None` when it is the same, which saves a copy of every address. Read it through
@@ -232,7 +340,7 @@ impl DesiredUser {
 /// An Okta user whose Spot user is kept as it is (never created, never deleted) this cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeldUser {
-    pub okta_user_id: String,
+    pub okta_user_id: OktaUserId,
     pub email: Option<String>,
     pub reason: String,
 }
@@ -240,7 +348,7 @@ pub struct HeldUser {
 /// An Okta user listed by the app but not entitled (e.g. deactivated): treated as absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbsentUser {
-    pub okta_user_id: String,
+    pub okta_user_id: OktaUserId,
     pub reason: String,
 }
 
@@ -267,7 +375,7 @@ pub enum SpotUserKind {
 /// One user of the Spot organization, from `GET /setup/organization/user`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpotUser {
-    pub user_id: String,
+    pub user_id: SpotUserId,
     /// Normalised email; `None` when Spot returned none or an unparsable one.
     pub email: Option<Email>,
     pub username: String,
@@ -276,7 +384,7 @@ pub struct SpotUser {
 
 impl SpotUser {
     pub fn is_personal(&self) -> bool {
-        self.kind == SpotUserKind::Personal && !self.user_id.starts_with("pu-")
+        self.kind == SpotUserKind::Personal && !self.user_id.is_programmatic()
     }
 }
 
@@ -291,7 +399,7 @@ impl SpotUser {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpotUsers {
     users: Vec<SpotUser>,
-    repeated: Vec<String>,
+    repeated: Vec<SpotUserId>,
 }
 
 impl SpotUsers {
@@ -310,7 +418,7 @@ impl SpotUsers {
             };
         }
         drop(seen);
-        let mut first: rustc_hash::FxHashMap<String, usize> = rustc_hash::FxHashMap::default();
+        let mut first: rustc_hash::FxHashMap<SpotUserId, usize> = rustc_hash::FxHashMap::default();
         first.reserve(listed.len());
         let mut users: Vec<SpotUser> = Vec::with_capacity(listed.len());
         let mut repeated = Vec::new();
@@ -343,12 +451,12 @@ impl SpotUsers {
     }
 
     /// Does the list have a user with this id?
-    pub fn lists(&self, spot_user_id: &str) -> bool {
-        self.users.iter().any(|u| u.user_id == spot_user_id)
+    pub fn lists(&self, spot_user_id: &SpotUserId) -> bool {
+        self.users.iter().any(|u| &u.user_id == spot_user_id)
     }
 
     /// The ids the list had more than once, in the order first repeated.
-    pub fn repeated(&self) -> &[String] {
+    pub fn repeated(&self) -> &[SpotUserId] {
         &self.repeated
     }
 
@@ -408,11 +516,14 @@ pub trait SpotDirectory: Send + Sync {
     fn create_user(
         &self,
         user: &NewSpotUser,
-    ) -> impl Future<Output = Result<String, crate::Error>> + Send;
-    fn delete_user(&self, user_id: &str) -> impl Future<Output = Result<(), crate::Error>> + Send;
+    ) -> impl Future<Output = Result<SpotUserId, crate::Error>> + Send;
+    fn delete_user(
+        &self,
+        user_id: &SpotUserId,
+    ) -> impl Future<Output = Result<(), crate::Error>> + Send;
     fn set_policy_mapping(
         &self,
-        user_id: &str,
+        user_id: &SpotUserId,
         grants: &[PolicyGrant],
     ) -> impl Future<Output = Result<(), crate::Error>> + Send;
 }

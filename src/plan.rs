@@ -16,7 +16,9 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ledger::{EntryState, Ledger, LedgerEntry, Origin};
-use crate::model::{DesiredUser, Email, HeldUser, OktaSnapshot, Role, SpotUser, SpotUsers};
+use crate::model::{
+    DesiredUser, Email, HeldUser, OktaSnapshot, OktaUserId, Role, SpotUser, SpotUserId, SpotUsers,
+};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 pub use crate::action::{Action, ActionKind, ActionStatus, Adoption, Change, NewUser, Replace};
@@ -32,7 +34,7 @@ pub struct Plan {
     pub actions: Vec<Action>,
     pub held: Vec<HeldUser>,
     /// Ledger-only housekeeping: Okta users no longer entitled whose Spot user is already gone.
-    pub forget: Vec<String>,
+    pub forget: Vec<OktaUserId>,
 }
 
 impl Plan {
@@ -465,10 +467,10 @@ struct Planner<'a> {
     spot_count: usize,
     actions: Vec<Action>,
     held: Vec<HeldUser>,
-    forget: Vec<String>,
+    forget: Vec<OktaUserId>,
     /// Spot users adopted this cycle (including those handed from an absent owner to a new
     /// one): not to be deleted.
-    claimed: HashSet<String>,
+    claimed: HashSet<SpotUserId>,
     /// Provisioned Okta users sorted by Okta user id (binary search, merge with the ledger).
     desired_sorted: &'a [&'a DesiredUser],
     /// Okta users held by the classifier, sorted: with `desired_sorted`, the entitled users.
@@ -744,7 +746,7 @@ impl<'a> Planner<'a> {
             spot_user_id: id,
             role: user.role,
             origin,
-            previous_owner: claim.previous_owner.map(str::to_string),
+            previous_owner: claim.previous_owner.map(OktaUserId::new),
             apply_role_mapping,
         };
         self.push(user, reason, Change::Adopt(adoption));
@@ -1005,7 +1007,7 @@ impl<'a> Planner<'a> {
                         if let Some(found) = self.personal_with_email(&email) {
                             if self.owner_of(found.user_id.as_str()).is_none() {
                                 self.held.push(HeldUser {
-                                    okta_user_id: okta_id.to_string(),
+                                    okta_user_id: OktaUserId::new(okta_id),
                                     email: Some(entry.email.clone()),
                                     reason: format!(
                                         "no longer assigned in Okta; a create for it was never confirmed, so Spot user {} with its email is not known to be ours and is left alone",
@@ -1016,7 +1018,7 @@ impl<'a> Planner<'a> {
                         }
                     }
                 }
-                self.forget.push(okta_id.to_string());
+                self.forget.push(OktaUserId::new(okta_id));
                 continue;
             };
             if self.claimed.contains(&target.user_id) {
@@ -1041,7 +1043,7 @@ impl<'a> Planner<'a> {
     ) {
         if !self.deletable(entry, target) {
             self.held.push(HeldUser {
-                okta_user_id: okta_id.to_string(),
+                okta_user_id: OktaUserId::new(okta_id),
                 email: Some(entry.email.clone()),
                 reason: format!(
                     "{reason}, but Spot user {} is programmatic or protected: never deleted",
@@ -1051,7 +1053,7 @@ impl<'a> Planner<'a> {
             return;
         }
         self.actions.push(Action {
-            okta_user_id: okta_id.to_string(),
+            okta_user_id: OktaUserId::new(okta_id),
             email: target
                 .email
                 .as_ref()
@@ -1306,7 +1308,10 @@ mod tests {
         let plan = plan(&okta, &SpotUsers::distinct(spot_users), &ledger, &options());
         assert_eq!(plan.actions.len(), 1, "{:?}", plan.actions);
         assert_eq!(plan.actions[0].kind(), ActionKind::Adopt);
-        assert_eq!(plan.actions[0].spot_user_id(), Some("u-ann-again"));
+        assert_eq!(
+            plan.actions[0].spot_user_id().map(|id| id.as_str()),
+            Some("u-ann-again")
+        );
     }
 
     #[test]

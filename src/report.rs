@@ -168,12 +168,14 @@ impl Report {
             .into_iter()
             .enumerate()
             .map(|(i, action)| {
-                let planned = action.spot_user_id().map(str::to_string);
+                let planned = action.spot_user_id().map(ToString::to_string);
                 let (status, spot_user_id, error) = match (verdicts.blocked(i), outcomes.get(i)) {
                     (Some(why), _) => (ActionStatus::Blocked, planned, Some(why.to_string())),
-                    (None, Some(Outcome::Applied { created })) => {
-                        (ActionStatus::Applied, created.clone().or(planned), None)
-                    }
+                    (None, Some(Outcome::Applied { created })) => (
+                        ActionStatus::Applied,
+                        created.as_ref().map(ToString::to_string).or(planned),
+                        None,
+                    ),
                     (None, Some(Outcome::Failed(error))) => {
                         (ActionStatus::Failed, planned, Some(error.clone()))
                     }
@@ -183,7 +185,7 @@ impl Report {
                     action: action.kind(),
                     role: action.role(),
                     email: action.email,
-                    okta_user_id: action.okta_user_id,
+                    okta_user_id: action.okta_user_id.into_string(),
                     spot_user_id,
                     reason: action.reason,
                     status,

@@ -356,10 +356,10 @@ async fn delete_treats_already_gone_as_success() {
     })
     .await;
     let client = client(&spot.base, 0);
-    client.delete_user("u-1234abcd").await.unwrap();
-    client.delete_user("u-gone0000").await.unwrap();
-    client.delete_user("u-gone0404").await.unwrap();
-    let err = client.delete_user("u-admin000").await.unwrap_err();
+    client.delete_user(&"u-1234abcd".into()).await.unwrap();
+    client.delete_user(&"u-gone0000".into()).await.unwrap();
+    client.delete_user(&"u-gone0404".into()).await.unwrap();
+    let err = client.delete_user(&"u-admin000".into()).await.unwrap_err();
     assert_eq!(err.api_code(), Some("CANT_DELETE_LAST_ADMIN"));
     assert_eq!(
         *deleted.lock().unwrap(),
@@ -376,11 +376,11 @@ async fn delete_treats_already_gone_as_success() {
 async fn programmatic_users_are_refused_without_a_request() {
     let spot = start(|_, _| Reply::json(200, OK_BODY)).await;
     let client = client(&spot.base, 0);
-    let err = client.delete_user("pu-87654321").await.unwrap_err();
+    let err = client.delete_user(&"pu-87654321".into()).await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(err.to_string().contains("programmatic"), "{err}");
     let err = client
-        .set_policy_mapping("pu-87654321", &[])
+        .set_policy_mapping(&"pu-87654321".into(), &[])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Config(_)));
@@ -393,7 +393,7 @@ async fn policy_mapping_puts_the_grants() {
     let client = client(&spot.base, 0);
     client
         .set_policy_mapping(
-            "u-1234abcd",
+            &"u-1234abcd".into(),
             &[PolicyGrant {
                 policy_id: "3".into(),
                 account_ids: vec!["act-0b18f123".into(), "act-57765123".into()],
@@ -448,7 +448,7 @@ async fn a_401_is_a_credentials_error_and_no_error_carries_the_token() {
     assert_eq!(spot.count(), 1);
     for err in [
         client.create_user(&new_user()).await.unwrap_err(),
-        client.delete_user("u-1").await.unwrap_err(),
+        client.delete_user(&"u-1".into()).await.unwrap_err(),
         client.check().await.unwrap_err(),
     ] {
         assert_no_token(&err);
@@ -494,7 +494,7 @@ async fn emulated() -> (Emulators, SpotClient) {
 }
 
 async fn details(client: &SpotClient, user_id: &str) -> UserDetails {
-    match client.get_user_details(user_id).await.unwrap() {
+    match client.get_user_details(&user_id.into()).await.unwrap() {
         UserLookup::Found(d) => d,
         UserLookup::Gone => panic!("{user_id} is gone"),
     }
@@ -559,25 +559,28 @@ async fn a_missing_user_is_gone_not_an_error() {
     let s = &emu.spot;
     // The emulator answers the documented 400 USER_DOESNT_EXIST.
     assert_eq!(
-        client.get_user_details("u-00000000").await.unwrap(),
+        client.get_user_details(&"u-00000000".into()).await.unwrap(),
         UserLookup::Gone
     );
     s.remove_user(CAROL);
     assert_eq!(
-        client.get_user_details(CAROL).await.unwrap(),
+        client.get_user_details(&CAROL.into()).await.unwrap(),
         UserLookup::Gone
     );
     // A 404 (undocumented, possible) with a not-found code is gone too, and not retried.
     s.set_fault(DETAILS_ROUTE, fail(404, 1));
     s.reset_counts();
     assert_eq!(
-        client.get_user_details("u-f7a9b3e1").await.unwrap(),
+        client.get_user_details(&"u-f7a9b3e1".into()).await.unwrap(),
         UserLookup::Gone
     );
     assert_eq!(s.request_count(DETAILS_ROUTE), 1);
     // Any other refusal is an error, never "gone".
     s.set_fault(DETAILS_ROUTE, fail(400, 1));
-    let err = client.get_user_details("u-f7a9b3e1").await.unwrap_err();
+    let err = client
+        .get_user_details(&"u-f7a9b3e1".into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Status { status: 400, .. }), "{err:?}");
     assert!(!is_not_found(&err));
     assert!(
@@ -585,7 +588,7 @@ async fn a_missing_user_is_gone_not_an_error() {
         "{err}"
     );
     assert_no_token(&err);
-    let err = client.get_user_details(" ").await.unwrap_err();
+    let err = client.get_user_details(&" ".into()).await.unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
 }
 
@@ -604,10 +607,13 @@ async fn a_bare_404_is_gone_and_a_404_with_another_code_is_an_error() {
     .await;
     let client = client(&spot.base, 0);
     assert_eq!(
-        client.get_user_details("u-bare").await.unwrap(),
+        client.get_user_details(&"u-bare".into()).await.unwrap(),
         UserLookup::Gone
     );
-    let err = client.get_user_details("u-other").await.unwrap_err();
+    let err = client
+        .get_user_details(&"u-other".into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Status { status: 404, .. }), "{err:?}");
     // A 200 with no item is gone; an item for another user is malformed.
     let spot = start(|seen, _| {
@@ -627,10 +633,13 @@ async fn a_bare_404_is_gone_and_a_404_with_another_code_is_an_error() {
     .await;
     let client = self::client(&spot.base, 0);
     assert_eq!(
-        client.get_user_details("u-empty").await.unwrap(),
+        client.get_user_details(&"u-empty".into()).await.unwrap(),
         UserLookup::Gone
     );
-    let err = client.get_user_details("u-asked").await.unwrap_err();
+    let err = client
+        .get_user_details(&"u-asked".into())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
 }
 
@@ -686,7 +695,10 @@ async fn a_policy_mapping_replaces_the_set_and_star_covers_accounts_added_later(
     let mut grants = details(&client, CAROL).await.grants();
     grants.retain(|g| g.policy_id != viewer);
     grants.push(grant(&viewer, &["*"]));
-    client.set_policy_mapping(CAROL, &grants).await.unwrap();
+    client
+        .set_policy_mapping(&CAROL.into(), &grants)
+        .await
+        .unwrap();
     let d = details(&client, CAROL).await;
     assert_eq!(
         d.grants(),
@@ -706,7 +718,7 @@ async fn a_policy_mapping_replaces_the_set_and_star_covers_accounts_added_later(
 
     // The PUT replaces: a set without the editor grant removes it.
     client
-        .set_policy_mapping(CAROL, &[grant(&viewer, &["*"])])
+        .set_policy_mapping(&CAROL.into(), &[grant(&viewer, &["*"])])
         .await
         .unwrap();
     assert_eq!(
@@ -716,7 +728,7 @@ async fn a_policy_mapping_replaces_the_set_and_star_covers_accounts_added_later(
 
     // Refusals are errors naming the route, the user is unchanged.
     let err = client
-        .set_policy_mapping(CAROL, &[grant("pol-00000000", &["*"])])
+        .set_policy_mapping(&CAROL.into(), &[grant("pol-00000000", &["*"])])
         .await
         .unwrap_err();
     assert!(
@@ -725,7 +737,7 @@ async fn a_policy_mapping_replaces_the_set_and_star_covers_accounts_added_later(
     );
     assert!(err.to_string().contains("policyMapping"), "{err}");
     let err = client
-        .set_policy_mapping(CAROL, &[grant(&viewer, &["act-00000000"])])
+        .set_policy_mapping(&CAROL.into(), &[grant(&viewer, &["act-00000000"])])
         .await
         .unwrap_err();
     assert!(
@@ -733,7 +745,7 @@ async fn a_policy_mapping_replaces_the_set_and_star_covers_accounts_added_later(
         "{err:?}"
     );
     let err = client
-        .set_policy_mapping("u-00000000", &[grant(&viewer, &["*"])])
+        .set_policy_mapping(&"u-00000000".into(), &[grant(&viewer, &["*"])])
         .await
         .unwrap_err();
     assert!(is_not_found(&err), "{err:?}");
@@ -742,7 +754,7 @@ async fn a_policy_mapping_replaces_the_set_and_star_covers_accounts_added_later(
         [grant(&viewer, &["*"])]
     );
     let err = client
-        .set_policy_mapping("pu-5d1e2f3a", &[grant(&viewer, &["*"])])
+        .set_policy_mapping(&"pu-5d1e2f3a".into(), &[grant(&viewer, &["*"])])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
@@ -767,14 +779,14 @@ async fn a_policy_mapping_is_retried_after_429_and_5xx() {
         },
     );
     client
-        .set_policy_mapping(CAROL, &[grant(&viewer, &[ACT_TEST, ACT_PROD])])
+        .set_policy_mapping(&CAROL.into(), &[grant(&viewer, &[ACT_TEST, ACT_PROD])])
         .await
         .unwrap();
     assert_eq!(s.request_count(route), 2);
     s.clear_faults();
     s.set_fault(route, fail(500, 1));
     client
-        .set_policy_mapping(CAROL, &[grant(&viewer, &["*"])])
+        .set_policy_mapping(&CAROL.into(), &[grant(&viewer, &["*"])])
         .await
         .unwrap();
     assert_eq!(

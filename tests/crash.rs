@@ -113,8 +113,8 @@ async fn check_converged(env: &Env, label: &str) {
             .unwrap_or_else(|| panic!("{label}: {email} not in the ledger"));
         assert_eq!(entry.state, EntryState::Managed, "{label}: {email}");
         assert_eq!(
-            entry.spot_user_id.as_ref(),
-            Some(&by_email[email][0]),
+            entry.spot_user_id.as_deref(),
+            Some(&by_email[email][0]).map(|id| id.as_str()),
             "{label}: {email} owned by the wrong id"
         );
     }

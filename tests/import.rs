@@ -183,13 +183,13 @@ async fn import_then_assign_then_reconcile_then_unassign() {
         "import never writes to Spot"
     );
     let ledger = s.store().load().unwrap();
-    let entry = &ledger.users[&alice];
+    let entry = &ledger.users[alice.as_str()];
     assert_eq!(entry.spot_user_id.as_deref(), Some(alice_spot.as_str()));
     assert_eq!(entry.origin, Origin::Adopted);
     assert_eq!(entry.state, EntryState::Managed);
     assert_eq!(entry.role, Some(Role::Editor));
     assert_eq!(entry.email, "alice@example.com");
-    assert!(!ledger.users.contains_key(&bob));
+    assert!(!ledger.users.contains_key(bob.as_str()));
 
     // 2. import --assign: bob assigned (default role) and adopted, carol left alone.
     okta.reset_counts();
@@ -210,14 +210,14 @@ async fn import_then_assign_then_reconcile_then_unassign() {
     let rows = s.okta().read_assignments().await.unwrap();
     let bob_row = rows
         .iter()
-        .find(|r| r.okta_user_id == bob)
+        .find(|r| r.okta_user_id == bob.as_str())
         .expect("bob assigned in Okta");
     assert_eq!(bob_row.scope.as_deref(), Some("USER"));
     assert_eq!(bob_row.role.as_deref(), Some("viewer"));
     let ledger = s.store().load().unwrap();
-    assert_eq!(ledger.users[&bob].origin, Origin::Adopted);
-    assert_eq!(ledger.users[&bob].state, EntryState::Managed);
-    assert_eq!(ledger.users[&bob].role, Some(Role::Viewer));
+    assert_eq!(ledger.users[bob.as_str()].origin, Origin::Adopted);
+    assert_eq!(ledger.users[bob.as_str()].state, EntryState::Managed);
+    assert_eq!(ledger.users[bob.as_str()].role, Some(Role::Viewer));
 
     // 3. reconcile: nothing to do, zero Spot writes.
     let spot_writes = spot.write_requests();
@@ -284,7 +284,11 @@ async fn a_lookalike_email_that_only_unicode_lower_casing_matches_is_another_per
         "{:?}",
         report.actions
     );
-    assert!(!s.store().load().unwrap().has_owned_spot_user(&kim_spot));
+    assert!(!s
+        .store()
+        .load()
+        .unwrap()
+        .has_owned_spot_user(&kim_spot.as_str().into()));
     okta.unassign(&lookalike);
     s.reconcile().await;
     assert!(
@@ -368,8 +372,8 @@ async fn a_refused_assignment_fails_alone_and_sets_exit_code_1() {
     assert_eq!(report.summary.failed, 1);
     assert_eq!(report.exit_code(), 1);
     let ledger = s.store().load().unwrap();
-    assert!(!ledger.users.contains_key(&ann));
-    assert_eq!(ledger.users[&ben].role, Some(Role::Editor));
+    assert!(!ledger.users.contains_key(ann.as_str()));
+    assert_eq!(ledger.users[ben.as_str()].role, Some(Role::Editor));
 }
 
 /// Wraps the real client and deactivates the user in the emulator just before assigning it,
@@ -427,7 +431,7 @@ async fn assigning_a_user_deactivated_meanwhile_is_a_failed_action_with_okta_s_r
         "{error}"
     );
     assert_eq!(report.exit_code(), 1);
-    assert!(!s.store().load().unwrap().users.contains_key(&eve));
+    assert!(!s.store().load().unwrap().users.contains_key(eve.as_str()));
 }
 
 #[tokio::test]

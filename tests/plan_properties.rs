@@ -108,7 +108,7 @@ fn world() -> impl Strategy<Value = World> {
             let rows: Vec<AppUserRow> = rows
                 .into_iter()
                 .map(|(id, mail, upper, us, aps, role, group)| AppUserRow {
-                    okta_user_id: format!("00u{id:02}"),
+                    okta_user_id: format!("00u{id:02}").into(),
                     scope: Some(if group { "GROUP" } else { "USER" }.into()),
                     app_user_status: Some(APP_STATUSES[aps].into()),
                     user_status: Some(USER_STATUSES[us].into()),
@@ -132,7 +132,7 @@ fn world() -> impl Strategy<Value = World> {
                     "u"
                 };
                 spot_users.push(SpotUser {
-                    user_id: format!("{prefix}-{i:08x}"),
+                    user_id: format!("{prefix}-{i:08x}").into(),
                     email: Email::parse(&email(mail, false)),
                     username: "x".into(),
                     kind,
@@ -157,7 +157,7 @@ fn world() -> impl Strategy<Value = World> {
                             Some(u.user_id.clone())
                         }
                         Some(_) => None,
-                        None => Some(format!("u-gone{ix:04}")),
+                        None => Some(format!("u-gone{ix:04}").into()),
                     },
                 };
                 // A deleted entry keeps its Spot user as a tombstone: one Spot still lists
@@ -176,7 +176,7 @@ fn world() -> impl Strategy<Value = World> {
                     continue;
                 }
                 ledger.users.insert(
-                    format!("00u{id:02}"),
+                    format!("00u{id:02}").into(),
                     LedgerEntry {
                         email: entry_email,
                         spot_user_id,
@@ -235,12 +235,12 @@ proptest! {
         for (_, action) in allowed {
             if let Some(target) = action.deleted_spot_user() {
                 prop_assert!(w.ledger.has_owned_spot_user(target), "deletes unowned {target}: {action:?}");
-                let user = w.spot.iter().find(|u| u.user_id == target).unwrap();
+                let user = w.spot.iter().find(|u| u.user_id == *target).unwrap();
                 prop_assert!(user.is_personal());
                 prop_assert!(!user.email.as_ref().is_some_and(|e| w.protected.contains(e)));
             }
             if let Some(target) = action.spot_user_id() {
-                if let Some(user) = w.spot.iter().find(|u| u.user_id == target) {
+                if let Some(user) = w.spot.iter().find(|u| u.user_id == *target) {
                     prop_assert!(user.is_personal(), "touches non-personal {target}");
                 }
             }

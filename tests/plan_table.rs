@@ -7,7 +7,9 @@ use chrono::Utc;
 use okta_spot_sync::apply::Outcomes;
 use okta_spot_sync::guard::{guard, GuardLimits, GuardTrip, Verdicts};
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
-use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind, SpotUsers};
+use okta_spot_sync::model::{
+    AppUserRow, Email, Role, SpotUser, SpotUserId, SpotUserKind, SpotUsers,
+};
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};
 use okta_spot_sync::plan::{
     plan, Action, ActionKind, ActionStatus, Adoption, Change, NewUser, Plan, PlanOptions, Replace,
@@ -97,7 +99,7 @@ fn managed(
         okta.into(),
         LedgerEntry {
             email: email.into(),
-            spot_user_id: spot_id.map(String::from),
+            spot_user_id: spot_id.map(SpotUserId::from),
             tombstones: Vec::new(),
             role: Some(role),
             origin: Origin::Created,
@@ -334,7 +336,10 @@ fn adopt_an_existing_spot_user_case_insensitively() {
         kinds(&p),
         vec![(ActionKind::Adopt, "ann@example.com".into())]
     );
-    assert_eq!(p.actions[0].spot_user_id(), Some("u-00000002"));
+    assert_eq!(
+        p.actions[0].spot_user_id().map(|id| id.as_str()),
+        Some("u-00000002")
+    );
 }
 
 #[test]
@@ -668,7 +673,10 @@ fn a_tombstone_spot_still_lists_is_decided_by_its_okta_user() {
         let i = p.find(ActionKind::Delete);
         let delete = &p.actions[i];
         assert_eq!(delete.okta_user_id, "00u1");
-        assert_eq!(delete.spot_user_id(), Some("u-00000002"));
+        assert_eq!(
+            delete.spot_user_id().map(|id| id.as_str()),
+            Some("u-00000002")
+        );
         assert_eq!(p.status(i), ActionStatus::Planned);
     }
 
@@ -713,7 +721,10 @@ fn a_tombstone_spot_still_lists_is_decided_by_its_okta_user() {
         .collect();
     assert_eq!(ann.len(), 1, "{ann:?}");
     assert_eq!(ann[0].kind(), ActionKind::Adopt);
-    assert_eq!(ann[0].spot_user_id(), Some("u-00000002"));
+    assert_eq!(
+        ann[0].spot_user_id().map(|id| id.as_str()),
+        Some("u-00000002")
+    );
 
     // Back with another email: create first, then delete the old user.
     let p = run(

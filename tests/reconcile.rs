@@ -95,7 +95,7 @@ async fn unassign_and_deactivate_delete_and_reactivation_recreates() {
         env.spot_emails(),
         vec!["keep@example.com", "owner@example.com"]
     );
-    assert_eq!(env.ledger().users[&bob].state, EntryState::Deleted);
+    assert_eq!(env.ledger().users[bob.as_str()].state, EntryState::Deleted);
 
     env.okta().reactivate(&bob);
     env.okta().assign(&bob, Some("viewer"));
@@ -106,7 +106,7 @@ async fn unassign_and_deactivate_delete_and_reactivation_recreates() {
         vec![triple("recreate", "bob@example.com", "applied")]
     );
     assert!(env.spot().user_by_email("bob@example.com").is_some());
-    assert_eq!(env.ledger().users[&bob].state, EntryState::Managed);
+    assert_eq!(env.ledger().users[bob.as_str()].state, EntryState::Managed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,7 +559,7 @@ async fn check_reports_both_apis_and_fails_on_a_bad_token() {
     let store = LedgerStore::new(&env.state);
     let writer = LedgerWriter::new(store.clone(), store.load().unwrap());
     writer
-        .update_durable(&["00uInterrupted"], |l| {
+        .update_durable(&[&"00uInterrupted".into()], |l| {
             l.users.insert(
                 "00uInterrupted".into(),
                 LedgerEntry {
@@ -874,7 +874,7 @@ async fn a_create_whose_answer_was_lost_is_recorded_from_a_fresh_read() {
         vec![triple("create", "alice@example.com", "applied")]
     );
     let spot_id = env.spot().user_by_email("alice@example.com").unwrap();
-    let entry = &env.ledger().users[&alice];
+    let entry = &env.ledger().users[alice.as_str()];
     assert_eq!(entry.state, EntryState::Managed);
     assert_eq!(
         entry.spot_user_id.as_deref(),

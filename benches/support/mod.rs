@@ -101,10 +101,10 @@ fn seed_in_sync(emu: &Emulators, n: usize) -> Ledger {
             .user_id(&user.email)
             .expect("every bulk Spot user has an Okta twin");
         ledger.users.insert(
-            okta_id,
+            okta_id.into(),
             LedgerEntry {
                 email: user.email.to_lowercase(),
-                spot_user_id: Some(user.user_id.clone()),
+                spot_user_id: Some(user.user_id.clone().into()),
                 tombstones: Vec::new(),
                 role: Some(Role::Viewer),
                 origin: Origin::Adopted,

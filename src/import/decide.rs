@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::SEARCH_THRESHOLD;
 use crate::action::{ActionKind, ActionStatus};
 use crate::ledger::{EntryState, Ledger};
-use crate::model::{AppUserRow, Email, Role, SpotUser};
+use crate::model::{AppUserRow, Email, OktaUserId, Role, SpotUser, SpotUserId};
 use crate::okta::classify::{classify, is_one_of, upper, ClassifyRules};
 use crate::okta::parse::OktaUser;
 use crate::report::ActionReport;
@@ -34,11 +34,11 @@ pub(super) enum Lookup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Decision {
     Adopt {
-        okta_user_id: String,
+        okta_user_id: OktaUserId,
         role: Role,
     },
     Assign {
-        okta_user_id: String,
+        okta_user_id: OktaUserId,
         status: String,
     },
     Unmatched(String),
@@ -116,7 +116,7 @@ pub(super) fn decide_known<'a>(
     for (okta_id, entry) in &ledger.users {
         // A tombstone is a Spot user this tool owned and let go of (deleted, but Spot still
         // lists it): reconcile deletes it again; importing it would hand a leaver access back.
-        owned_spot_ids.extend(entry.tombstones.iter().map(String::as_str));
+        owned_spot_ids.extend(entry.tombstones.iter().map(SpotUserId::as_str));
         if entry.state == EntryState::Deleted {
             continue;
         }
@@ -143,7 +143,7 @@ pub(super) fn decide_known<'a>(
             Some(email) if protected.contains(email) => {}
             Some(email) => by_email.entry(email).or_default().push(user),
             None => unmatched.push(Unmatched {
-                spot_user_id: user.user_id.clone(),
+                spot_user_id: user.user_id.to_string(),
                 email: None,
                 reason: "the Spot user has no usable email, so it cannot be matched to Okta".into(),
             }),
@@ -185,7 +185,7 @@ pub(super) fn decide_known<'a>(
                     match covered.live_okta_ids.get(okta_id) {
                         Some(other) => Decision::Unmatched(already_managed(okta_id, *other)),
                         None => Decision::Adopt {
-                            okta_user_id: okta_id.to_string(),
+                            okta_user_id: OktaUserId::new(*okta_id),
                             role,
                         },
                     }
@@ -365,7 +365,7 @@ fn already_managed(okta_id: &str, spot_user_id: Option<&str>) -> String {
 /// One `--assign` write: assign this Okta user to the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Assignment {
-    pub okta_user_id: String,
+    pub okta_user_id: OktaUserId,
     /// The Spot user's email, for the log.
     pub email: String,
 }
@@ -391,9 +391,9 @@ pub(super) fn assignments(decisions: &[(&SpotUser, Decision)], assign: bool) -> 
 /// One adoption to record in the ledger (origin `adopted`, state `managed`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Adoption {
-    pub okta_user_id: String,
+    pub okta_user_id: OktaUserId,
     pub email: String,
-    pub spot_user_id: String,
+    pub spot_user_id: SpotUserId,
     pub role: Role,
 }
 
@@ -418,9 +418,9 @@ pub(super) enum StepState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ImportStep {
     pub kind: ImportKind,
-    pub okta_user_id: String,
+    pub okta_user_id: OktaUserId,
     pub email: String,
-    pub spot_user_id: String,
+    pub spot_user_id: SpotUserId,
     pub role: Role,
     pub reason: String,
     pub state: StepState,
@@ -439,8 +439,8 @@ impl From<ImportStep> for ActionReport {
                 ImportKind::Adopt => ActionKind::Adopt,
             },
             email: step.email,
-            okta_user_id: step.okta_user_id,
-            spot_user_id: Some(step.spot_user_id),
+            okta_user_id: step.okta_user_id.into_string(),
+            spot_user_id: Some(step.spot_user_id.into_string()),
             role: Some(step.role),
             reason: step.reason,
             status,
@@ -468,7 +468,7 @@ pub(super) struct Outcome {
 pub(super) fn outcome(
     decisions: Vec<(&SpotUser, Decision)>,
     mut unmatched: Vec<Unmatched>,
-    assigned: &HashMap<String, Result<(), String>>,
+    assigned: &HashMap<OktaUserId, Result<(), String>>,
     assign_role: Role,
 ) -> Outcome {
     let mut steps: Vec<ImportStep> = Vec::new();
@@ -477,7 +477,7 @@ pub(super) fn outcome(
         let email = email_of(user);
         match decision {
             Decision::Unmatched(reason) => unmatched.push(Unmatched {
-                spot_user_id: user.user_id.clone(),
+                spot_user_id: user.user_id.to_string(),
                 email: Some(email),
                 reason,
             }),
@@ -571,16 +571,16 @@ fn email_of(user: &SpotUser) -> String {
 fn step(
     kind: ImportKind,
     email: &str,
-    okta_user_id: &str,
-    spot_user_id: &str,
+    okta_user_id: &OktaUserId,
+    spot_user_id: &SpotUserId,
     role: Role,
     reason: String,
 ) -> ImportStep {
     ImportStep {
         kind,
-        okta_user_id: okta_user_id.to_string(),
+        okta_user_id: okta_user_id.clone(),
         email: email.to_string(),
-        spot_user_id: spot_user_id.to_string(),
+        spot_user_id: spot_user_id.clone(),
         role,
         reason,
         state: StepState::Planned,
@@ -662,12 +662,12 @@ mod tests {
             decisions: known
                 .decisions
                 .into_iter()
-                .map(|(u, d)| (u.user_id.clone(), d))
+                .map(|(u, d)| (u.user_id.to_string(), d))
                 .collect(),
             looked_up: known
                 .to_look_up
                 .iter()
-                .map(|(u, _)| u.user_id.clone())
+                .map(|(u, _)| u.user_id.to_string())
                 .collect(),
             unmatched: known
                 .unmatched
@@ -1147,8 +1147,8 @@ mod tests {
         );
         let decisions = vec![(&a, assign("00u1")), (&b, assign("00u2"))];
         let assigned = HashMap::from([
-            ("00u1".to_string(), Err("Okta refused".to_string())),
-            ("00u2".to_string(), Ok(())),
+            (OktaUserId::new("00u1"), Err("Okta refused".to_string())),
+            (OktaUserId::new("00u2"), Ok(())),
         ]);
         let out = outcome(decisions, Vec::new(), &assigned, Role::Editor);
         let kinds: Vec<(ImportKind, StepState, &str)> = out

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Email, Role};
+use crate::model::{Email, OktaUserId, Role, SpotUserId};
 
 /// The format version written by this build.
 pub const LEDGER_VERSION: u32 = 1;
@@ -43,11 +43,11 @@ pub struct LedgerEntry {
     /// Normalised email of the Spot user.
     pub email: String,
     /// The Spot user this entry owns now (`managed`; `pending` once a create may have landed).
-    pub spot_user_id: Option<String>,
+    pub spot_user_id: Option<SpotUserId>,
     /// Tombstones: Spot users this Okta user owned before and let go of (deleted, replaced after
     /// an email change, or replaced by a pending create). See [`Ledger`] for the invariant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tombstones: Vec<String>,
+    pub tombstones: Vec<SpotUserId>,
     /// The role whose Spot mapping is known to be applied; `None` until it is.
     pub role: Option<Role>,
     pub origin: Origin,
@@ -58,7 +58,7 @@ pub struct LedgerEntry {
 
 impl LedgerEntry {
     /// Keeps `spot_user_id` as a tombstone (once).
-    fn bury(&mut self, spot_user_id: String) {
+    fn bury(&mut self, spot_user_id: SpotUserId) {
         if !self.tombstones.contains(&spot_user_id) {
             self.tombstones.push(spot_user_id);
         }
@@ -99,7 +99,7 @@ pub struct LastRun {
 pub struct Ledger {
     pub version: u32,
     /// Keyed by Okta user id.
-    pub users: BTreeMap<String, LedgerEntry>,
+    pub users: BTreeMap<OktaUserId, LedgerEntry>,
     /// The last `reconcile` cycle that changed something (or created the file). A cycle with
     /// nothing to do does not rewrite the file: at 100,000 users that would be an 18 MB write
     /// and fsync every cycle to record only a time; logs and `/metrics` say when cycles ran.
@@ -111,7 +111,7 @@ pub struct Ledger {
     /// as they were read.
     pub unknown: serde_json::Map<String, serde_json::Value>,
     /// The same for users' entries, by Okta user id; an entry's go when the entry is removed.
-    pub unknown_in_users: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    pub unknown_in_users: BTreeMap<OktaUserId, serde_json::Map<String, serde_json::Value>>,
 }
 
 pub(crate) fn is_zero(n: &u64) -> bool {
@@ -143,9 +143,9 @@ impl Ledger {
     /// Records that `okta_user_id` no longer has a Spot user: its Spot user becomes a
     /// tombstone. With `only_if_owning`, only when the entry still points at that Spot user (a
     /// concurrent action may have moved it on).
-    pub fn retire(&mut self, okta_user_id: &str, only_if_owning: Option<&str>) {
+    pub fn retire(&mut self, okta_user_id: &OktaUserId, only_if_owning: Option<&SpotUserId>) {
         if let Some(entry) = self.users.get_mut(okta_user_id) {
-            if only_if_owning.is_none_or(|id| entry.spot_user_id.as_deref() == Some(id)) {
+            if only_if_owning.is_none_or(|id| entry.spot_user_id.as_ref() == Some(id)) {
                 entry.state = EntryState::Deleted;
                 if let Some(id) = entry.spot_user_id.take() {
                     entry.bury(id);
@@ -159,7 +159,7 @@ impl Ledger {
     /// tombstones, and its Spot user (as a tombstone) when it was managed and the new record
     /// does not own it. (A `pending` record's Spot user id is a guess, never confirmed as
     /// ours.) The only way an entry is replaced (see the invariant on [`Ledger`]).
-    pub fn put(&mut self, okta_user_id: &str, mut entry: LedgerEntry) {
+    pub fn put(&mut self, okta_user_id: &OktaUserId, mut entry: LedgerEntry) {
         if let Some(old) = self.users.remove(okta_user_id) {
             let owned = old
                 .spot_user_id
@@ -171,15 +171,15 @@ impl Ledger {
         if let Some(id) = entry.spot_user_id.clone() {
             entry.tombstones.retain(|t| *t != id);
         }
-        self.users.insert(okta_user_id.to_string(), entry);
+        self.users.insert(okta_user_id.clone(), entry);
     }
 
     /// Another Okta user takes `spot_user_id` over from `okta_user_id`: the old entry lets go
     /// of it without a tombstone, since the Spot user is not gone but someone else's now. When
     /// the entry already points at another Spot user, only a tombstone of this one is dropped.
-    pub fn release(&mut self, okta_user_id: &str, spot_user_id: &str) {
+    pub fn release(&mut self, okta_user_id: &OktaUserId, spot_user_id: &SpotUserId) {
         if let Some(entry) = self.users.get_mut(okta_user_id) {
-            if entry.spot_user_id.as_deref() == Some(spot_user_id) {
+            if entry.spot_user_id.as_ref() == Some(spot_user_id) {
                 entry.state = EntryState::Deleted;
                 entry.spot_user_id = None;
                 entry.updated_at = chrono::Utc::now();
@@ -198,16 +198,16 @@ impl Ledger {
                     .as_deref()
                     .filter(|_| e.state != EntryState::Deleted);
                 live.into_iter()
-                    .chain(e.tombstones.iter().map(String::as_str))
+                    .chain(e.tombstones.iter().map(SpotUserId::as_str))
             })
             .collect()
     }
 
     /// Has the ledger ever owned this Spot user id: does an entry own it now (not deleted), or
     /// hold it as a tombstone?
-    pub fn has_owned_spot_user(&self, spot_user_id: &str) -> bool {
+    pub fn has_owned_spot_user(&self, spot_user_id: &SpotUserId) -> bool {
         self.users.values().any(|e| {
-            (e.state != EntryState::Deleted && e.spot_user_id.as_deref() == Some(spot_user_id))
+            (e.state != EntryState::Deleted && e.spot_user_id.as_ref() == Some(spot_user_id))
                 || e.tombstones.iter().any(|t| t == spot_user_id)
         })
     }
@@ -219,7 +219,7 @@ impl LedgerEntry {
     /// [`Ledger::put`].
     pub fn new(
         email: &str,
-        spot_user_id: Option<String>,
+        spot_user_id: Option<SpotUserId>,
         role: Option<Role>,
         origin: Origin,
         state: EntryState,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Ledger, LedgerEntry, LEDGER_VERSION};
 use crate::fsutil::{open, owner_only, read_only};
+use crate::model::OktaUserId;
 use crate::Error;
 
 /// Above this many users the state file is written without indentation.
@@ -63,17 +64,17 @@ fn cannot_read(e: &std::io::Error) -> String {
 #[derive(Debug, Serialize, Deserialize)]
 struct JournalRecord {
     seq: u64,
-    users: BTreeMap<String, Option<LedgerEntry>>,
+    users: BTreeMap<OktaUserId, Option<LedgerEntry>>,
 }
 
 /// The journal line (with its newline) for change `seq`, which touched `okta_user_ids` in
 /// `ledger`.
-pub fn journal_line(ledger: &Ledger, okta_user_ids: &[&str], seq: u64) -> Vec<u8> {
+pub fn journal_line(ledger: &Ledger, okta_user_ids: &[&OktaUserId], seq: u64) -> Vec<u8> {
     let record = JournalRecord {
         seq,
         users: okta_user_ids
             .iter()
-            .map(|&id| (id.to_string(), ledger.users.get(id).cloned()))
+            .map(|&id| (id.clone(), ledger.users.get(id).cloned()))
             .collect(),
     };
     let mut line = serde_json::to_vec(&record).expect("a journal record always serialises");

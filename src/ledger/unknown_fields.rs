@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::{is_zero, LastRun, Ledger, LedgerEntry};
+use crate::model::OktaUserId;
 
 /// Unknown JSON fields, by name.
 pub type Unknown = Map<String, Value>;
@@ -34,8 +35,8 @@ struct LedgerOut<'a> {
 }
 
 struct UsersOut<'a> {
-    users: &'a BTreeMap<String, LedgerEntry>,
-    unknown: &'a BTreeMap<String, Unknown>,
+    users: &'a BTreeMap<OktaUserId, LedgerEntry>,
+    unknown: &'a BTreeMap<OktaUserId, Unknown>,
 }
 
 /// An entry as written: as it is, or with the unknown fields it was read with.
@@ -92,7 +93,7 @@ impl Serialize for Ledger {
 #[derive(Deserialize)]
 struct LedgerIn {
     version: u32,
-    users: BTreeMap<String, WithUnknown<LedgerEntry>>,
+    users: BTreeMap<OktaUserId, WithUnknown<LedgerEntry>>,
     last_run: Option<LastRun>,
     #[serde(default)]
     journal_seq: u64,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::model::Ledger;
 use super::store::{journal_line, LedgerStore};
+use crate::model::OktaUserId;
 use crate::Error;
 
 /// The ledger in memory plus the file it is saved to.
@@ -87,7 +88,7 @@ impl LedgerWriter {
 
     /// Applies `change`, which must touch only the entries of `okta_user_ids` (those are what
     /// the journal records), in memory only; returns its sequence number (see the contract).
-    pub fn record(&self, okta_user_ids: &[&str], change: impl FnOnce(&mut Ledger)) -> u64 {
+    pub fn record(&self, okta_user_ids: &[&OktaUserId], change: impl FnOnce(&mut Ledger)) -> u64 {
         let mut memory = self.lock();
         change(&mut memory.ledger);
         let seq = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
@@ -126,7 +127,7 @@ impl LedgerWriter {
     /// returns once it is durable, sharing the save with concurrent callers (group commit).
     pub async fn update_durable(
         &self,
-        okta_user_ids: &[&str],
+        okta_user_ids: &[&OktaUserId],
         change: impl FnOnce(&mut Ledger),
     ) -> Result<(), Error> {
         let seq = self.record(okta_user_ids, change);
@@ -232,7 +233,7 @@ mod tests {
         let (_dir, store) = store();
         let first = LedgerWriter::new(store.clone(), store.load().unwrap());
         first
-            .update_durable(&["00ua"], |l| {
+            .update_durable(&[&"00ua".into()], |l| {
                 l.users.insert("00ua".into(), pending("a@example.com"));
             })
             .await
@@ -245,8 +246,8 @@ mod tests {
         );
 
         let second = LedgerWriter::new(store.clone(), store.load().unwrap());
-        second.record(&["00ua"], |l| l.retire("00ua", None));
-        second.record(&["00ub"], |l| {
+        second.record(&[&"00ua".into()], |l| l.retire(&"00ua".into(), None));
+        second.record(&[&"00ub".into()], |l| {
             l.users.insert("00ub".into(), pending("b@example.com"));
         });
         second.flush().await.unwrap();
@@ -279,7 +280,7 @@ mod tests {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 for step in 0..25 {
-                    let id = format!("00u{task:02}{step:03}");
+                    let id = OktaUserId::new(format!("00u{task:02}{step:03}"));
                     writer
                         .update_durable(&[&id], |l| {
                             l.users
@@ -313,7 +314,7 @@ mod tests {
     async fn a_change_recorded_but_not_flushed_is_not_on_disk() {
         let (_dir, store) = store();
         let writer = LedgerWriter::new(store.clone(), Ledger::default());
-        writer.record(&["00ua"], |l| {
+        writer.record(&[&"00ua".into()], |l| {
             l.users.insert("00ua".into(), pending("a@example.com"));
         });
         assert!(store.load().unwrap().users.is_empty());
@@ -328,7 +329,7 @@ mod tests {
         std::fs::create_dir_all(store.journal_path()).unwrap();
         let writer = LedgerWriter::new(store.clone(), Ledger::default());
         let err = writer
-            .update_durable(&["00ua"], |l| {
+            .update_durable(&[&"00ua".into()], |l| {
                 l.users.insert("00ua".into(), pending("a@example.com"));
             })
             .await
@@ -337,7 +338,7 @@ mod tests {
         // The disk recovers, but the lost line is not in it: a later save must not claim it.
         std::fs::remove_dir(store.journal_path()).unwrap();
         let err = writer
-            .update_durable(&["00ub"], |l| {
+            .update_durable(&[&"00ub".into()], |l| {
                 l.users.insert("00ub".into(), pending("b@example.com"));
             })
             .await

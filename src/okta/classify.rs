@@ -14,7 +14,8 @@ use rustc_hash::{FxBuildHasher, FxHashSet};
 
 use crate::config::OKTA_USER_STATUSES;
 use crate::model::{
-    spot_safe_name_owned, AbsentUser, AppUserRow, DesiredUser, Email, HeldUser, OktaSnapshot, Role,
+    spot_safe_name_owned, AbsentUser, AppUserRow, DesiredUser, Email, HeldUser, OktaSnapshot,
+    OktaUserId, Role,
 };
 
 /// App-user (assignment) statuses that mean the assignment no longer grants access.
@@ -144,7 +145,7 @@ fn one_row_per_user(rows: Vec<AppUserRow>, rules: &ClassifyRules) -> Vec<AppUser
 /// order; `rows` must be sorted by id. Such rows cannot both be right, and picking one could
 /// move the user to another Spot user (a recreate), so the user is held until Okta agrees.
 /// Emails are compared normalised ([`Email`]): a difference in ASCII case is no conflict.
-fn conflicting_emails(rows: &[AppUserRow]) -> Vec<(String, String)> {
+fn conflicting_emails(rows: &[AppUserRow]) -> Vec<(OktaUserId, String)> {
     let normalised = |row: &AppUserRow| {
         let raw = row.email.as_deref()?;
         Some(Email::parse(raw).map_or_else(|| raw.trim().to_string(), |e| e.to_string()))
@@ -201,7 +202,10 @@ fn is_more_entitled(row: &AppUserRow, kept: &AppUserRow, rules: &ClassifyRules) 
 /// Sorts the hashes instead of filling a map keyed by the emails: at 1,000,000 users a sort of
 /// numbers is far cheaper than a million map inserts, each a cache miss. Only when a hash
 /// repeats (a shared email, or rarely a collision) are the emails compared, exactly.
-fn shared_emails(candidates: &[DesiredUser], mut hashes: Vec<u64>) -> BTreeMap<Email, Vec<String>> {
+fn shared_emails(
+    candidates: &[DesiredUser],
+    mut hashes: Vec<u64>,
+) -> BTreeMap<Email, Vec<OktaUserId>> {
     hashes.sort_unstable();
     let repeated: FxHashSet<u64> = hashes
         .windows(2)
@@ -270,7 +274,7 @@ fn row_rank(row: &AppUserRow, rules: &ClassifyRules) -> u8 {
 }
 
 /// A held row, with the email trimmed as Okta's profile had it.
-fn held(okta_user_id: String, email: Option<String>, reason: String) -> RowClass {
+fn held(okta_user_id: OktaUserId, email: Option<String>, reason: String) -> RowClass {
     let email = email.map(|e| match e.trim() {
         trimmed if trimmed.len() == e.len() => e,
         trimmed => trimmed.to_string(),

@@ -48,7 +48,7 @@ use crate::error::{Api, Error};
 use crate::http::{
     AuthScheme, Call, HttpClient, HttpResponse, Observer, Retry, RATE_LIMIT_WAIT_CAP,
 };
-use crate::model::{AppUserRow, IdentitySource, Role};
+use crate::model::{AppUserRow, IdentitySource, OktaUserId, Role};
 use crate::okta::oauth::OAuthProvider;
 use crate::okta::parse;
 
@@ -662,7 +662,7 @@ impl OktaClient {
         max_pages: Option<u32>,
     ) -> Result<Option<Vec<parse::OktaUser>>, Error> {
         let mut users: Vec<parse::OktaUser> = Vec::new();
-        let mut ids: HashSet<String> = HashSet::new();
+        let mut ids: HashSet<OktaUserId> = HashSet::new();
         let end = self
             .walk(
                 url,

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::http::from_json_object;
-use crate::model::AppUserRow;
+use crate::model::{AppUserRow, OktaUserId};
 
 // ---------------------------------------------------------------------------------------------
 // Link header
@@ -558,7 +558,7 @@ fn finish_fast_row(fast: FastRow, role_attribute: &str) -> Option<AppUserRow> {
     let owned = |v: Option<Cow<str>>| v.map(Cow::into_owned);
     let word = |v: Option<Cow<str>>| v.map(CompactString::from);
     let mut row = AppUserRow {
-        okta_user_id: id.into_owned(),
+        okta_user_id: OktaUserId::new(id.into_owned()),
         scope: word(fast.scope),
         app_user_status: word(fast.status),
         ..AppUserRow::default()
@@ -620,7 +620,7 @@ pub fn parse_row(raw: &RawValue, role_attribute: &str) -> Result<AppUserRow, Str
     };
     let mut problems: Vec<String> = Vec::new();
     let mut row = AppUserRow {
-        okta_user_id: id,
+        okta_user_id: OktaUserId::new(id),
         ..AppUserRow::default()
     };
     row.scope = string_field(wire.scope, "scope", &mut problems);
@@ -684,7 +684,7 @@ pub fn parse_row(raw: &RawValue, role_attribute: &str) -> Result<AppUserRow, Str
 /// One user of `GET /api/v1/users`, reduced to what `import` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OktaUser {
-    pub id: String,
+    pub id: OktaUserId,
     /// `UserStatus` as Okta sent it.
     pub status: Option<String>,
     /// `profile.email` as Okta sent it (original case).
@@ -725,7 +725,7 @@ fn parse_listed_user(raw: &RawValue) -> Result<OktaUser, String> {
     };
     let mut problems = Vec::new();
     let mut user = OktaUser {
-        id,
+        id: OktaUserId::new(id),
         status: string_field(wire.status, "status", &mut problems),
         ..OktaUser::default()
     };

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Api, Error};
 use crate::http::from_json_object;
-use crate::model::{Email, PolicyGrant, SpotUserKind};
+use crate::model::{Email, PolicyGrant, SpotUserId, SpotUserKind};
 
 /// The `accountIds` entry meaning "all current accounts and any accounts created in the
 /// future" (Spot's OpenAPI, `updatePolicyMapping.yaml`; docs/api-facts.md "Spot access").
@@ -62,7 +62,7 @@ impl UserPolicy {
 /// A user's access as `GET /setup/user/{userId}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserDetails {
-    pub user_id: String,
+    pub user_id: SpotUserId,
     /// `email`, parsed as [`Email`] (trimmed, ASCII case folded); `None` when absent or invalid.
     pub email: Option<Email>,
     /// Decided as for the user list (`type`, then the id prefix).
@@ -107,7 +107,7 @@ pub trait SpotUserDetails: Send + Sync {
     /// other failure (transport, 5xx after retries, 401/403, a malformed answer) is an `Err`.
     fn get_user_details(
         &self,
-        user_id: &str,
+        user_id: &SpotUserId,
     ) -> impl Future<Output = Result<UserLookup, Error>> + Send;
 }
 
@@ -184,7 +184,7 @@ fn parse_item(text: &str, wanted: &str) -> Result<UserDetails, String> {
         Some(_) => return Err("policies is not a list".into()),
     };
     Ok(UserDetails {
-        user_id,
+        user_id: SpotUserId::new(user_id),
         email,
         kind,
         role,

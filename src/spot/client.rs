@@ -33,7 +33,8 @@ use crate::config::{HttpSettings, SpotSettings};
 use crate::error::{Api, Error};
 use crate::http::{from_json_object, AuthScheme, Call, HttpClient, Observer, Retry};
 use crate::model::{
-    Email, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy, SpotUser, SpotUserKind, SpotUsers,
+    Email, NewSpotUser, PolicyGrant, SpotDirectory, SpotPolicy, SpotUser, SpotUserId, SpotUserKind,
+    SpotUsers,
 };
 use crate::spot::access::{parse_user_details, SpotUserDetails, UserLookup};
 use crate::spot::throttle::SpotThrottle;
@@ -418,11 +419,11 @@ impl SpotDirectory for SpotClient {
         .await
     }
 
-    async fn create_user(&self, user: &NewSpotUser) -> Result<String, Error> {
-        self.create(user).await
+    async fn create_user(&self, user: &NewSpotUser) -> Result<SpotUserId, Error> {
+        self.create(user).await.map(SpotUserId::new)
     }
 
-    async fn delete_user(&self, user_id: &str) -> Result<(), Error> {
+    async fn delete_user(&self, user_id: &SpotUserId) -> Result<(), Error> {
         self.delete(user_id).await
     }
 
@@ -433,13 +434,17 @@ impl SpotDirectory for SpotClient {
     /// ([`SpotUserDetails::get_user_details`]) and passes the union. Refused without a request
     /// for a programmatic (`pu-…`) or empty id. Retried like other writes to an idempotent
     /// method (429, 5xx, transport); an unknown user is an `Err` ([`is_not_found`] says so).
-    async fn set_policy_mapping(&self, user_id: &str, grants: &[PolicyGrant]) -> Result<(), Error> {
+    async fn set_policy_mapping(
+        &self,
+        user_id: &SpotUserId,
+        grants: &[PolicyGrant],
+    ) -> Result<(), Error> {
         self.policy_mapping(user_id, grants).await
     }
 }
 
 impl SpotUserDetails for SpotClient {
-    async fn get_user_details(&self, user_id: &str) -> Result<UserLookup, Error> {
+    async fn get_user_details(&self, user_id: &SpotUserId) -> Result<UserLookup, Error> {
         self.user_details(user_id).await
     }
 }
@@ -615,7 +620,7 @@ fn parse_user(raw: &RawValue) -> Result<SpotUser, String> {
     let kind_present = !matches!(item.kind, None | Some(serde_json::Value::Null));
     let kind = user_kind(&user_id, as_string(item.kind).as_deref(), kind_present);
     Ok(SpotUser {
-        user_id,
+        user_id: SpotUserId::new(user_id),
         email,
         username,
         kind,
