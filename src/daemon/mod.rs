@@ -9,10 +9,10 @@
 //! Rules the loop keeps:
 //! - one cycle at a time: a tick that arrives while a cycle runs is skipped and counted, never
 //!   queued;
-//! - error policy (kube-rs `error_policy` style, the pure [`error_policy`] returning a
-//!   [`Next`], carried out by the loop): after `n` failed cycles in a row the next one runs
-//!   `backoff(n)` later (5 s doubling, capped at 5 min), ticks before that are skipped; a
-//!   completed cycle resets it;
+//! - error policy (kube-rs `error_policy` style: the pure [`error_policy`] decides a [`Next`],
+//!   one function, `Daemon::carry_out`, does every effect of it): after `n` failed cycles in a
+//!   row the next one runs `backoff(n)` later (5 s doubling, capped at 5 min), ticks before
+//!   that are skipped; a completed cycle resets it;
 //! - a permanent error ([`Error::is_permanent`]: configuration, credentials, state file) stops
 //!   cycling: before the first successful cycle `run` returns it (the service fails to start);
 //!   after, the daemon stays up, says so in the log, systemd's STATUS, `/readyz` and the
@@ -521,23 +521,21 @@ impl Daemon {
         end
     }
 
-    /// Carries out what a cycle's end calls for: a completed cycle resets the failures; a
-    /// failed one does what [`error_policy`] decides.
+    /// What a cycle's end calls for: a completed cycle resets the failures; for a failed one
+    /// [`error_policy`] decides and [`Daemon::carry_out`] does it.
     fn after_cycle(&mut self, result: Result<Report, Error>) -> Result<(), Error> {
-        let error = match result {
+        match result {
             Ok(report) => {
                 self.completed(&report);
-                return Ok(());
+                Ok(())
             }
-            Err(error) => error,
-        };
-        let failures_before = self.status().consecutive_failures;
-        match error_policy(&error, failures_before, self.ready.load(Ordering::SeqCst)) {
-            Next::Exit => return Err(error),
-            Next::Halt => self.halt(&error),
-            Next::RetryAfter { failures, wait } => self.retry_after(&error, failures, wait),
+            Err(error) => {
+                let failures_before = self.status().consecutive_failures;
+                let ready = self.ready.load(Ordering::SeqCst);
+                let next = error_policy(&error, failures_before, ready);
+                self.carry_out(next, error)
+            }
         }
-        Ok(())
     }
 
     fn completed(&mut self, report: &Report) {
@@ -545,53 +543,59 @@ impl Daemon {
             self.notifier.notify(Notice::Ready);
         }
         let line = report.one_line();
-        self.notifier
-            .notify(Notice::Status(format!("last cycle: {line}")));
         self.retry_at = None;
         metrics::set_consecutive_failures(0);
-        let mut s = self.status();
-        s.last_complete = Some(Instant::now());
-        s.cycles_completed += 1;
-        s.consecutive_failures = 0;
-        s.last_summary = Some(line);
+        {
+            let mut s = self.status();
+            s.last_complete = Some(Instant::now());
+            s.cycles_completed += 1;
+            s.consecutive_failures = 0;
+            s.last_summary = Some(line.clone());
+        }
+        self.notifier
+            .notify(Notice::Status(format!("last cycle: {line}")));
     }
 
-    fn halt(&mut self, e: &Error) {
-        error!(
-            "stopping the schedule: {e}. This will not go away by retrying; fix the \
-             configuration, credentials or state file, then reload (systemctl reload \
-             okta-spot-sync) or restart"
-        );
-        let msg = format!("halted: {e}; fix it, then reload");
-        self.notifier.notify(Notice::Status(msg.clone()));
-        metrics::set_halted(true);
-        self.retry_at = None;
-        let mut s = self.status();
-        s.cycles_failed += 1;
-        s.halted = Some(e.to_string());
-        s.last_summary = Some(msg);
-    }
-
-    fn retry_after(&mut self, e: &Error, failures: u32, wait: Duration) {
+    /// Carries out the error policy's decision for a failed cycle: every effect (the retry
+    /// timer, the metrics, `/readyz`'s status, the log and systemd's STATUS) is here. `Exit`
+    /// hands the error back for `run` to return.
+    fn carry_out(&mut self, next: Next, error: Error) -> Result<(), Error> {
+        let summary = match next {
+            Next::Exit => return Err(error),
+            Next::Halt => {
+                error!(
+                    "stopping the schedule: {error}. This will not go away by retrying; fix the \
+                     configuration, credentials or state file, then reload (systemctl reload \
+                     okta-spot-sync) or restart"
+                );
+                self.retry_at = None;
+                metrics::set_halted(true);
+                self.status().halted = Some(error.to_string());
+                format!("halted: {error}; fix it, then reload")
+            }
+            Next::RetryAfter { failures, wait } => {
+                warn!(
+                    failures,
+                    retry_in_s = wait.as_secs(),
+                    "cycle failed ({failures} in a row); retrying in {}s",
+                    wait.as_secs()
+                );
+                self.retry_at = Some(Instant::now() + wait);
+                metrics::set_consecutive_failures(failures);
+                self.status().consecutive_failures = failures;
+                format!(
+                    "last cycle failed ({failures} in a row, retry in {}s): {error}",
+                    wait.as_secs()
+                )
+            }
+        };
         {
             let mut s = self.status();
             s.cycles_failed += 1;
-            s.consecutive_failures = failures;
+            s.last_summary = Some(summary.clone());
         }
-        self.retry_at = Some(Instant::now() + wait);
-        metrics::set_consecutive_failures(failures);
-        warn!(
-            failures,
-            retry_in_s = wait.as_secs(),
-            "cycle failed ({failures} in a row); retrying in {}s",
-            wait.as_secs()
-        );
-        let msg = format!(
-            "last cycle failed ({failures} in a row, retry in {}s): {e}",
-            wait.as_secs()
-        );
-        self.notifier.notify(Notice::Status(msg.clone()));
-        self.status().last_summary = Some(msg);
+        self.notifier.notify(Notice::Status(summary));
+        Ok(())
     }
 
     /// Loads the configuration again. Returns `true` when a halted daemon should resume now.
