@@ -2,9 +2,12 @@
 //!
 //! [`run`] is the loop, with everything from the outside passed in so tests drive it with
 //! tokio's paused clock: the schedule's ticks ([`Ticker`]), the cycle itself
-//! ([`CycleRunner`]), reload requests, systemd notifications ([`Notifier`]) and the shutdown
-//! signal as a future (mini-redis style). [`service`] wires the real ones: the cron
-//! scheduler, the Okta and Spot clients, SIGHUP/SIGTERM/SIGINT and `sd_notify`.
+//! ([`CycleRunner`]), reload requests, systemd notifications ([`Notifier`]), the [`Metrics`]
+//! handle it records into (and `/metrics` renders, and the cycle's HTTP observer feeds; kube-rs
+//! style, metrics in the context, so each test counts exactly) and the shutdown signal as a
+//! future (mini-redis style). [`service`] wires the real ones: the cron scheduler, the Okta and
+//! Spot clients, SIGHUP/SIGTERM/SIGINT, `sd_notify` and one `Metrics` for the process. The
+//! loop never installs a global recorder.
 //!
 //! Rules the loop keeps:
 //! - one cycle at a time: a tick that arrives while a cycle runs is skipped and counted, never
@@ -43,7 +46,8 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::{Schedule, Settings};
 use crate::cycle::CycleControl;
-use crate::metrics;
+use crate::http::Observer;
+use crate::metrics::{self, Metrics};
 use crate::report::Report;
 use crate::Error;
 
@@ -155,10 +159,13 @@ impl Notifier for NoNotifier {
 
 /// Runs one cycle with the given settings. The production runner is [`ApiCycles`].
 pub trait CycleRunner: Send + Sync {
+    /// `observer` counts every HTTP attempt in the daemon's [`Metrics`]: install it on the
+    /// clients (`with_observer`). The daemon records the cycle itself from the result.
     fn run(
         &self,
         settings: Settings,
         control: CycleControl,
+        observer: Observer,
     ) -> BoxFuture<'static, Result<Report, Error>>;
 }
 
@@ -262,6 +269,8 @@ pub struct Deps {
     /// systemd's watchdog interval (`WATCHDOG_USEC`); pings go out at half of it.
     pub watchdog: Option<Duration>,
     pub status: SharedStatus,
+    /// Where the daemon and the HTTP clients record, and `/metrics` renders from.
+    pub metrics: Metrics,
 }
 
 /// Runs the daemon until `shutdown` completes. `Ok` on a clean stop; `Err` when it could not
@@ -298,6 +307,7 @@ struct Daemon {
     listener: Option<TcpListener>,
     watchdog: Option<Interval>,
     status: SharedStatus,
+    metrics: Metrics,
     stop: CancellationToken,
     ready: Arc<AtomicBool>,
     retry_at: Option<Instant>,
@@ -331,6 +341,7 @@ impl Daemon {
             listener: deps.listener,
             watchdog,
             status: deps.status,
+            metrics: deps.metrics,
             stop,
             ready: Arc::new(AtomicBool::new(false)),
             retry_at: None,
@@ -349,13 +360,17 @@ impl Daemon {
     }
 
     async fn run(mut self) -> Result<(), Error> {
-        metrics::handle();
         self.publish_settings();
         if let Some(listener) = self.listener.take() {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "serving /healthz, /readyz and /metrics");
             }
-            tokio::spawn(serve(listener, self.status.clone(), self.stop.clone()));
+            tokio::spawn(serve(
+                listener,
+                self.status.clone(),
+                self.metrics.clone(),
+                self.stop.clone(),
+            ));
         }
         self.ticks = self.ticker.start(&self.settings.sync.schedule).await?;
         self.ticks_open = true;
@@ -437,7 +452,7 @@ impl Daemon {
 
     fn skip(&self, reason: &'static str, why: &str) {
         info!(reason, "schedule tick skipped: {why}");
-        metrics::tick_skipped(reason);
+        self.metrics.tick_skipped(reason);
         self.status().ticks_skipped += 1;
     }
 
@@ -462,7 +477,7 @@ impl Daemon {
         };
         let mut fut: Pin<Box<dyn Future<Output = Result<Report, Error>> + Send>> = Box::pin(
             self.runner
-                .run(self.settings.clone(), control)
+                .run(self.settings.clone(), control, self.metrics.observer())
                 .instrument(span.clone()),
         );
         let mut deadline: Option<Instant> = None;
@@ -503,7 +518,7 @@ impl Daemon {
         let elapsed = started.elapsed();
         if let CycleEnd::Done(result) = &end {
             let result: &Result<Report, Error> = result;
-            metrics::record_cycle(result.as_ref().ok(), elapsed);
+            self.metrics.record_cycle(result.as_ref().ok(), elapsed);
             span.in_scope(|| match result {
                 Ok(report) => info!(
                     duration_ms = elapsed.as_millis() as u64,
@@ -544,7 +559,7 @@ impl Daemon {
         }
         let line = report.one_line();
         self.retry_at = None;
-        metrics::set_consecutive_failures(0);
+        self.metrics.set_consecutive_failures(0);
         {
             let mut s = self.status();
             s.last_complete = Some(Instant::now());
@@ -569,7 +584,7 @@ impl Daemon {
                      okta-spot-sync) or restart"
                 );
                 self.retry_at = None;
-                metrics::set_halted(true);
+                self.metrics.set_halted(true);
                 self.status().halted = Some(error.to_string());
                 format!("halted: {error}; fix it, then reload")
             }
@@ -581,7 +596,7 @@ impl Daemon {
                     wait.as_secs()
                 );
                 self.retry_at = Some(Instant::now() + wait);
-                metrics::set_consecutive_failures(failures);
+                self.metrics.set_consecutive_failures(failures);
                 self.status().consecutive_failures = failures;
                 format!(
                     "last cycle failed ({failures} in a row, retry in {}s): {error}",
@@ -604,7 +619,7 @@ impl Daemon {
             Ok(s) => s,
             Err(e) => {
                 error!("configuration reload rejected, keeping the running configuration: {e}");
-                metrics::config_reload(false);
+                self.metrics.config_reload(false);
                 self.status().last_reload_error = Some(e.to_string());
                 return false;
             }
@@ -622,7 +637,7 @@ impl Daemon {
                 }
                 Err(e) => {
                     error!("configuration reload rejected, keeping the running configuration: {e}");
-                    metrics::config_reload(false);
+                    self.metrics.config_reload(false);
                     self.status().last_reload_error = Some(e.to_string());
                     // Put the old schedule back.
                     if let Ok(rx) = self.ticker.start(&self.settings.sync.schedule).await {
@@ -634,7 +649,7 @@ impl Daemon {
         }
         self.settings = new;
         self.publish_settings();
-        metrics::config_reload(true);
+        self.metrics.config_reload(true);
         let was_halted = {
             let mut s = self.status();
             s.reloads_applied += 1;
@@ -643,7 +658,7 @@ impl Daemon {
         };
         info!("configuration reloaded");
         if was_halted {
-            metrics::set_halted(false);
+            self.metrics.set_halted(false);
             info!("resuming the schedule after the reload");
             self.notifier
                 .notify(Notice::Status("configuration reloaded; resuming".into()));
