@@ -1,19 +1,25 @@
-//! The daemon's Prometheus metrics: names, help texts, and the functions that record them.
+//! The daemon's Prometheus metrics: names, help texts, and the [`Metrics`] handle that records
+//! them and renders the text format for `GET /metrics`.
 //!
-//! Recording goes through the `metrics` facade; `metrics-exporter-prometheus` renders the text
-//! format for `GET /metrics`. The recorder is process-global and installed once by
-//! [`handle`]; until then every recording is a no-op, so the one-shot commands pay nothing.
-//! Label values are bounded sets (action kinds, guard names, route templates, status codes):
-//! never an email, a user id or a URL.
+//! [`Metrics`] owns its own `metrics-exporter-prometheus` recorder and registry, built but never
+//! installed as the process-global recorder: whoever holds a handle records into it, and nothing
+//! else does (the `metrics` facade's macros would record nowhere). The daemon makes one at start
+//! and passes it to its loop, its `/metrics` server and, as an [`Observer`], the HTTP clients;
+//! each test makes its own, so counts are exact. The one-shot commands make none and pay
+//! nothing.
+//!
+//! It must never decide anything: it counts what the daemon and the HTTP layer tell it. Label
+//! values are bounded sets (action kinds, guard names, route templates, status codes): never an
+//! email, a user id or a URL.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
+use crate::action::ActionStatus;
 use crate::http::{Observer, RequestRecord};
-use crate::plan::ActionStatus;
 use crate::report::Report;
 
 pub const CYCLES: &str = "okta_spot_sync_cycles_total";
@@ -42,115 +48,257 @@ pub mod result {
     pub const ERROR: &str = "error";
 }
 
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+/// Buckets of [`CYCLE_DURATION`], in seconds.
+const CYCLE_BUCKETS: [f64; 10] = [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+/// Buckets of [`API_REQUEST_DURATION`], in seconds.
+const API_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Installs the global recorder on first use and returns its handle. `None` when another
-/// recorder was installed first (the metrics then go there and `/metrics` says so).
-pub fn handle() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            let buckets = [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
-            let api_buckets = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-            let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(CYCLE_DURATION.into()), &buckets)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        Matcher::Full(API_REQUEST_DURATION.into()),
-                        &api_buckets,
-                    )
-                })
-                .and_then(|b| b.install_recorder())
-                .ok()?;
-            describe();
-            initialise();
-            Some(handle)
-        })
-        .as_ref()
+/// Recorders may use it to filter; this one ignores it.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The daemon's metrics: a handle to one registry of its own. Cheap to clone; clones record
+/// into the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
 }
 
-fn describe() {
-    describe_counter!(
-        CYCLES,
-        "Reconcile cycles by result (ok, blocked, actions_failed, error)."
-    );
-    describe_histogram!(
-        CYCLE_DURATION,
-        metrics::Unit::Seconds,
-        "Wall time of a reconcile cycle, read to record."
-    );
-    describe_gauge!(
-        LAST_SUCCESS,
-        metrics::Unit::Seconds,
-        "Unix time of the last cycle that completed (any result but error)."
-    );
-    describe_gauge!(
-        CONSECUTIVE_FAILURES,
-        "Cycles in a row that ended in error; 0 after a completed cycle."
-    );
-    describe_counter!(
-        TICKS_SKIPPED,
-        "Schedule ticks that started no cycle, by reason (cycle_running, backoff, halted)."
-    );
-    describe_counter!(
-        ACTIONS,
-        "Actions by kind and result (applied, failed, blocked, not_started)."
-    );
-    describe_counter!(GUARD_TRIPS, "Safety-guard trips by guard.");
-    describe_gauge!(
-        MANAGED_USERS,
-        "Spot users this tool manages (created or adopted) after the last cycle."
-    );
-    describe_counter!(
-        API_REQUESTS,
-        "HTTP attempts to Okta and Spot by api, route template and status (\"error\": no response)."
-    );
-    describe_histogram!(
-        API_REQUEST_DURATION,
-        metrics::Unit::Seconds,
-        "Duration of one HTTP attempt by api and route template."
-    );
-    describe_gauge!(
-        RATE_LIMIT_REMAINING,
-        "Rate-limit remaining count of the last response, by api and route (Okta: X-Rate-Limit-Remaining)."
-    );
-    describe_counter!(
-        CONFIG_RELOADS,
-        "Configuration reloads (SIGHUP) by result (applied, rejected)."
-    );
-    describe_gauge!(
-        HALTED,
-        "1 while cycling is stopped by a configuration or credential error (fix it, then reload)."
-    );
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
-/// Gives the bounded label sets their zero series, so dashboards and alerts see them before
-/// the first event.
-fn initialise() {
-    for r in [
-        result::OK,
-        result::BLOCKED,
-        result::ACTIONS_FAILED,
-        result::ERROR,
-    ] {
-        counter!(CYCLES, "result" => r).increment(0);
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
     }
-    for reason in ["cycle_running", "backoff", "halted"] {
-        counter!(TICKS_SKIPPED, "reason" => reason).increment(0);
+}
+
+impl Metrics {
+    /// A new registry with every metric described and the bounded label sets at zero.
+    pub fn new() -> Metrics {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(CYCLE_DURATION.into()), &CYCLE_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(API_REQUEST_DURATION.into()), &API_BUCKETS)
+            })
+            .expect("the bucket lists are constant and not empty")
+            .build_recorder();
+        let metrics = Metrics {
+            recorder: Arc::new(recorder),
+        };
+        metrics.describe();
+        metrics.initialise();
+        metrics
     }
-    for guard in [
-        "empty_source",
-        "max_deletes",
-        "max_delete_percent",
-        "last_personal_user",
-        "never_touch",
-    ] {
-        counter!(GUARD_TRIPS, "guard" => guard).increment(0);
+
+    /// The Prometheus text exposition of everything recorded so far (`GET /metrics`).
+    pub fn render(&self) -> String {
+        self.recorder.handle().render()
     }
-    for r in ["applied", "rejected"] {
-        counter!(CONFIG_RELOADS, "result" => r).increment(0);
+
+    fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        self.recorder
+            .register_counter(&key(name, labels), &METADATA)
     }
-    gauge!(CONSECUTIVE_FAILURES).set(0.0);
-    gauge!(HALTED).set(0.0);
+
+    fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        self.recorder.register_gauge(&key(name, labels), &METADATA)
+    }
+
+    fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
+        self.recorder
+            .register_histogram(&key(name, labels), &METADATA)
+    }
+
+    fn describe(&self) {
+        let r = &self.recorder;
+        let counter = |name: &'static str, help: &'static str| {
+            r.describe_counter(KeyName::from_const_str(name), None, help.into())
+        };
+        let gauge = |name: &'static str, unit: Option<Unit>, help: &'static str| {
+            r.describe_gauge(KeyName::from_const_str(name), unit, help.into())
+        };
+        let histogram = |name: &'static str, help: &'static str| {
+            r.describe_histogram(
+                KeyName::from_const_str(name),
+                Some(Unit::Seconds),
+                help.into(),
+            )
+        };
+        counter(
+            CYCLES,
+            "Reconcile cycles by result (ok, blocked, actions_failed, error).",
+        );
+        histogram(
+            CYCLE_DURATION,
+            "Wall time of a reconcile cycle, read to record.",
+        );
+        gauge(
+            LAST_SUCCESS,
+            Some(Unit::Seconds),
+            "Unix time of the last cycle that completed (any result but error).",
+        );
+        gauge(
+            CONSECUTIVE_FAILURES,
+            None,
+            "Cycles in a row that ended in error; 0 after a completed cycle.",
+        );
+        counter(
+            TICKS_SKIPPED,
+            "Schedule ticks that started no cycle, by reason (cycle_running, backoff, halted).",
+        );
+        counter(
+            ACTIONS,
+            "Actions by kind and result (applied, failed, blocked, not_started).",
+        );
+        counter(GUARD_TRIPS, "Safety-guard trips by guard.");
+        gauge(
+            MANAGED_USERS,
+            None,
+            "Spot users this tool manages (created or adopted) after the last cycle.",
+        );
+        counter(
+            API_REQUESTS,
+            "HTTP attempts to Okta and Spot by api, route template and status (\"error\": no response).",
+        );
+        histogram(
+            API_REQUEST_DURATION,
+            "Duration of one HTTP attempt by api and route template.",
+        );
+        gauge(
+            RATE_LIMIT_REMAINING,
+            None,
+            "Rate-limit remaining count of the last response, by api and route (Okta: X-Rate-Limit-Remaining).",
+        );
+        counter(
+            CONFIG_RELOADS,
+            "Configuration reloads (SIGHUP) by result (applied, rejected).",
+        );
+        gauge(
+            HALTED,
+            None,
+            "1 while cycling is stopped by a configuration or credential error (fix it, then reload).",
+        );
+    }
+
+    /// Gives the bounded label sets their zero series, so dashboards and alerts see them before
+    /// the first event.
+    fn initialise(&self) {
+        for r in [
+            result::OK,
+            result::BLOCKED,
+            result::ACTIONS_FAILED,
+            result::ERROR,
+        ] {
+            self.counter(CYCLES, &[("result", r)]).increment(0);
+        }
+        for reason in ["cycle_running", "backoff", "halted"] {
+            self.counter(TICKS_SKIPPED, &[("reason", reason)])
+                .increment(0);
+        }
+        for guard in [
+            "empty_source",
+            "max_deletes",
+            "max_delete_percent",
+            "last_personal_user",
+            "never_touch",
+        ] {
+            self.counter(GUARD_TRIPS, &[("guard", guard)]).increment(0);
+        }
+        for r in ["applied", "rejected"] {
+            self.counter(CONFIG_RELOADS, &[("result", r)]).increment(0);
+        }
+        self.set_consecutive_failures(0);
+        self.set_halted(false);
+    }
+
+    /// Records one finished cycle. `report` is `None` when the cycle ended in error.
+    pub fn record_cycle(&self, report: Option<&Report>, duration: Duration) {
+        let result = report.map(cycle_result).unwrap_or(result::ERROR);
+        self.counter(CYCLES, &[("result", result)]).increment(1);
+        self.histogram(CYCLE_DURATION, &[])
+            .record(duration.as_secs_f64());
+        let Some(report) = report else { return };
+        self.gauge(LAST_SUCCESS, &[])
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        for action in &report.actions {
+            let status = match action.status {
+                ActionStatus::Planned => "not_started",
+                other => other.as_str(),
+            };
+            self.counter(
+                ACTIONS,
+                &[("action", action.action.as_str()), ("result", status)],
+            )
+            .increment(1);
+        }
+        for trip in &report.blocked_by {
+            self.counter(GUARD_TRIPS, &[("guard", trip.guard.as_str())])
+                .increment(1);
+        }
+        if let Some(managed) = report.managed_users {
+            self.gauge(MANAGED_USERS, &[]).set(managed as f64);
+        }
+    }
+
+    pub fn set_consecutive_failures(&self, n: u32) {
+        self.gauge(CONSECUTIVE_FAILURES, &[]).set(f64::from(n));
+    }
+
+    pub fn tick_skipped(&self, reason: &'static str) {
+        self.counter(TICKS_SKIPPED, &[("reason", reason)])
+            .increment(1);
+    }
+
+    pub fn config_reload(&self, applied: bool) {
+        let r = if applied { "applied" } else { "rejected" };
+        self.counter(CONFIG_RELOADS, &[("result", r)]).increment(1);
+    }
+
+    pub fn set_halted(&self, halted: bool) {
+        self.gauge(HALTED, &[]).set(if halted { 1.0 } else { 0.0 });
+    }
+
+    /// The HTTP observer (for `with_observer` on the Okta and Spot clients) that counts every
+    /// attempt and keeps the rate-limit gauges, in this registry.
+    pub fn observer(&self) -> Observer {
+        let metrics = self.clone();
+        Arc::new(move |r: &RequestRecord| metrics.record_request(r))
+    }
+
+    fn record_request(&self, r: &RequestRecord) {
+        let api = match r.api {
+            crate::Api::Okta => "okta",
+            crate::Api::Spot => "spot",
+        };
+        let status = r
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "error".into());
+        let route = route_label(r.route);
+        self.counter(
+            API_REQUESTS,
+            &[("api", api), ("route", &route), ("status", &status)],
+        )
+        .increment(1);
+        self.histogram(API_REQUEST_DURATION, &[("api", api), ("route", &route)])
+            .record(r.elapsed.as_secs_f64());
+        if let Some(remaining) = r.rate_limit_remaining {
+            self.gauge(RATE_LIMIT_REMAINING, &[("api", api), ("route", &route)])
+                .set(remaining as f64);
+        }
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
+    let labels: Vec<Label> = labels
+        .iter()
+        .map(|(k, v)| Label::new(*k, v.to_string()))
+        .collect();
+    Key::from_parts(name, labels)
 }
 
 /// The result label of a completed cycle.
@@ -162,46 +310,6 @@ pub fn cycle_result(report: &Report) -> &'static str {
     } else {
         result::OK
     }
-}
-
-/// Records one finished cycle. `report` is `None` when the cycle ended in error.
-pub fn record_cycle(report: Option<&Report>, duration: Duration) {
-    let result = report.map(cycle_result).unwrap_or(result::ERROR);
-    counter!(CYCLES, "result" => result).increment(1);
-    histogram!(CYCLE_DURATION).record(duration.as_secs_f64());
-    let Some(report) = report else { return };
-    gauge!(LAST_SUCCESS).set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
-    for action in &report.actions {
-        let status = match action.status {
-            ActionStatus::Planned => "not_started",
-            other => other.as_str(),
-        };
-        counter!(ACTIONS, "action" => action.action.as_str(), "result" => status).increment(1);
-    }
-    for trip in &report.blocked_by {
-        counter!(GUARD_TRIPS, "guard" => trip.guard.clone()).increment(1);
-    }
-}
-
-pub fn set_managed_users(n: usize) {
-    gauge!(MANAGED_USERS).set(n as f64);
-}
-
-pub fn set_consecutive_failures(n: u32) {
-    gauge!(CONSECUTIVE_FAILURES).set(f64::from(n));
-}
-
-pub fn tick_skipped(reason: &'static str) {
-    counter!(TICKS_SKIPPED, "reason" => reason).increment(1);
-}
-
-pub fn config_reload(applied: bool) {
-    let r = if applied { "applied" } else { "rejected" };
-    counter!(CONFIG_RELOADS, "result" => r).increment(1);
-}
-
-pub fn set_halted(halted: bool) {
-    gauge!(HALTED).set(if halted { 1.0 } else { 0.0 });
 }
 
 /// A route template as a label: `/api/v1/apps/{appId}/users` -> `/api/v1/apps/:appId/users`.
@@ -219,35 +327,78 @@ pub fn route_label(route: &str) -> String {
     out
 }
 
-/// The HTTP observer that counts every attempt and keeps the rate-limit gauges.
-pub fn observer() -> Observer {
-    Arc::new(|r: &RequestRecord| {
-        let api = match r.api {
-            crate::Api::Okta => "okta",
-            crate::Api::Spot => "spot",
-        };
-        let status = r
-            .status
-            .map(|s| s.to_string())
-            .unwrap_or_else(|| "error".into());
-        let route = route_label(r.route);
-        counter!(API_REQUESTS, "api" => api, "route" => route.clone(), "status" => status)
-            .increment(1);
-        histogram!(API_REQUEST_DURATION, "api" => api, "route" => route.clone())
-            .record(r.elapsed.as_secs_f64());
-        if let Some(remaining) = r.rate_limit_remaining {
-            gauge!(RATE_LIMIT_REMAINING, "api" => api, "route" => route).set(remaining as f64);
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn route_labels_use_colon_parameters() {
         assert_eq!(
-            super::route_label("/setup/user/{userId}/policyMapping"),
+            route_label("/setup/user/{userId}/policyMapping"),
             "/setup/user/:userId/policyMapping"
         );
+    }
+
+    /// Every metric has its help text; the bounded label sets start at zero.
+    #[test]
+    fn a_new_handle_describes_its_metrics_and_zeroes_the_bounded_series() {
+        let text = Metrics::new().render();
+        // The histograms and the gauges without a value yet are not rendered.
+        for name in [
+            CYCLES,
+            CONSECUTIVE_FAILURES,
+            TICKS_SKIPPED,
+            GUARD_TRIPS,
+            CONFIG_RELOADS,
+            HALTED,
+        ] {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+        }
+        for series in [
+            "okta_spot_sync_cycles_total{result=\"error\"} 0",
+            "okta_spot_sync_ticks_skipped_total{reason=\"halted\"} 0",
+            "okta_spot_sync_guard_trips_total{guard=\"never_touch\"} 0",
+            "okta_spot_sync_config_reloads_total{result=\"rejected\"} 0",
+            "okta_spot_sync_consecutive_failures 0",
+            "okta_spot_sync_halted 0",
+        ] {
+            assert!(text.contains(series), "{series}\n{text}");
+        }
+    }
+
+    /// Two handles share nothing: what one records, the other does not see.
+    #[test]
+    fn handles_are_independent_and_clones_share() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        let a2 = a.clone();
+        a2.tick_skipped("backoff");
+        a.set_halted(true);
+        let observe = a.observer();
+        observe(&RequestRecord {
+            api: crate::Api::Okta,
+            method: reqwest::Method::GET,
+            route: "/api/v1/apps/{appId}/users",
+            status: Some(200),
+            attempt: 0,
+            elapsed: Duration::from_millis(30),
+            rate_limit_remaining: Some(99),
+        });
+        let a = a.render();
+        assert!(a.contains("okta_spot_sync_ticks_skipped_total{reason=\"backoff\"} 1"));
+        assert!(a.contains("okta_spot_sync_halted 1"));
+        assert!(a.contains(
+            "okta_spot_sync_api_requests_total{api=\"okta\",route=\"/api/v1/apps/:appId/users\",status=\"200\"} 1"
+        ));
+        assert!(a.contains(
+            "okta_spot_sync_api_rate_limit_remaining{api=\"okta\",route=\"/api/v1/apps/:appId/users\"} 99"
+        ));
+        assert!(a.contains(
+            "okta_spot_sync_api_request_duration_seconds_bucket{api=\"okta\",route=\"/api/v1/apps/:appId/users\",le=\"0.05\"} 1"
+        ));
+        let b = b.render();
+        assert!(b.contains("okta_spot_sync_ticks_skipped_total{reason=\"backoff\"} 0"));
+        assert!(b.contains("okta_spot_sync_halted 0"));
+        assert!(!b.contains(API_REQUESTS), "{b}");
     }
 }

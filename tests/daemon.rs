@@ -1,7 +1,8 @@
 //! The daemon loop in-process, on tokio's paused clock: `daemon::run` with hand-sent schedule
 //! ticks, the real cycle against the bundled emulators, and a notifier that records what
 //! systemd would be told. Nothing here waits on wall time and nothing asserts a duration:
-//! virtual sleeps only place events on the paused timeline.
+//! virtual sleeps only place events on the paused timeline. Each test passes the daemon its
+//! own `Metrics`, so the counts it reads back (from the rendered exposition) are exact.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,9 @@ use okta_spot_sync::daemon::{
     self, reload_change, ApiCycles, ChannelTicker, CycleRunner, Deps, Notice, Notifier,
     ReloadChange, SharedStatus, Status,
 };
+use okta_spot_sync::http::Observer;
 use okta_spot_sync::ledger::{EntryState, LedgerStore};
+use okta_spot_sync::metrics::Metrics;
 use okta_spot_sync::report::{Mode, Report};
 use okta_spot_sync::{Api, Error};
 use tokio::net::TcpListener;
@@ -43,6 +46,7 @@ struct Harness {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), Error>>,
     addr: Option<std::net::SocketAddr>,
+    metrics: Metrics,
 }
 
 fn write_config(dir: &Path, emu: &Emulators, extra: &str) -> PathBuf {
@@ -91,6 +95,7 @@ async fn start(
     };
     let addr = listener.as_ref().map(|l| l.local_addr().unwrap());
     let reload_path = config.clone();
+    let metrics = Metrics::new();
     let deps = Deps {
         settings,
         reload: Box::new(move || load(&reload_path)),
@@ -101,6 +106,7 @@ async fn start(
         listener,
         watchdog: None,
         status: status.clone(),
+        metrics: metrics.clone(),
     };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(daemon::run(deps, async move {
@@ -116,6 +122,85 @@ async fn start(
         stop: Some(stop_tx),
         task,
         addr,
+        metrics,
+    }
+}
+
+/// One scrape of a `Metrics`, parsed as Prometheus would.
+struct Scraped {
+    text: String,
+    scrape: prometheus_parse::Scrape,
+}
+
+impl Scraped {
+    fn parse(text: String) -> Scraped {
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("the exposition parses");
+        Scraped { text, scrape }
+    }
+
+    /// The sum of the counter, gauge or histogram `_count` samples of `name` whose labels
+    /// include `labels` (0 when none do). Panics when `name` has no sample at all, so a
+    /// misspelt name cannot pass as 0.
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut named = self
+            .scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .peekable();
+        assert!(named.peek().is_some(), "no {name} in\n{}", self.text);
+        named
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                other => panic!("{name} {labels:?}: {other:?}"),
+            })
+            .sum()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.scrape.samples.iter().any(|s| s.metric == name)
+    }
+
+    /// `okta_spot_sync_cycles_total` by result: (ok, blocked, actions_failed, error).
+    fn cycles(&self) -> (f64, f64, f64, f64) {
+        let r = |result| self.get("okta_spot_sync_cycles_total", &[("result", result)]);
+        (r("ok"), r("blocked"), r("actions_failed"), r("error"))
+    }
+
+    /// `okta_spot_sync_ticks_skipped_total` by reason: (cycle_running, backoff, halted).
+    fn skipped(&self) -> (f64, f64, f64) {
+        let r = |reason| self.get("okta_spot_sync_ticks_skipped_total", &[("reason", reason)]);
+        (r("cycle_running"), r("backoff"), r("halted"))
+    }
+
+    /// `okta_spot_sync_config_reloads_total` by result: (applied, rejected).
+    fn reloads(&self) -> (f64, f64) {
+        let r = |result| self.get("okta_spot_sync_config_reloads_total", &[("result", result)]);
+        (r("applied"), r("rejected"))
+    }
+
+    /// (consecutive failures, halted) gauges.
+    fn failing(&self) -> (f64, f64) {
+        (
+            self.get("okta_spot_sync_consecutive_failures", &[]),
+            self.get("okta_spot_sync_halted", &[]),
+        )
+    }
+
+    fn actions(&self, action: &str, result: &str) -> f64 {
+        self.get(
+            "okta_spot_sync_actions_total",
+            &[("action", action), ("result", result)],
+        )
+    }
+
+    /// Cycles in the duration histogram.
+    fn timed_cycles(&self) -> f64 {
+        self.get("okta_spot_sync_cycle_duration_seconds_count", &[])
     }
 }
 
@@ -132,6 +217,11 @@ impl Harness {
 
     fn status(&self) -> Status {
         self.status.lock().unwrap().clone()
+    }
+
+    /// What this daemon's `Metrics` renders now (the same text `/metrics` serves).
+    fn metrics(&self) -> Scraped {
+        Scraped::parse(self.metrics.render())
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -191,6 +281,41 @@ async fn two_scheduled_cycles_run_and_a_tick_during_a_slow_cycle_is_skipped() {
         .load()
         .unwrap();
     assert_eq!(ledger.managed_count(), 4);
+
+    let m = h.metrics();
+    assert_eq!(m.cycles(), (2.0, 0.0, 0.0, 0.0));
+    assert_eq!(m.timed_cycles(), 2.0);
+    assert_eq!(m.skipped(), (1.0, 0.0, 0.0));
+    assert_eq!(m.actions("create", "applied"), 3.0);
+    assert_eq!(m.actions("adopt", "applied"), 1.0);
+    assert_eq!(m.get("okta_spot_sync_actions_total", &[]), 4.0);
+    assert_eq!(m.get("okta_spot_sync_guard_trips_total", &[]), 0.0);
+    assert_eq!(m.get("okta_spot_sync_managed_users", &[]), 4.0);
+    assert_eq!(m.failing(), (0.0, 0.0));
+    assert_eq!(m.reloads(), (0.0, 0.0));
+    let requests = "okta_spot_sync_api_requests_total";
+    assert_eq!(
+        m.get(
+            requests,
+            &[("route", "/api/v1/apps/:appId/users"), ("status", "200")]
+        ),
+        2.0
+    );
+    // Every attempt on either API is counted once, with its duration.
+    for (api, served) in [
+        ("okta", emu.okta.total_requests()),
+        ("spot", emu.spot.total_requests()),
+    ] {
+        assert_eq!(m.get(requests, &[("api", api)]), served as f64, "{api}");
+        assert_eq!(
+            m.get(
+                "okta_spot_sync_api_request_duration_seconds_count",
+                &[("api", api)]
+            ),
+            served as f64,
+            "{api}"
+        );
+    }
     h.stop().await.unwrap();
 }
 
@@ -234,97 +359,106 @@ async fn readyz_turns_503_when_cycles_fail_past_the_staleness_and_metrics_parse(
     assert_eq!(h.status().consecutive_failures, 1);
     // Still within readiness_max_age of the last complete cycle.
     assert_eq!(h.get("/readyz").await.0, 200);
-    tokio::time::sleep(Duration::from_secs(150)).await;
+    // The retries come by themselves, 5, 10, 20 and 40 s apart: the 5th failure is 75 s after
+    // the last complete cycle, still within readiness_max_age (2 min).
+    for _ in 0..4 {
+        h.cycle_end().await;
+    }
+    assert_eq!(h.status().consecutive_failures, 5);
+    assert_eq!(h.get("/readyz").await.0, 200);
+    // The 6th, 80 s later, is past it.
+    h.cycle_end().await;
     let s = h.status();
-    assert!(s.consecutive_failures >= 3, "{s:?}");
+    assert_eq!((s.consecutive_failures, s.cycles_failed), (6, 6), "{s:?}");
     let (code, body) = h.get("/readyz").await;
     assert_eq!(code, 503, "{body}");
-    assert!(body.contains("in a row failed"), "{body}");
+    assert!(body.contains("6 cycle(s) in a row failed"), "{body}");
 
     let (code, text) = h.get("/metrics").await;
     assert_eq!(code, 200);
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("the exposition parses");
-    let find = |name: &str, labels: &[(&str, &str)]| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+    // The same series as the daemon's handle (the exporter's order of families is not fixed).
+    let sorted = |t: &str| {
+        let mut lines: Vec<String> = t.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
     };
-    let count = |name: &str, labels: &[(&str, &str)]| match find(name, labels).map(|s| &s.value) {
-        Some(prometheus_parse::Value::Counter(v)) | Some(prometheus_parse::Value::Gauge(v)) => *v,
-        Some(prometheus_parse::Value::Untyped(v)) => *v,
-        other => panic!("{name} {labels:?}: {other:?}\n{text}"),
-    };
-    assert!(count("okta_spot_sync_cycles_total", &[("result", "ok")]) >= 1.0);
-    assert!(count("okta_spot_sync_cycles_total", &[("result", "blocked")]) >= 1.0);
-    assert!(count("okta_spot_sync_cycles_total", &[("result", "error")]) >= 3.0);
-    assert!(
-        find("okta_spot_sync_cycle_duration_seconds_count", &[]).is_some()
-            || find("okta_spot_sync_cycle_duration_seconds", &[]).is_some(),
-        "{text}"
+    assert_eq!(
+        sorted(&text),
+        sorted(&h.metrics.render()),
+        "/metrics renders the daemon's handle"
     );
-    assert!(count("okta_spot_sync_last_success_timestamp_seconds", &[]) > 0.0);
-    assert!(
-        count(
-            "okta_spot_sync_actions_total",
-            &[("action", "create"), ("result", "applied")]
-        ) >= 3.0
-    );
-    assert!(
-        count(
-            "okta_spot_sync_actions_total",
-            &[("action", "delete"), ("result", "blocked")]
-        ) >= 1.0
-    );
-    assert!(
-        count(
+    let m = Scraped::parse(text);
+    assert_eq!(m.cycles(), (1.0, 1.0, 0.0, 6.0));
+    assert_eq!(m.timed_cycles(), 8.0);
+    assert!(m.get("okta_spot_sync_last_success_timestamp_seconds", &[]) > 0.0);
+    assert_eq!(m.actions("create", "applied"), 3.0);
+    assert_eq!(m.actions("adopt", "applied"), 1.0);
+    assert_eq!(m.actions("delete", "blocked"), 1.0);
+    assert_eq!(m.get("okta_spot_sync_actions_total", &[]), 5.0);
+    assert_eq!(
+        m.get(
             "okta_spot_sync_guard_trips_total",
             &[("guard", "max_deletes")]
-        ) >= 1.0
+        ),
+        1.0
     );
-    assert!(count("okta_spot_sync_managed_users", &[]) >= 0.0);
+    assert_eq!(m.get("okta_spot_sync_guard_trips_total", &[]), 1.0);
+    assert_eq!(
+        m.get("okta_spot_sync_managed_users", &[]),
+        4.0,
+        "the blocked delete left 4"
+    );
+    assert_eq!(m.failing(), (6.0, 0.0));
+    assert_eq!(m.skipped(), (0.0, 0.0, 0.0));
+    assert_eq!(m.reloads(), (0.0, 0.0));
+    let requests = "okta_spot_sync_api_requests_total";
+    let list = [("api", "okta"), ("route", "/api/v1/apps/:appId/users")];
+    assert_eq!(m.get(requests, &[list[0], list[1], ("status", "500")]), 6.0);
+    assert_eq!(m.get(requests, &[list[0], list[1], ("status", "200")]), 2.0);
+    assert_eq!(
+        m.get(requests, &[("api", "okta")]),
+        emu.okta.total_requests() as f64,
+        "every Okta attempt is counted once"
+    );
+    assert_eq!(
+        m.get(
+            requests,
+            &[("api", "spot"), ("route", "/setup/user"), ("status", "200")]
+        ),
+        3.0
+    );
+    assert_eq!(emu.spot.request_count("POST /setup/user"), 3);
     assert!(
-        count(
-            "okta_spot_sync_api_requests_total",
-            &[
-                ("api", "okta"),
-                ("route", "/api/v1/apps/:appId/users"),
-                ("status", "500")
-            ]
-        ) >= 3.0
+        m.text.contains(
+            "okta_spot_sync_api_rate_limit_remaining{api=\"okta\",route=\"/api/v1/apps/:appId/users\"}"
+        ),
+        "{}",
+        m.text
     );
-    assert!(
-        count(
-            "okta_spot_sync_api_requests_total",
-            &[("api", "spot"), ("status", "200")]
-        ) >= 1.0
-    );
-    assert!(
-        count(
-            "okta_spot_sync_api_rate_limit_remaining",
-            &[("api", "okta")]
-        ) >= 0.0
-    );
-    assert!(count("okta_spot_sync_consecutive_failures", &[]) >= 0.0);
     for secret in [emu.okta.token(), emu.spot.token()]
         .into_iter()
         .chain(emu.spot.received_passwords())
     {
-        assert!(!text.contains(&secret), "a secret leaked into /metrics");
+        assert!(!m.text.contains(&secret), "a secret leaked into /metrics");
     }
-    assert!(
-        count(
-            "okta_spot_sync_ticks_skipped_total",
-            &[("reason", "cycle_running")]
-        ) >= 0.0
-    );
 
     // Reads work again: ready again after the next (backed-off) retry.
     emu.okta.clear_faults();
     h.drain();
     while !h.cycle_end().await.starts_with("last cycle:") {}
     assert_eq!(h.get("/readyz").await.0, 200);
+    let m = h.metrics();
+    assert_eq!(
+        m.cycles(),
+        (1.0, 2.0, 0.0, 6.0),
+        "the delete is still blocked"
+    );
+    assert_eq!(m.actions("delete", "blocked"), 2.0);
+    assert_eq!(
+        m.failing(),
+        (0.0, 0.0),
+        "a completed cycle resets the failures"
+    );
     h.stop().await.unwrap();
 }
 
@@ -360,6 +494,7 @@ async fn reload_with_a_broken_config_keeps_the_old_one() {
         s.last_reload_error.as_deref().unwrap().contains("sync2"),
         "{s:?}"
     );
+    assert_eq!(h.metrics().reloads(), (0.0, 1.0));
 
     // Fixed: the new value takes effect.
     std::fs::write(
@@ -373,6 +508,9 @@ async fn reload_with_a_broken_config_keeps_the_old_one() {
     let s = h.status();
     assert_eq!((s.max_deletes, s.reloads_applied), (3, 1));
     assert!(s.last_reload_error.is_none());
+    let m = h.metrics();
+    assert_eq!(m.reloads(), (1.0, 1.0));
+    assert_eq!(m.cycles(), (3.0, 0.0, 0.0, 0.0));
     h.stop().await.unwrap();
 }
 
@@ -380,7 +518,12 @@ async fn reload_with_a_broken_config_keeps_the_old_one() {
 struct Scripted(Mutex<Vec<Result<(), Error>>>);
 
 impl CycleRunner for Scripted {
-    fn run(&self, _: Settings, control: CycleControl) -> BoxFuture<'static, Result<Report, Error>> {
+    fn run(
+        &self,
+        _: Settings,
+        control: CycleControl,
+        _: Observer,
+    ) -> BoxFuture<'static, Result<Report, Error>> {
         let next = self.0.lock().unwrap().remove(0);
         Box::pin(async move {
             next?;
@@ -427,16 +570,22 @@ async fn failures_back_off_a_success_resets_and_a_permanent_error_halts_until_re
 
     h.ticks.send(()).await.unwrap();
     assert!(h.cycle_end().await.contains("1 in a row, retry in 5s"));
+    assert_eq!(h.metrics().failing(), (1.0, 0.0));
     // A tick during the backoff is skipped; the retry comes by itself.
     h.ticks.send(()).await.unwrap();
     assert!(h.cycle_end().await.contains("2 in a row, retry in 10s"));
     assert_eq!(h.status().ticks_skipped, 1);
+    let m = h.metrics();
+    assert_eq!(m.failing(), (2.0, 0.0));
+    assert_eq!(m.skipped(), (0.0, 1.0, 0.0));
+    assert_eq!(m.cycles(), (1.0, 0.0, 0.0, 2.0));
     assert!(h.cycle_end().await.starts_with("last cycle:"));
     assert_eq!(
         h.status().consecutive_failures,
         0,
         "a success resets the policy"
     );
+    assert_eq!(h.metrics().failing(), (0.0, 0.0));
 
     h.ticks.send(()).await.unwrap();
     let halted = h.cycle_end().await;
@@ -453,12 +602,32 @@ async fn failures_back_off_a_success_resets_and_a_permanent_error_halts_until_re
         (2, 3, 2)
     );
     assert!(s.halted.is_some());
+    let m = h.metrics();
+    assert_eq!(m.cycles(), (2.0, 0.0, 0.0, 3.0));
+    assert_eq!(m.timed_cycles(), 5.0);
+    assert_eq!(m.skipped(), (0.0, 1.0, 1.0));
+    assert_eq!(
+        m.failing(),
+        (0.0, 1.0),
+        "halted; the failures in a row were reset"
+    );
+    assert_eq!(m.reloads(), (0.0, 0.0));
 
     // A good reload resumes at once.
     h.reloads.send(()).await.unwrap();
     assert_eq!(h.cycle_end().await, "configuration reloaded; resuming");
     assert!(h.cycle_end().await.starts_with("last cycle:"));
     assert!(h.status().halted.is_none());
+    let m = h.metrics();
+    assert_eq!(m.reloads(), (1.0, 0.0));
+    assert_eq!(m.failing(), (0.0, 0.0), "resumed");
+    assert_eq!(m.cycles(), (3.0, 0.0, 0.0, 3.0));
+    assert_eq!(m.skipped(), (0.0, 1.0, 1.0));
+    assert!(
+        !m.has("okta_spot_sync_managed_users"),
+        "the scripted reports carry no managed count"
+    );
+    assert!(!m.has("okta_spot_sync_api_requests_total"), "no HTTP here");
     h.stop().await.unwrap();
 }
 
@@ -469,6 +638,13 @@ async fn a_permanent_error_before_the_first_success_stops_the_daemon() {
     let h = start(&emu, true, "", "listen = \"\"", false, runner).await;
     let err = h.task.await.unwrap().unwrap_err();
     assert!(err.is_permanent(), "{err}");
+    let m = Scraped::parse(h.metrics.render());
+    assert_eq!(m.cycles(), (0.0, 0.0, 0.0, 1.0));
+    assert_eq!(
+        m.failing(),
+        (0.0, 0.0),
+        "exiting is not halting, nor a failure to retry"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -502,6 +678,14 @@ async fn shutdown_during_a_slow_create_finishes_it_and_starts_no_other() {
         .filter(|e| e.origin == okta_spot_sync::ledger::Origin::Created)
         .collect();
     assert_eq!(created.len(), 1, "{after:?}");
+    // The metrics tell the same: one create applied, the rest left for the next run.
+    let m = Scraped::parse(h.metrics.render());
+    assert_eq!(m.cycles(), (1.0, 0.0, 0.0, 0.0));
+    assert_eq!(m.actions("create", "applied"), 1.0);
+    assert_eq!(m.actions("create", "not_started"), 2.0);
+    assert_eq!(m.actions("adopt", "not_started"), 1.0);
+    assert_eq!(m.get("okta_spot_sync_actions_total", &[]), 4.0);
+    assert_eq!(m.get("okta_spot_sync_managed_users", &[]), 1.0);
     assert_eq!(created[0].state, EntryState::Managed);
     let id = created[0].spot_user_id.clone().unwrap();
     assert!(emu.spot.user(&id).is_some());

@@ -2,17 +2,20 @@
 //!
 //! [`run`] is the loop, with everything from the outside passed in so tests drive it with
 //! tokio's paused clock: the schedule's ticks ([`Ticker`]), the cycle itself
-//! ([`CycleRunner`]), reload requests, systemd notifications ([`Notifier`]) and the shutdown
-//! signal as a future (mini-redis style). [`service`] wires the real ones: the cron
-//! scheduler, the Okta and Spot clients, SIGHUP/SIGTERM/SIGINT and `sd_notify`.
+//! ([`CycleRunner`]), reload requests, systemd notifications ([`Notifier`]), the [`Metrics`]
+//! handle it records into (and `/metrics` renders, and the cycle's HTTP observer feeds; kube-rs
+//! style, metrics in the context, so each test counts exactly) and the shutdown signal as a
+//! future (mini-redis style). [`service`] wires the real ones: the cron scheduler, the Okta and
+//! Spot clients, SIGHUP/SIGTERM/SIGINT, `sd_notify` and one `Metrics` for the process. The
+//! loop never installs a global recorder.
 //!
 //! Rules the loop keeps:
 //! - one cycle at a time: a tick that arrives while a cycle runs is skipped and counted, never
 //!   queued;
-//! - error policy (kube-rs `error_policy` style, the pure [`error_policy`] returning a
-//!   [`Next`], carried out by the loop): after `n` failed cycles in a row the next one runs
-//!   `backoff(n)` later (5 s doubling, capped at 5 min), ticks before that are skipped; a
-//!   completed cycle resets it;
+//! - error policy (kube-rs `error_policy` style: the pure [`error_policy`] decides a [`Next`],
+//!   one function, `Daemon::carry_out`, does every effect of it): after `n` failed cycles in a
+//!   row the next one runs `backoff(n)` later (5 s doubling, capped at 5 min), ticks before
+//!   that are skipped; a completed cycle resets it;
 //! - a permanent error ([`Error::is_permanent`]: configuration, credentials, state file) stops
 //!   cycling: before the first successful cycle `run` returns it (the service fails to start);
 //!   after, the daemon stays up, says so in the log, systemd's STATUS, `/readyz` and the
@@ -43,7 +46,8 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::config::{Schedule, Settings};
 use crate::cycle::CycleControl;
-use crate::metrics;
+use crate::http::Observer;
+use crate::metrics::{self, Metrics};
 use crate::report::Report;
 use crate::Error;
 
@@ -155,10 +159,13 @@ impl Notifier for NoNotifier {
 
 /// Runs one cycle with the given settings. The production runner is [`ApiCycles`].
 pub trait CycleRunner: Send + Sync {
+    /// `observer` counts every HTTP attempt in the daemon's [`Metrics`]: install it on the
+    /// clients (`with_observer`). The daemon records the cycle itself from the result.
     fn run(
         &self,
         settings: Settings,
         control: CycleControl,
+        observer: Observer,
     ) -> BoxFuture<'static, Result<Report, Error>>;
 }
 
@@ -262,6 +269,8 @@ pub struct Deps {
     /// systemd's watchdog interval (`WATCHDOG_USEC`); pings go out at half of it.
     pub watchdog: Option<Duration>,
     pub status: SharedStatus,
+    /// Where the daemon and the HTTP clients record, and `/metrics` renders from.
+    pub metrics: Metrics,
 }
 
 /// Runs the daemon until `shutdown` completes. `Ok` on a clean stop; `Err` when it could not
@@ -298,6 +307,7 @@ struct Daemon {
     listener: Option<TcpListener>,
     watchdog: Option<Interval>,
     status: SharedStatus,
+    metrics: Metrics,
     stop: CancellationToken,
     ready: Arc<AtomicBool>,
     retry_at: Option<Instant>,
@@ -331,6 +341,7 @@ impl Daemon {
             listener: deps.listener,
             watchdog,
             status: deps.status,
+            metrics: deps.metrics,
             stop,
             ready: Arc::new(AtomicBool::new(false)),
             retry_at: None,
@@ -349,13 +360,17 @@ impl Daemon {
     }
 
     async fn run(mut self) -> Result<(), Error> {
-        metrics::handle();
         self.publish_settings();
         if let Some(listener) = self.listener.take() {
             if let Ok(addr) = listener.local_addr() {
                 info!(%addr, "serving /healthz, /readyz and /metrics");
             }
-            tokio::spawn(serve(listener, self.status.clone(), self.stop.clone()));
+            tokio::spawn(serve(
+                listener,
+                self.status.clone(),
+                self.metrics.clone(),
+                self.stop.clone(),
+            ));
         }
         self.ticks = self.ticker.start(&self.settings.sync.schedule).await?;
         self.ticks_open = true;
@@ -437,7 +452,7 @@ impl Daemon {
 
     fn skip(&self, reason: &'static str, why: &str) {
         info!(reason, "schedule tick skipped: {why}");
-        metrics::tick_skipped(reason);
+        self.metrics.tick_skipped(reason);
         self.status().ticks_skipped += 1;
     }
 
@@ -462,7 +477,7 @@ impl Daemon {
         };
         let mut fut: Pin<Box<dyn Future<Output = Result<Report, Error>> + Send>> = Box::pin(
             self.runner
-                .run(self.settings.clone(), control)
+                .run(self.settings.clone(), control, self.metrics.observer())
                 .instrument(span.clone()),
         );
         let mut deadline: Option<Instant> = None;
@@ -503,7 +518,7 @@ impl Daemon {
         let elapsed = started.elapsed();
         if let CycleEnd::Done(result) = &end {
             let result: &Result<Report, Error> = result;
-            metrics::record_cycle(result.as_ref().ok(), elapsed);
+            self.metrics.record_cycle(result.as_ref().ok(), elapsed);
             span.in_scope(|| match result {
                 Ok(report) => info!(
                     duration_ms = elapsed.as_millis() as u64,
@@ -521,23 +536,21 @@ impl Daemon {
         end
     }
 
-    /// Carries out what a cycle's end calls for: a completed cycle resets the failures; a
-    /// failed one does what [`error_policy`] decides.
+    /// What a cycle's end calls for: a completed cycle resets the failures; for a failed one
+    /// [`error_policy`] decides and [`Daemon::carry_out`] does it.
     fn after_cycle(&mut self, result: Result<Report, Error>) -> Result<(), Error> {
-        let error = match result {
+        match result {
             Ok(report) => {
                 self.completed(&report);
-                return Ok(());
+                Ok(())
             }
-            Err(error) => error,
-        };
-        let failures_before = self.status().consecutive_failures;
-        match error_policy(&error, failures_before, self.ready.load(Ordering::SeqCst)) {
-            Next::Exit => return Err(error),
-            Next::Halt => self.halt(&error),
-            Next::RetryAfter { failures, wait } => self.retry_after(&error, failures, wait),
+            Err(error) => {
+                let failures_before = self.status().consecutive_failures;
+                let ready = self.ready.load(Ordering::SeqCst);
+                let next = error_policy(&error, failures_before, ready);
+                self.carry_out(next, error)
+            }
         }
-        Ok(())
     }
 
     fn completed(&mut self, report: &Report) {
@@ -545,53 +558,59 @@ impl Daemon {
             self.notifier.notify(Notice::Ready);
         }
         let line = report.one_line();
+        self.retry_at = None;
+        self.metrics.set_consecutive_failures(0);
+        {
+            let mut s = self.status();
+            s.last_complete = Some(Instant::now());
+            s.cycles_completed += 1;
+            s.consecutive_failures = 0;
+            s.last_summary = Some(line.clone());
+        }
         self.notifier
             .notify(Notice::Status(format!("last cycle: {line}")));
-        self.retry_at = None;
-        metrics::set_consecutive_failures(0);
-        let mut s = self.status();
-        s.last_complete = Some(Instant::now());
-        s.cycles_completed += 1;
-        s.consecutive_failures = 0;
-        s.last_summary = Some(line);
     }
 
-    fn halt(&mut self, e: &Error) {
-        error!(
-            "stopping the schedule: {e}. This will not go away by retrying; fix the \
-             configuration, credentials or state file, then reload (systemctl reload \
-             okta-spot-sync) or restart"
-        );
-        let msg = format!("halted: {e}; fix it, then reload");
-        self.notifier.notify(Notice::Status(msg.clone()));
-        metrics::set_halted(true);
-        self.retry_at = None;
-        let mut s = self.status();
-        s.cycles_failed += 1;
-        s.halted = Some(e.to_string());
-        s.last_summary = Some(msg);
-    }
-
-    fn retry_after(&mut self, e: &Error, failures: u32, wait: Duration) {
+    /// Carries out the error policy's decision for a failed cycle: every effect (the retry
+    /// timer, the metrics, `/readyz`'s status, the log and systemd's STATUS) is here. `Exit`
+    /// hands the error back for `run` to return.
+    fn carry_out(&mut self, next: Next, error: Error) -> Result<(), Error> {
+        let summary = match next {
+            Next::Exit => return Err(error),
+            Next::Halt => {
+                error!(
+                    "stopping the schedule: {error}. This will not go away by retrying; fix the \
+                     configuration, credentials or state file, then reload (systemctl reload \
+                     okta-spot-sync) or restart"
+                );
+                self.retry_at = None;
+                self.metrics.set_halted(true);
+                self.status().halted = Some(error.to_string());
+                format!("halted: {error}; fix it, then reload")
+            }
+            Next::RetryAfter { failures, wait } => {
+                warn!(
+                    failures,
+                    retry_in_s = wait.as_secs(),
+                    "cycle failed ({failures} in a row); retrying in {}s",
+                    wait.as_secs()
+                );
+                self.retry_at = Some(Instant::now() + wait);
+                self.metrics.set_consecutive_failures(failures);
+                self.status().consecutive_failures = failures;
+                format!(
+                    "last cycle failed ({failures} in a row, retry in {}s): {error}",
+                    wait.as_secs()
+                )
+            }
+        };
         {
             let mut s = self.status();
             s.cycles_failed += 1;
-            s.consecutive_failures = failures;
+            s.last_summary = Some(summary.clone());
         }
-        self.retry_at = Some(Instant::now() + wait);
-        metrics::set_consecutive_failures(failures);
-        warn!(
-            failures,
-            retry_in_s = wait.as_secs(),
-            "cycle failed ({failures} in a row); retrying in {}s",
-            wait.as_secs()
-        );
-        let msg = format!(
-            "last cycle failed ({failures} in a row, retry in {}s): {e}",
-            wait.as_secs()
-        );
-        self.notifier.notify(Notice::Status(msg.clone()));
-        self.status().last_summary = Some(msg);
+        self.notifier.notify(Notice::Status(summary));
+        Ok(())
     }
 
     /// Loads the configuration again. Returns `true` when a halted daemon should resume now.
@@ -600,7 +619,7 @@ impl Daemon {
             Ok(s) => s,
             Err(e) => {
                 error!("configuration reload rejected, keeping the running configuration: {e}");
-                metrics::config_reload(false);
+                self.metrics.config_reload(false);
                 self.status().last_reload_error = Some(e.to_string());
                 return false;
             }
@@ -618,7 +637,7 @@ impl Daemon {
                 }
                 Err(e) => {
                     error!("configuration reload rejected, keeping the running configuration: {e}");
-                    metrics::config_reload(false);
+                    self.metrics.config_reload(false);
                     self.status().last_reload_error = Some(e.to_string());
                     // Put the old schedule back.
                     if let Ok(rx) = self.ticker.start(&self.settings.sync.schedule).await {
@@ -630,7 +649,7 @@ impl Daemon {
         }
         self.settings = new;
         self.publish_settings();
-        metrics::config_reload(true);
+        self.metrics.config_reload(true);
         let was_halted = {
             let mut s = self.status();
             s.reloads_applied += 1;
@@ -639,7 +658,7 @@ impl Daemon {
         };
         info!("configuration reloaded");
         if was_halted {
-            metrics::set_halted(false);
+            self.metrics.set_halted(false);
             info!("resuming the schedule after the reload");
             self.notifier
                 .notify(Notice::Status("configuration reloaded; resuming".into()));

@@ -2,7 +2,7 @@
 //! - `GET /healthz`: 200 while the process serves requests (liveness);
 //! - `GET /readyz`: 200 only while the last complete cycle is younger than
 //!   `daemon.readiness_max_age` and cycling is not halted; 503 with the reason otherwise;
-//! - `GET /metrics`: Prometheus text format, rendered by `metrics-exporter-prometheus`.
+//! - `GET /metrics`: Prometheus text format, rendered from the daemon's [`Metrics`] handle.
 //!
 //! Read-only and unauthenticated: it exposes counts and route templates, never a user, an
 //! email or a token. Keep it on loopback (or behind a proxy) all the same.
@@ -17,20 +17,32 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::SharedStatus;
-use crate::metrics;
+use crate::metrics::Metrics;
+
+/// What the handlers read: the daemon's status and its metrics.
+#[derive(Clone)]
+struct Served {
+    status: SharedStatus,
+    metrics: Metrics,
+}
 
 /// The router, for tests that call it without a socket.
-pub fn router(status: SharedStatus) -> Router {
+pub fn router(status: SharedStatus, metrics: Metrics) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(status)
+        .with_state(Served { status, metrics })
 }
 
 /// Serves until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, status: SharedStatus, stop: CancellationToken) {
-    let result = axum::serve(listener, router(status))
+pub async fn serve(
+    listener: TcpListener,
+    status: SharedStatus,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    let result = axum::serve(listener, router(status, metrics))
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
     if let Err(e) = result {
@@ -38,8 +50,9 @@ pub async fn serve(listener: TcpListener, status: SharedStatus, stop: Cancellati
     }
 }
 
-async fn readyz(State(status): State<SharedStatus>) -> impl IntoResponse {
-    let readiness = status
+async fn readyz(State(served): State<Served>) -> impl IntoResponse {
+    let readiness = served
+        .status
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .readiness(Instant::now());
@@ -55,20 +68,12 @@ async fn readyz(State(status): State<SharedStatus>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_text() -> impl IntoResponse {
-    match metrics::handle() {
-        Some(handle) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            handle.render(),
-        ),
-        None => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "another metrics recorder was installed in this process\n".to_string(),
-        ),
-    }
+async fn metrics_text(State(served): State<Served>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        served.metrics.render(),
+    )
 }

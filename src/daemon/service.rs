@@ -1,6 +1,7 @@
 //! The real world around [`super::run`]: the instance lock, Unix signals, the cron scheduler
-//! (`tokio-cron-scheduler`), systemd notifications (`sd-notify`) and the cycle against the
-//! real Okta and Spot clients with the metrics observer installed.
+//! (`tokio-cron-scheduler`), systemd notifications (`sd-notify`), the daemon's one [`Metrics`]
+//! handle, and the cycle against the real Okta and Spot clients with the metrics observer
+//! installed.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,10 @@ use super::{CycleRunner, Deps, Notice, Notifier, Status, Ticker};
 use crate::commands::clients;
 use crate::config::{self, Schedule, Settings};
 use crate::cycle::{run_cycle_controlled, CycleControl, CycleOptions};
+use crate::http::Observer;
 use crate::ledger::LedgerStore;
 use crate::lock::InstanceLock;
-use crate::metrics;
+use crate::metrics::Metrics;
 use crate::report::{exit, Mode, Report};
 use crate::Error;
 
@@ -74,6 +76,7 @@ pub async fn service(settings: Settings, config_path: PathBuf) -> Result<i32, Er
         listener,
         watchdog,
         status: Arc::new(Mutex::new(Status::default())),
+        metrics: Metrics::new(),
     };
     super::run(deps, shutdown).await?;
     Ok(exit::OK)
@@ -90,7 +93,7 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>) -> Option<Durati
     }
 }
 
-/// Cycles against the real APIs, counting every request in the metrics.
+/// Cycles against the real APIs, every request reported to the daemon's observer.
 pub struct ApiCycles;
 
 impl CycleRunner for ApiCycles {
@@ -98,13 +101,14 @@ impl CycleRunner for ApiCycles {
         &self,
         settings: Settings,
         control: CycleControl,
+        observer: Observer,
     ) -> BoxFuture<'static, Result<Report, Error>> {
         Box::pin(async move {
             let (okta, spot) = clients(&settings)?;
-            let okta = okta.with_observer(metrics::observer());
-            let spot = spot.with_observer(metrics::observer());
+            let okta = okta.with_observer(observer.clone());
+            let spot = spot.with_observer(observer);
             let store = LedgerStore::new(&settings.sync.state_file);
-            let report = run_cycle_controlled(
+            run_cycle_controlled(
                 &settings,
                 &okta,
                 &spot,
@@ -113,11 +117,7 @@ impl CycleRunner for ApiCycles {
                 &CycleOptions::default(),
                 &control,
             )
-            .await?;
-            if let Some(managed) = report.managed_users {
-                metrics::set_managed_users(managed);
-            }
-            Ok(report)
+            .await
         })
     }
 }
