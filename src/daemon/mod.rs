@@ -211,15 +211,11 @@ pub struct Status {
     /// When the last complete cycle (anything but an error) finished.
     pub last_complete: Option<Instant>,
     pub readiness_max_age: Duration,
-    pub cycles_completed: u64,
-    pub cycles_failed: u64,
-    pub ticks_skipped: u64,
     pub consecutive_failures: u32,
     /// Why cycling is stopped, when a permanent error stopped it.
     pub halted: Option<String>,
     /// The last cycle's one-line summary or error.
     pub last_summary: Option<String>,
-    pub reloads_applied: u64,
     pub last_reload_error: Option<String>,
     /// `sync.max_deletes` of the running configuration (lets tests see which one runs).
     pub max_deletes: usize,
@@ -453,7 +449,6 @@ impl Daemon {
     fn skip(&self, reason: &'static str, why: &str) {
         info!(reason, "schedule tick skipped: {why}");
         self.metrics.tick_skipped(reason);
-        self.status().ticks_skipped += 1;
     }
 
     async fn cycle(&mut self) -> CycleEnd {
@@ -563,7 +558,6 @@ impl Daemon {
         {
             let mut s = self.status();
             s.last_complete = Some(Instant::now());
-            s.cycles_completed += 1;
             s.consecutive_failures = 0;
             s.last_summary = Some(line.clone());
         }
@@ -606,7 +600,6 @@ impl Daemon {
         };
         {
             let mut s = self.status();
-            s.cycles_failed += 1;
             s.last_summary = Some(summary.clone());
         }
         self.notifier.notify(Notice::Status(summary));
@@ -652,7 +645,6 @@ impl Daemon {
         self.metrics.config_reload(true);
         let was_halted = {
             let mut s = self.status();
-            s.reloads_applied += 1;
             s.last_reload_error = None;
             s.halted.take().is_some()
         };
