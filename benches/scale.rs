@@ -373,6 +373,7 @@ fn planner(n: usize) -> Row {
                     spot_user_id: Some(spot_id.into()),
                     tombstones: Vec::new(),
                     role: Some(Role::Viewer),
+                    access: okta_spot_sync::access::ACCESS_MODEL,
                     origin: Origin::Adopted,
                     state: EntryState::Managed,
                     updated_at: now,

@@ -137,10 +137,13 @@ pub enum Change {
     },
     /// Record ownership of an existing Spot user (ledger only, unless `apply_role_mapping`).
     Adopt(Adoption),
-    /// Apply the role's policy mapping to a managed Spot user.
+    /// Bring a managed Spot user's grants in line with its role: add what the role needs
+    /// (keeping what the user has), and for a role change (`from`, the role the ledger
+    /// recorded) take away the old role's policies that the new one does not have.
     UpdateRole {
         spot_user_id: SpotUserId,
         role: Role,
+        from: Option<Role>,
     },
 }
 

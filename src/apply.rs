@@ -17,6 +17,7 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use crate::access;
 use crate::action::{Action, Adoption, Change, NewUser, Replace};
 use crate::config::{SpotRoleSettings, SpotRoles};
 use crate::guard::Verdicts;
@@ -26,18 +27,16 @@ use crate::model::{
     SpotUsers,
 };
 use crate::plan::Plan;
+use crate::spot::access::UserLookup;
 use crate::spot::client::{is_already_exists, is_not_found};
 use crate::Error;
 
-/// The organization's account ids and policies.
-type Catalogue = (Vec<String>, Vec<SpotPolicy>);
-
-/// Resolves Okta roles to what Spot needs, reading accounts and policies at most once per
-/// cycle and only when some action needs them.
+/// Resolves Okta roles to what Spot needs, reading the organization's policies at most once
+/// per cycle and only when some action needs them.
 pub struct RoleResolver<'a, D> {
     spot: &'a D,
     roles: &'a SpotRoles,
-    catalogue: OnceCell<Result<Catalogue, String>>,
+    policies: OnceCell<Result<Vec<SpotPolicy>, String>>,
 }
 
 impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
@@ -45,48 +44,39 @@ impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
         RoleResolver {
             spot,
             roles,
-            catalogue: OnceCell::new(),
+            policies: OnceCell::new(),
         }
     }
 
-    fn settings(&self, role: Role) -> Result<&SpotRoleSettings, String> {
-        Ok(self.roles.get(role))
+    fn settings(&self, role: Role) -> &SpotRoleSettings {
+        self.roles.get(role)
     }
 
-    pub fn spot_role(&self, role: Role) -> Result<String, String> {
-        Ok(self.settings(role)?.spot_role.clone())
+    pub fn spot_role(&self, role: Role) -> String {
+        self.settings(role).spot_role.clone()
     }
 
-    /// The policy mapping for `role`: each configured policy on every account.
+    /// What `role` needs: each configured policy on every account, those added later
+    /// included ([`access::role_grants`]).
     pub async fn grants(&self, role: Role) -> Result<Vec<PolicyGrant>, String> {
-        let settings = self.settings(role)?;
+        let settings = self.settings(role);
         if settings.policies.is_empty() {
             return Ok(Vec::new());
         }
-        let catalogue = self
-            .catalogue
-            .get_or_init(|| async {
-                let accounts = self
-                    .spot
-                    .list_account_ids()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let policies = self.spot.list_policies().await.map_err(|e| e.to_string())?;
-                Ok((accounts, policies))
-            })
-            .await;
-        let (accounts, policies) = catalogue.as_ref().map_err(Clone::clone)?;
-        settings
+        let policies = self
+            .policies
+            .get_or_init(|| async { self.spot.list_policies().await.map_err(|e| e.to_string()) })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let ids = settings
             .policies
             .iter()
             .map(|name| {
                 policies
                     .iter()
                     .find(|p| p.name.eq_ignore_ascii_case(name.trim()))
-                    .map(|p| PolicyGrant {
-                        policy_id: p.id.clone(),
-                        account_ids: accounts.clone(),
-                    })
+                    .map(|p| p.id.clone())
                     .ok_or_else(|| {
                         format!(
                             "policy {name:?} (spot.roles.{role}.policies) is not among the Spot organization's policies; \
@@ -94,7 +84,8 @@ impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
                         )
                     })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(access::role_grants(&ids))
     }
 }
 
@@ -392,23 +383,23 @@ async fn apply_one<D: SpotDirectory>(
             }
         }
         Change::Adopt(adoption) => adopt(action, adoption, spot, ledger, roles).await,
-        Change::UpdateRole { spot_user_id, role } => {
-            let role = *role;
-            if let Err(e) = map_role(spot_user_id, role, spot, roles).await {
+        Change::UpdateRole {
+            spot_user_id,
+            role,
+            from,
+        } => {
+            if let Err(e) = grant_missing(spot_user_id, *role, *from, spot, roles).await {
                 return Step::failed(e);
             }
-            ledger.record(&[okta_id], |l| {
-                if let Some(e) = l.users.get_mut(okta_id) {
-                    e.role = Some(role);
-                    e.updated_at = Utc::now();
-                }
-            });
+            record_mapped(ledger, okta_id, *role);
             Step::applied(None)
         }
     }
 }
 
-/// Records an adoption (applying the role's mapping first when completing a create).
+/// Records an adoption, then adds the role's missing grants (a union: nothing the user has is
+/// taken away). Ownership is recorded first, with its access not yet in line: when the grants
+/// cannot be added now, the next cycle adds them.
 async fn adopt<D: SpotDirectory>(
     action: &Action,
     adoption: &Adoption,
@@ -418,11 +409,6 @@ async fn adopt<D: SpotDirectory>(
 ) -> Step {
     let okta_id = &action.okta_user_id;
     let target = &adoption.spot_user_id;
-    if adoption.apply_role_mapping {
-        if let Err(e) = map_role(target, adoption.role, spot, roles).await {
-            return Step::failed(e);
-        }
-    }
     let previous = adoption.previous_owner.as_ref();
     let touched: Vec<&OktaUserId> = [Some(okta_id), previous].into_iter().flatten().collect();
     ledger.record(&touched, |l| {
@@ -431,20 +417,86 @@ async fn adopt<D: SpotDirectory>(
         if let Some(prev) = previous {
             l.release(prev, target);
         }
-        l.put(
-            okta_id,
-            LedgerEntry::new(
-                &action.email,
-                Some(target.clone()),
-                Some(adoption.role),
-                adoption.origin,
-                EntryState::Managed,
-            ),
+        let mut entry = LedgerEntry::new(
+            &action.email,
+            Some(target.clone()),
+            Some(adoption.role),
+            adoption.origin,
+            EntryState::Managed,
         );
+        entry.access = 0;
+        l.put(okta_id, entry);
     });
+    let added = grant_missing(target, adoption.role, None, spot, roles).await;
+    if let Err(e) = added {
+        let what = if adoption.apply_role_mapping {
+            "completed the interrupted create"
+        } else {
+            "adopted it"
+        };
+        return Step::failed(format!("{what}, but {e}; the next cycle adds the grants"));
+    }
+    record_mapped(ledger, okta_id, adoption.role);
     Step::applied(None)
 }
 
+/// Records that `okta_id`'s Spot user has `role`'s grants under the current access model.
+fn record_mapped(ledger: &LedgerWriter, okta_id: &OktaUserId, role: Role) {
+    ledger.record(&[okta_id], |l| {
+        if let Some(e) = l.users.get_mut(okta_id) {
+            e.role = Some(role);
+            e.access = access::ACCESS_MODEL;
+            e.updated_at = Utc::now();
+        }
+    });
+}
+
+/// Adds what `role` needs to what the Spot user has: reads the user's mappings, and writes the
+/// union when something is missing ([`access::union`]). Grants made by hand survive. After a
+/// role change (`from`), the old role's policies the new one lacks are taken away
+/// ([`access::change_role`]).
+async fn grant_missing<D: SpotDirectory>(
+    spot_user_id: &SpotUserId,
+    role: Role,
+    from: Option<Role>,
+    spot: &D,
+    roles: &RoleResolver<'_, D>,
+) -> Result<(), String> {
+    let needed = roles
+        .grants(role)
+        .await
+        .map_err(|e| format!("resolving the {role} role: {e}"))?;
+    let old: Vec<String> = match from {
+        Some(old) => roles
+            .grants(old)
+            .await
+            .map_err(|e| format!("resolving the {old} role: {e}"))?
+            .into_iter()
+            .map(|g| g.policy_id)
+            .collect(),
+        None => Vec::new(),
+    };
+    if needed.is_empty() && old.is_empty() {
+        return Ok(());
+    }
+    let have = match spot.get_user_details(spot_user_id).await {
+        Ok(UserLookup::Found(details)) => details.grants(),
+        Ok(UserLookup::Gone) => {
+            return Err(format!(
+            "Spot says user {spot_user_id} does not exist (the next cycle's complete list decides)"
+        ))
+        }
+        Err(e) => return Err(format!("reading Spot user {spot_user_id}'s access: {e}")),
+    };
+    let Some(mapping) = access::change_role(&have, &old, &needed) else {
+        return Ok(());
+    };
+    spot.set_policy_mapping(spot_user_id, &mapping)
+        .await
+        .map_err(|e| format!("adding the {role} grants to Spot user {spot_user_id}: {e}"))
+}
+
+/// Writes `role`'s grants to a Spot user this cycle created (it has nothing to keep).
 async fn map_role<D: SpotDirectory>(
     spot_user_id: &SpotUserId,
     role: Role,
@@ -473,10 +525,7 @@ async fn create<D: SpotDirectory>(
 ) -> Step {
     let okta_id = action.okta_user_id.clone();
     let role = user.role;
-    let spot_role = match roles.spot_role(role) {
-        Ok(r) => r,
-        Err(e) => return Step::failed(e),
-    };
+    let spot_role = roles.spot_role(role);
     // Resolve the policies before creating, so a misconfigured role fails before any write.
     if let Err(e) = roles.grants(role).await {
         return Step::failed(format!("resolving the {role} role: {e}"));
@@ -541,12 +590,7 @@ async fn create<D: SpotDirectory>(
             "created Spot user {spot_user_id}, but {e}; the next cycle retries the mapping"
         ));
     }
-    ledger.record(&[&okta_id], |l| {
-        if let Some(e) = l.users.get_mut(&okta_id) {
-            e.role = Some(role);
-            e.updated_at = Utc::now();
-        }
-    });
+    record_mapped(ledger, &okta_id, role);
     Step::applied(Some(spot_user_id))
 }
 

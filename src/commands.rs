@@ -184,12 +184,10 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         for role in [Role::Viewer, Role::Editor] {
             match roles.grants(role).await {
                 Ok(grants) => {
-                    let spot_role = roles.spot_role(role).unwrap_or_default();
+                    let spot_role = roles.spot_role(role);
                     let policies: Vec<String> = grants
                         .iter()
-                        .map(|g| {
-                            format!("policy {} on {} accounts", g.policy_id, g.account_ids.len())
-                        })
+                        .map(|g| format!("policy {} on every account", g.policy_id))
                         .collect();
                     outln!(
                         "  ok   role {role}: Spot role {spot_role:?}{}",

@@ -15,7 +15,9 @@
 //! It must never:
 //! - write anything (Okta assignment or ledger) before every read has completed: a failed or
 //!   partial read aborts the import with nothing changed;
-//! - make any Spot call other than the user list (Spot users are never changed by `import`);
+//! - make any Spot call other than the user list (Spot users are never changed by `import`:
+//!   an adopted user's missing grants are added by the next cycle, which sees its access is
+//!   not yet in line with the current model);
 //! - list, adopt or assign a programmatic user, a user in `sync.protected_emails`, or a Spot
 //!   user the ledger already owns;
 //! - assign an Okta user whose status is not one of `okta.provision_statuses`, or guess
@@ -176,16 +178,16 @@ pub async fn run_import<O: OktaUserDirectory, D: SpotDirectory>(
         let writer = LedgerWriter::new(store.clone(), ledger);
         saved = writer.update(|l| {
             for adoption in &adoptions {
-                l.put(
-                    &adoption.okta_user_id,
-                    LedgerEntry::new(
-                        &adoption.email,
-                        Some(adoption.spot_user_id.clone()),
-                        Some(adoption.role),
-                        Origin::Adopted,
-                        EntryState::Managed,
-                    ),
+                let mut entry = LedgerEntry::new(
+                    &adoption.email,
+                    Some(adoption.spot_user_id.clone()),
+                    Some(adoption.role),
+                    Origin::Adopted,
+                    EntryState::Managed,
                 );
+                // `import` never writes to Spot: the next cycle adds the role's missing grants.
+                entry.access = 0;
+                l.put(&adoption.okta_user_id, entry);
             }
         });
         if saved.is_ok() {

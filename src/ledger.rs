@@ -56,6 +56,7 @@ mod tests {
             spot_user_id: Some("u-1".into()),
             tombstones: Vec::new(),
             role: Some(Role::Viewer),
+            access: crate::access::ACCESS_MODEL,
             origin: Origin::Created,
             state,
             updated_at: Utc::now(),

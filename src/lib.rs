@@ -8,6 +8,7 @@
 //! of both APIs, used by the tests, the demo and the benchmarks, are the `okta-spot-sim` crate
 //! (`crates/okta-spot-sim`), which cannot import this one.
 
+pub mod access;
 pub mod action;
 pub mod apply;
 pub mod backoff;

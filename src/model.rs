@@ -506,8 +506,9 @@ pub trait IdentitySource: Send + Sync {
 }
 
 /// Reads and writes the Spot side. Implementations must treat "already gone" on delete as
-/// success and must never be handed a programmatic user.
-pub trait SpotDirectory: Send + Sync {
+/// success and must never be handed a programmatic user. A user's access (role, policies) is
+/// read through the supertrait.
+pub trait SpotDirectory: crate::spot::access::SpotUserDetails + Send + Sync {
     /// The complete user list, one entry per Spot user id ([`SpotUsers::distinct`]).
     fn list_users(&self) -> impl Future<Output = Result<SpotUsers, crate::Error>> + Send;
     fn list_account_ids(&self) -> impl Future<Output = Result<Vec<String>, crate::Error>> + Send;

@@ -15,6 +15,7 @@ use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::access::ACCESS_MODEL;
 use crate::ledger::{EntryState, Ledger, LedgerEntry, Origin};
 use crate::model::{
     DesiredUser, Email, HeldUser, OktaSnapshot, OktaUserId, Role, SpotUser, SpotUserId, SpotUsers,
@@ -807,14 +808,14 @@ impl<'a> Planner<'a> {
                     "the {} role's Spot mapping has not been applied yet",
                     user.role
                 );
-                self.update_role(user, spot_user, reason);
+                self.update_role(user, spot_user, reason, None);
             }
             Some(current) if current != user.role && self.options.update_roles => {
                 let same_spot_role = self.options.spot_roles.get(&current)
                     == self.options.spot_roles.get(&user.role);
                 if same_spot_role {
                     let reason = format!("role changed in Okta from {current} to {}", user.role);
-                    self.update_role(user, spot_user, reason);
+                    self.update_role(user, spot_user, reason, Some(current));
                 } else {
                     let reason = format!(
                         "role changed in Okta from {current} to {}; Spot cannot change a user's organization role in place, so the user is recreated",
@@ -827,14 +828,28 @@ impl<'a> Planner<'a> {
                     self.push(user, reason, change);
                 }
             }
+            Some(current) if current == user.role && entry.access < ACCESS_MODEL => {
+                let reason = format!(
+                    "brings its access in line: each {} policy on every account, the ones added later included (grants it has are kept)",
+                    user.role
+                );
+                self.update_role(user, spot_user, reason, None);
+            }
             Some(_) => {}
         }
     }
 
-    fn update_role(&mut self, user: &DesiredUser, spot_user: &SpotUser, reason: String) {
+    fn update_role(
+        &mut self,
+        user: &DesiredUser,
+        spot_user: &SpotUser,
+        reason: String,
+        from: Option<Role>,
+    ) {
         let change = Change::UpdateRole {
             spot_user_id: spot_user.user_id.clone(),
             role: user.role,
+            from,
         };
         self.push(user, reason, change);
     }
@@ -1200,6 +1215,7 @@ mod tests {
             spot_user_id: Some(spot_user_id.into()),
             tombstones: Vec::new(),
             role: Some(Role::Viewer),
+            access: crate::access::ACCESS_MODEL,
             origin: Origin::Created,
             state: EntryState::Managed,
             updated_at: chrono::DateTime::UNIX_EPOCH,

@@ -219,7 +219,18 @@ async fn import_then_assign_then_reconcile_then_unassign() {
     assert_eq!(ledger.users[bob.as_str()].state, EntryState::Managed);
     assert_eq!(ledger.users[bob.as_str()].role, Some(Role::Viewer));
 
-    // 3. reconcile: nothing to do, zero Spot writes.
+    // 3. reconcile: the imported users' access is brought in line (import never writes to
+    // Spot), and only that; then nothing to do, zero Spot writes.
+    let report = s.reconcile().await;
+    assert!(
+        report
+            .actions
+            .iter()
+            .all(|a| a.action == ActionKind::UpdateRole && a.status == ActionStatus::Applied),
+        "{:?}",
+        report.actions
+    );
+    assert!(find(&report, ActionKind::UpdateRole, "bob@example.com").is_some());
     let spot_writes = spot.write_requests();
     let report = s.reconcile().await;
     assert!(report.actions.is_empty(), "{:?}", report.actions);
@@ -712,7 +723,18 @@ async fn binary_import_import_assign_reconcile() {
         "{text}"
     );
 
-    // A following reconcile: zero writes.
+    // A following reconcile brings the imported users' access in line; the next: zero writes.
+    let out = run(&["reconcile", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert!(
+        v["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["action"] == "update_role" && a["status"] == "applied"),
+        "{v}"
+    );
     let writes = s.emulators.spot.write_requests();
     let out = run(&["reconcile", "--output", "json"]).await;
     assert_eq!(

@@ -187,6 +187,7 @@ fn world() -> impl Strategy<Value = World> {
                             Some(Role::Editor),
                             Some(Role::Viewer),
                         ][role],
+                        access: okta_spot_sync::access::ACCESS_MODEL,
                         origin: Origin::Created,
                         state,
                         updated_at: Utc::now(),

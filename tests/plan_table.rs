@@ -102,6 +102,7 @@ fn managed(
             spot_user_id: spot_id.map(SpotUserId::from),
             tombstones: Vec::new(),
             role: Some(role),
+            access: okta_spot_sync::access::ACCESS_MODEL,
             origin: Origin::Created,
             state,
             updated_at: Utc::now(),

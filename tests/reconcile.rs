@@ -37,7 +37,15 @@ async fn first_reconcile_creates_and_adopts_then_a_second_makes_no_writes() {
     let alice = env.spot().user_by_email("alice@example.com").unwrap();
     let viewer = env.spot().policy_id_by_name("Account Viewer").unwrap();
     assert_eq!(alice.role, "viewer");
-    assert_eq!(alice.policies, vec![(viewer, env.spot().account_ids())]);
+    // Each viewer policy on every account, the ones added later included ("*").
+    assert_eq!(
+        alice.policies,
+        vec![(viewer.clone(), vec!["*".to_string()])]
+    );
+    assert_eq!(
+        env.spot().effective_policies(&alice.user_id),
+        Some(vec![(viewer, env.spot().account_ids())])
+    );
     assert_eq!(
         env.spot().user_by_email("bob@example.com").unwrap().role,
         "admin"
@@ -139,7 +147,8 @@ async fn email_change_recreates_and_role_change_updates_or_recreates() {
     assert!(env.spot().user_by_email("ann.lee@example.com").is_some());
     let editor = env.spot().policy_id_by_name("Account Editor").unwrap();
     let ben_user = env.spot().user_by_email("ben@example.com").unwrap();
-    assert_eq!(ben_user.policies, vec![(editor, env.spot().account_ids())]);
+    // The viewer policy went with the viewer role; the editor's is on every account.
+    assert_eq!(ben_user.policies, vec![(editor, vec!["*".to_string()])]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,6 +576,7 @@ async fn check_reports_both_apis_and_fails_on_a_bad_token() {
                     spot_user_id: Some("u-cut".into()),
                     tombstones: Vec::new(),
                     role: None,
+                    access: okta_spot_sync::access::ACCESS_MODEL,
                     origin: Origin::Created,
                     state: EntryState::Managed,
                     updated_at: chrono::Utc::now(),

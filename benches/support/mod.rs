@@ -107,6 +107,7 @@ fn seed_in_sync(emu: &Emulators, n: usize) -> Ledger {
                 spot_user_id: Some(user.user_id.clone().into()),
                 tombstones: Vec::new(),
                 role: Some(Role::Viewer),
+                access: okta_spot_sync::access::ACCESS_MODEL,
                 origin: Origin::Adopted,
                 state: EntryState::Managed,
                 updated_at: now,

@@ -634,6 +634,7 @@ mod tests {
                 spot_user_id: spot_id.map(Into::into),
                 tombstones: Vec::new(),
                 role: Some(Role::Viewer),
+                access: crate::access::ACCESS_MODEL,
                 origin: Origin::Created,
                 state,
                 updated_at: Utc::now(),

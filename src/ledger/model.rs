@@ -50,6 +50,11 @@ pub struct LedgerEntry {
     pub tombstones: Vec<SpotUserId>,
     /// The role whose Spot mapping is known to be applied; `None` until it is.
     pub role: Option<Role>,
+    /// The access model (`access::ACCESS_MODEL`) the role's mapping is known to be in line with.
+    /// Absent in files written before it (read as 0): such users, and users adopted by
+    /// `import` (which never writes to Spot), are brought in line by the next cycle.
+    #[serde(default)]
+    pub access: u32,
     pub origin: Origin,
     pub state: EntryState,
     #[serde(serialize_with = "serialize_timestamp")]
@@ -215,8 +220,9 @@ impl Ledger {
 
 impl LedgerEntry {
     /// A new record, as every action records it (and `import`'s adoptions): the email
-    /// normalised ([`Email`]), no tombstones, stamped now. Replace an entry with it through
-    /// [`Ledger::put`].
+    /// normalised ([`Email`]), no tombstones, stamped now, its access taken as in line with
+    /// the current model (a caller that has not brought it in line sets `access` to 0).
+    /// Replace an entry with it through [`Ledger::put`].
     pub fn new(
         email: &str,
         spot_user_id: Option<SpotUserId>,
@@ -231,6 +237,7 @@ impl LedgerEntry {
             spot_user_id,
             tombstones: Vec::new(),
             role,
+            access: crate::access::ACCESS_MODEL,
             origin,
             state,
             updated_at: Utc::now(),
