@@ -1,16 +1,27 @@
 //! Command-line definitions (clap). Parsing only: no behaviour lives here, and no flag ever
 //! carries a token (tokens come from files, systemd credentials or the environment).
+//!
+//! `build.rs` includes this file as a module of its own to generate the man page and the
+//! shell completions, so it must never use anything of this crate (`crate::…`) or any
+//! dependency but `clap` and `std`: `main.rs` maps what is parsed here to library types.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::model::Role;
+/// What `--version` prints after the name: the package version and the git commit the binary
+/// was built from, e.g. `0.1.0 (commit 1a2b3c4)` (`OKTA_SPOT_SYNC_VERSION`, set by `build.rs`).
+/// The bare version where build.rs did not set it: in build.rs itself, whose man page names the
+/// version only.
+pub const VERSION: &str = match option_env!("OKTA_SPOT_SYNC_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 /// Keeps a Spot (Spotinst) organization's users in line with the Okta app that grants access.
 #[derive(Debug, Parser)]
-#[command(name = "okta-spot-sync", version, about, long_about = None)]
+#[command(name = "okta-spot-sync", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// Config file [env: OKTA_SPOT_SYNC_CONFIG] [default: /etc/okta-spot-sync/config.toml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -57,8 +68,8 @@ pub enum Command {
         #[arg(long)]
         assign: bool,
         /// Role given to users assigned by --assign [default: sync.default_role]
-        #[arg(long, value_parser = parse_role, value_name = "viewer|editor")]
-        role: Option<Role>,
+        #[arg(long, value_enum, ignore_case = true)]
+        role: Option<RoleArg>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -87,6 +98,10 @@ pub enum Command {
     Demo,
 }
 
-fn parse_role(raw: &str) -> Result<Role, String> {
-    Role::parse(raw).ok_or_else(|| format!("{raw:?} is not a role; use viewer or editor"))
+/// A role named on the command line (`import --role`), ASCII case ignored; `main.rs` maps it to
+/// the library's `model::Role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Viewer,
+    Editor,
 }

@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use okta_spot_sync::cli::{Cli, Command};
+use okta_spot_sync::cli::{Cli, Command, RoleArg};
 use okta_spot_sync::config::{self, LogFormat, LogSettings, Settings};
 use okta_spot_sync::cycle::CycleOptions;
 use okta_spot_sync::import::ImportOptions;
+use okta_spot_sync::model::Role;
 use okta_spot_sync::report::{exit, Mode};
 use okta_spot_sync::{commands, daemon, logging, sim_commands};
 
@@ -80,7 +81,13 @@ async fn run(cli: Cli) -> i32 {
             assign,
             role,
             output,
-        } => commands::import(&settings, &ImportOptions { assign, role }, output).await,
+        } => {
+            let role = role.map(|r| match r {
+                RoleArg::Viewer => Role::Viewer,
+                RoleArg::Editor => Role::Editor,
+            });
+            commands::import(&settings, &ImportOptions { assign, role }, output).await
+        }
         Command::Check => commands::check(&settings).await,
         Command::RebuildLedger { yes } => commands::rebuild_ledger(&settings, yes).await,
         Command::Run => daemon::service(settings, config_path).await,
