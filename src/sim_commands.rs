@@ -151,11 +151,18 @@ impl Demo {
         let mut out = String::from("  Spot organization now:\n");
         let mut users = self.spot().users();
         users.sort_by(|a, b| a.email.cmp(&b.email).then(a.user_id.cmp(&b.user_id)));
+        let all = self.spot().account_ids().len();
         for u in users {
             let policies: Vec<String> = u
                 .policies
                 .iter()
-                .map(|(id, accounts)| format!("policy {id} on {} accounts", accounts.len()))
+                .map(|(id, accounts)| {
+                    if accounts.iter().any(|a| a == "*") {
+                        format!("policy {id} on every account (\"*\")")
+                    } else {
+                        format!("policy {id} on {} of {all} accounts", accounts.len())
+                    }
+                })
                 .collect();
             let who = if u.kind == "programmatic" {
                 format!("{} (programmatic)", u.first_name)
@@ -172,6 +179,25 @@ impl Demo {
             );
         }
         out
+    }
+}
+
+impl Demo {
+    /// Does the user with `email` have the Account Viewer policy on every account of the
+    /// organization (explicitly or through `"*"`)?
+    fn sees_every_account(&self, email: &str) -> bool {
+        let spot = self.spot();
+        let (Some(user), Some(viewer)) = (
+            spot.user_by_email(email),
+            spot.policy_id_by_name("Account Viewer"),
+        ) else {
+            return false;
+        };
+        let all = spot.account_ids();
+        spot.effective_policies(&user.user_id).is_some_and(|seen| {
+            seen.iter()
+                .any(|(p, a)| *p == viewer && all.iter().all(|x| a.contains(x)))
+        })
     }
 }
 
@@ -212,7 +238,7 @@ pub async fn demo() -> Result<i32, Error> {
     demo.say("");
     demo.say("The Okta app assigns alice (viewer), bob (editor), Carol@Example.com (viewer) and dave (viewer).");
     demo.say("Spot already has owner@example.com (an admin Okta does not know), carol, frank@example.com");
-    demo.say("(no Okta user yet: he is imported in step 7) and the programmatic user ci-bot.");
+    demo.say("(no Okta user yet: he is imported in step 8) and the programmatic user ci-bot.");
     demo.say(&demo.spot_table());
 
     demo.say("Step 1 — `okta-spot-sync plan`: what would change, nothing written.");
@@ -241,20 +267,15 @@ pub async fn demo() -> Result<i32, Error> {
             &format!("{email} created"),
         );
     }
-    let viewer_policy = demo
-        .spot()
-        .policy_id_by_name("Account Viewer")
-        .unwrap_or_default();
-    let accounts = demo.spot().account_ids().len();
     let alice = demo.spot().user_by_email("alice@example.com");
     demo.expect(
-        alice.as_ref().is_some_and(|u| {
-            u.role == "viewer"
-                && u.policies
-                    .iter()
-                    .any(|(p, a)| *p == viewer_policy && a.len() == accounts)
-        }),
+        alice.as_ref().is_some_and(|u| u.role == "viewer")
+            && demo.sees_every_account("alice@example.com"),
         "alice is a viewer with the Account Viewer policy on every account",
+    );
+    demo.expect(
+        demo.sees_every_account("carol@example.com"),
+        "carol, adopted, gained the Account Viewer policy on every account (she had it on one)",
     );
     let bob = demo.spot().user_by_email("bob@example.com");
     demo.expect(
@@ -265,7 +286,29 @@ pub async fn demo() -> Result<i32, Error> {
     out!("{}", demo.spot_table());
     demo.say("");
 
-    demo.say("Step 3 — dave is deactivated in Okta; the next reconcile deletes his Spot user.");
+    demo.say(
+        "Step 3 — the organization adds a cloud account. Every viewer's policy is mapped on \"*\"",
+    );
+    demo.say(
+        "(every account, the ones added later included), so the next reconcile writes nothing",
+    );
+    demo.say("and every viewer sees the new account.");
+    let added = demo.spot().add_account("new-cloud-account");
+    let writes_before = demo.spot().write_requests();
+    let report = demo.cycle(Mode::Apply).await?;
+    demo.expect(
+        report.actions.is_empty() && demo.spot().write_requests() == writes_before,
+        &format!("account {added} added: zero writes"),
+    );
+    for email in ["alice@example.com", "carol@example.com", "dave@example.com"] {
+        demo.expect(
+            demo.sees_every_account(email),
+            &format!("{email} sees every account, {added} included"),
+        );
+    }
+    demo.say("");
+
+    demo.say("Step 4 — dave is deactivated in Okta; the next reconcile deletes his Spot user.");
     demo.emulators.okta.deactivate("dave@example.com");
     let report = demo.cycle(Mode::Apply).await?;
     out!("{}", indent(&report.to_text()));
@@ -280,7 +323,7 @@ pub async fn demo() -> Result<i32, Error> {
     demo.say("");
 
     demo.say(
-        "Step 4 — dave is reactivated and reassigned in Okta; the next reconcile recreates him.",
+        "Step 5 — dave is reactivated and reassigned in Okta; the next reconcile recreates him.",
     );
     demo.emulators.okta.reactivate("dave@example.com");
     demo.emulators
@@ -294,7 +337,7 @@ pub async fn demo() -> Result<i32, Error> {
     );
     demo.say("");
 
-    demo.say("Step 5 — nothing changed in Okta: a second reconcile makes no write call.");
+    demo.say("Step 6 — nothing changed in Okta: a second reconcile makes no write call.");
     let writes_before = demo.spot().write_requests();
     let report = demo.cycle(Mode::Apply).await?;
     out!("{}", indent(&report.to_text()));
@@ -305,7 +348,7 @@ pub async fn demo() -> Result<i32, Error> {
     demo.say("");
 
     demo.say(
-        "Step 6 — frank@example.com has been in Spot all along; now he joins Okta (active, but not",
+        "Step 7 — frank@example.com has been in Spot all along; now he joins Okta (active, but not",
     );
     demo.say("assigned to the app). `okta-spot-sync import` matches him by email and lists him as \"would assign\";");
     demo.say("owner@example.com has no Okta user and is left alone.");
@@ -345,7 +388,7 @@ pub async fn demo() -> Result<i32, Error> {
     );
     demo.say("");
 
-    demo.say("Step 7 — `okta-spot-sync import --assign`: frank is assigned to the Okta app (as the default");
+    demo.say("Step 8 — `okta-spot-sync import --assign`: frank is assigned to the Okta app (as the default");
     demo.say("role, viewer) and his existing Spot user is adopted: same user id, API tokens and settings kept.");
     let report = demo.import(true).await?;
     out!("{}", indent(&report.to_text()));
@@ -360,13 +403,25 @@ pub async fn demo() -> Result<i32, Error> {
     demo.expect(report.exit_code() == 0, "import --assign exits 0");
     demo.say("");
 
-    demo.say("Step 8 — a reconcile after the import: Okta and Spot agree, no write call.");
-    let writes_before = demo.spot().write_requests();
+    demo.say(
+        "Step 9 — a reconcile after the import: `import` never writes to Spot, so this cycle adds",
+    );
+    demo.say(
+        "frank's missing viewer grants (keeping what he had); the next one has nothing to do.",
+    );
     let report = demo.cycle(Mode::Apply).await?;
     out!("{}", indent(&report.to_text()));
     demo.expect(
+        applied(&report, ActionKind::UpdateRole, "frank@example.com")
+            && report.actions.len() == 1
+            && demo.sees_every_account("frank@example.com"),
+        "frank's access brought in line: the Account Viewer policy on every account",
+    );
+    let writes_before = demo.spot().write_requests();
+    let report = demo.cycle(Mode::Apply).await?;
+    demo.expect(
         report.actions.is_empty() && demo.spot().write_requests() == writes_before,
-        "zero writes after the import",
+        "then zero writes",
     );
     demo.expect(
         demo.spot()
