@@ -14,7 +14,8 @@
 //! Pure: no I/O. It never decides *whether* a user is managed (that is `plan`'s job) and never
 //! reads Spot (the caller passes what it read).
 
-use crate::model::PolicyGrant;
+use crate::ledger::{EntryState, Ledger};
+use crate::model::{PolicyGrant, Role};
 use crate::spot::access::ALL_ACCOUNTS;
 
 /// The access model this build writes, recorded per ledger entry once a user's mapping was
@@ -102,6 +103,31 @@ pub fn change_role(
     (written != have).then_some(written)
 }
 
+/// What the ledger says of coverage, without a read of Spot: of the managed users whose role
+/// has policies (`has_policies`), how many there are, and how many are not known to see every
+/// account (mapped under an older access model, adopted by `import`, or mapped never).
+pub fn coverage(ledger: &Ledger, has_policies: impl Fn(Role) -> bool) -> (usize, usize) {
+    let mut users = 0;
+    let mut behind = 0;
+    for entry in ledger.users.values() {
+        let Some(role) = entry.role else {
+            if entry.state == EntryState::Managed {
+                users += 1;
+                behind += 1;
+            }
+            continue;
+        };
+        if entry.state != EntryState::Managed || !has_policies(role) {
+            continue;
+        }
+        users += 1;
+        if entry.access < ACCESS_MODEL {
+            behind += 1;
+        }
+    }
+    (users, behind)
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -180,6 +206,40 @@ mod tests {
             change_role(&done, &["pol-v".into()], &[grant("pol-e", &["*"])]),
             None
         );
+    }
+
+    #[test]
+    fn coverage_counts_users_of_roles_with_policies_not_yet_in_line() {
+        use crate::ledger::{LedgerEntry, Origin};
+        let mut ledger = Ledger::default();
+        let entry = |role, access, state| {
+            let mut e = LedgerEntry::new("a@example.com", None, role, Origin::Created, state);
+            e.access = access;
+            e
+        };
+        let put = |l: &mut Ledger, id: &str, e| l.put(&id.into(), e);
+        put(
+            &mut ledger,
+            "1",
+            entry(Some(Role::Viewer), ACCESS_MODEL, EntryState::Managed),
+        );
+        put(
+            &mut ledger,
+            "2",
+            entry(Some(Role::Viewer), 0, EntryState::Managed),
+        );
+        put(
+            &mut ledger,
+            "3",
+            entry(Some(Role::Editor), 0, EntryState::Managed),
+        );
+        put(
+            &mut ledger,
+            "4",
+            entry(Some(Role::Viewer), 0, EntryState::Deleted),
+        );
+        put(&mut ledger, "5", entry(None, 0, EntryState::Managed));
+        assert_eq!(coverage(&ledger, |r| r == Role::Viewer), (3, 2));
     }
 
     fn grants() -> impl Strategy<Value = Vec<PolicyGrant>> {

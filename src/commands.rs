@@ -221,7 +221,17 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
                 "  ok   state file {}: {} users managed{journal}",
                 store.path().display(),
                 ledger.managed_count()
-            )
+            );
+            let has_policies = |role| !settings.spot.roles.get(role).policies.is_empty();
+            match crate::access::coverage(&ledger, has_policies) {
+                (users, 0) => outln!(
+                    "  ok   access: {users} managed users of roles with policies, each known to have them on every account (\"*\")"
+                ),
+                (users, behind) => outln!(
+                    "  note access: {behind} of {users} managed users of roles with policies are not known to see every account \
+                     (mapped by an older version, adopted by `import`, or not mapped yet); the next reconcile adds their missing grants"
+                ),
+            }
         }
         Err(e) => {
             ok = false;

@@ -63,6 +63,20 @@ async fn users_mapped_before_the_upgrade_are_brought_in_line_keeping_hand_grants
         .update(|l| l.users.get_mut(alice.as_str()).unwrap().access = 0)
         .unwrap();
     drop(writer);
+    // `check` says so from the ledger alone (no per-user read).
+    let reads = spot_requests(&env);
+    let run = env.run(&["check"]).await;
+    assert!(
+        run.stdout
+            .contains("note access: 1 of 1 managed users of roles with policies"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        env.spot().request_count("GET /setup/user/{userId}") == 0,
+        "check read a user's details"
+    );
+    assert!(spot_requests(&env) > reads);
 
     let run = env.run(&["reconcile", "--output", "json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -86,6 +100,13 @@ async fn users_mapped_before_the_upgrade_are_brought_in_line_keeping_hand_grants
 
     let run = env.run(&["reconcile", "--output", "json"]).await;
     assert!(actions(&run.json()).is_empty(), "{}", run.stdout);
+    let run = env.run(&["check"]).await;
+    assert!(
+        run.stdout
+            .contains("ok   access: 1 managed users of roles with policies"),
+        "{}",
+        run.stdout
+    );
 }
 
 /// Adoption grants, never takes: carol exists with the viewer policy on one account and a
