@@ -87,6 +87,13 @@ impl<'a, D: SpotDirectory> RoleResolver<'a, D> {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(access::role_grants(&ids))
     }
+
+    /// [`RoleResolver::grants`], with the role named in the error.
+    async fn needs(&self, role: Role) -> Result<Vec<PolicyGrant>, String> {
+        self.grants(role)
+            .await
+            .map_err(|e| format!("resolving the {role} role: {e}"))
+    }
 }
 
 /// How many fresh reads of the Spot user list one cycle makes after failed writes. Beyond
@@ -462,15 +469,11 @@ async fn grant_missing<D: SpotDirectory>(
     spot: &D,
     roles: &RoleResolver<'_, D>,
 ) -> Result<(), String> {
-    let needed = roles
-        .grants(role)
-        .await
-        .map_err(|e| format!("resolving the {role} role: {e}"))?;
+    let needed = roles.needs(role).await?;
     let old: Vec<String> = match from {
         Some(old) => roles
-            .grants(old)
-            .await
-            .map_err(|e| format!("resolving the {old} role: {e}"))?
+            .needs(old)
+            .await?
             .into_iter()
             .map(|g| g.policy_id)
             .collect(),
@@ -503,10 +506,7 @@ async fn map_role<D: SpotDirectory>(
     spot: &D,
     roles: &RoleResolver<'_, D>,
 ) -> Result<(), String> {
-    let grants = roles
-        .grants(role)
-        .await
-        .map_err(|e| format!("resolving the {role} role: {e}"))?;
+    let grants = roles.needs(role).await?;
     if grants.is_empty() {
         return Ok(());
     }
@@ -527,8 +527,8 @@ async fn create<D: SpotDirectory>(
     let role = user.role;
     let spot_role = roles.spot_role(role);
     // Resolve the policies before creating, so a misconfigured role fails before any write.
-    if let Err(e) = roles.grants(role).await {
-        return Step::failed(format!("resolving the {role} role: {e}"));
+    if let Err(e) = roles.needs(role).await {
+        return Step::failed(e);
     }
     let origin = Origin::Created;
     // Write-ahead: durable before the create is sent (see `LedgerWriter`). `put` keeps the
