@@ -78,7 +78,7 @@ pub enum Command {
     /// lock (exit 0: nothing will change for this person, 2: a change is pending, 3: a guard
     /// blocks it, 1: error)
     Explain {
-        /// The person's email (trimmed, ASCII case ignored) or Okta user id
+        /// The person's email (trimmed, ASCII case ignored), or an Okta or Spot user id
         #[arg(value_name = "EMAIL")]
         who: String,
         #[arg(long, value_enum, default_value_t = Output::Text)]

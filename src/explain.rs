@@ -3,12 +3,12 @@
 //! the guards' verdicts — and the one thing to do when nothing will happen.
 //!
 //! It owns the *selection* (which rows, Spot users, ledger entries and actions are about the
-//! person: matched by email the way the tool matches, [`Email`], or by Okta user id) and the
-//! *wording* (the answer, the next step, the text and JSON forms). It never decides anything
-//! itself: the class comes from `okta::classify`, the actions from `plan` run on the whole
-//! snapshot, the blocks from `guard`; this module only reads their outputs. It must never
-//! re-implement a rule of theirs, and it is pure: no I/O, no clock (the command that reads
-//! both sides is `commands::explain`, which writes nothing and takes no lock).
+//! person: matched by email the way the tool matches, [`Email`], or by Okta or Spot user id)
+//! and the *wording* (the answer, the next step, the text and JSON forms). It never decides
+//! anything itself: the class comes from `okta::classify`, the actions from `plan` run on the
+//! whole snapshot, the blocks from `guard`; this module only reads their outputs. It must
+//! never re-implement a rule of theirs, and it is pure: no I/O, no clock (the command that
+//! reads both sides is `commands::explain`, which writes nothing and takes no lock).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -24,7 +24,8 @@ use crate::plan::Plan;
 use crate::report::exit;
 
 /// What `explain` was asked about: an email (trimmed, ASCII case folded, as everywhere in the
-/// tool) or an Okta user id (exactly).
+/// tool), or exactly an Okta user id (a person with no email) or a Spot user id (a programmatic
+/// user has no email).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     /// As given (trimmed).
@@ -428,9 +429,10 @@ pub fn explain(query: &Query, inputs: &Inputs<'_>) -> Explanation {
     let mut spot_ids: BTreeSet<String> = spot_users
         .iter()
         .filter(|u| {
-            u.email
-                .as_ref()
-                .is_some_and(|e| query.matches_email(e.as_str()))
+            u.user_id.as_str() == query.raw
+                || u.email
+                    .as_ref()
+                    .is_some_and(|e| query.matches_email(e.as_str()))
         })
         .map(|u| u.user_id.to_string())
         .collect();
@@ -847,7 +849,8 @@ fn hold_advice(reason: &str, settings: &ExplainSettings) -> String {
     {
         return "two Okta users have this email: give each a unique email".into();
     }
-    if reason.starts_with("Okta listed this user on") {
+    // The classifier marks such rows malformed: checked before any other malformed row.
+    if reason.contains("Okta listed this user on") {
         return "Okta lists this user on rows with different emails (its direct and group assignments disagree): fix the user in Okta so that every row shows one email".into();
     }
     if reason.starts_with("malformed Okta row") {
@@ -1034,8 +1037,14 @@ mod tests {
         let cases = [
             ("00u1", "has no email"),
             ("role@example.com", "set the assignment's role attribute"),
-            ("conflict@example.com", "rows with different emails"),
-            ("moved@example.com", "rows with different emails"),
+            (
+                "conflict@example.com",
+                "Okta lists this user on rows with different emails",
+            ),
+            (
+                "moved@example.com",
+                "Okta lists this user on rows with different emails",
+            ),
             ("twin@example.com", "two Okta users have this email"),
             ("not-an-EMAIL", "not a valid address"),
             ("odd@example.com", "does not document"),
