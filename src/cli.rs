@@ -73,6 +73,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Explain one person: the Okta rows, the class, the Spot users, the ledger entry, the
+    /// planned actions and the guards that block them, and what to do; writes nothing, takes no
+    /// lock (exit 0: nothing will change for this person, 2: a change is pending, 3: a guard
+    /// blocks it, 1: error)
+    Explain {
+        /// The person's email (trimmed, ASCII case ignored), or an Okta or Spot user id
+        #[arg(value_name = "EMAIL")]
+        who: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// The daemon: cycles on sync.schedule until SIGTERM; SIGHUP reloads the config (exit 0: clean stop)
     Run,
     /// Test both APIs' credentials and settings (exit 0: ok, 1: not)

@@ -73,6 +73,54 @@ pub async fn cycle(
     Ok(report.exit_code())
 }
 
+/// `explain <email>`: one person through one cycle's steps (see [`crate::explain`]). Reads
+/// like `plan`: both APIs and the state file, then the real classifier, planner and guards on
+/// the whole snapshot; writes nothing and takes no lock.
+pub async fn explain(settings: &Settings, who: &str, output: Output) -> Result<i32, Error> {
+    use crate::explain::{explain, rows_for, ExplainSettings, Inputs, Query};
+    use crate::guard::guard;
+    use crate::model::{IdentitySource, SpotDirectory};
+    use crate::okta::classify::classify;
+    use crate::plan::plan;
+
+    let (okta, spot) = clients(settings)?;
+    let store = LedgerStore::new(&settings.sync.state_file);
+    let loading = tokio::task::spawn_blocking(move || store.load());
+    let reads = tokio::try_join!(okta.read_assignments(), spot.list_users());
+    let ledger = loading.await.map_err(|e| Error::Ledger {
+        path: settings.sync.state_file.clone(),
+        detail: format!("loading it was interrupted: {e}"),
+    })??;
+    let (rows, spot_users) = reads?;
+    let query = Query::new(who);
+    let mine = rows_for(&query, &rows);
+    let snapshot = classify(rows, &settings.classify_rules());
+    let the_plan = plan(&snapshot, &spot_users, &ledger, &settings.plan_options());
+    let verdicts = guard(
+        &the_plan,
+        &spot_users,
+        &ledger,
+        &settings.guard_limits(&CycleOptions::default()),
+    );
+    let explained = explain(
+        &query,
+        &Inputs {
+            rows: &mine,
+            snapshot: &snapshot,
+            spot_users: &spot_users,
+            ledger: &ledger,
+            plan: &the_plan,
+            verdicts: &verdicts,
+            settings: &ExplainSettings::from_settings(settings),
+        },
+    );
+    match output {
+        Output::Json => outln!("{}", explained.to_json()),
+        Output::Text => out!("{}", explained.to_text()),
+    }
+    Ok(explained.exit_code())
+}
+
 /// `import [--assign] [--role R]`: adopts unmanaged Spot users that match Okta users (see
 /// [`crate::import`]).
 pub async fn import(

@@ -18,6 +18,7 @@ pub mod config;
 pub mod cycle;
 pub mod daemon;
 pub mod error;
+pub mod explain;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
 pub mod fsutil;

@@ -88,6 +88,7 @@ async fn run(cli: Cli) -> i32 {
             });
             commands::import(&settings, &ImportOptions { assign, role }, output).await
         }
+        Command::Explain { who, output } => commands::explain(&settings, &who, output).await,
         Command::Check => commands::check(&settings).await,
         Command::RebuildLedger { yes } => commands::rebuild_ledger(&settings, yes).await,
         Command::Run => daemon::service(settings, config_path).await,
