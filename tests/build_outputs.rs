@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-spot-sync");
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 9] = [
     "plan",
     "reconcile",
     "import",
+    "audit",
     "run",
     "check",
     "rebuild-ledger",
