@@ -282,11 +282,16 @@ pub async fn run_audit<D: SpotDirectory>(
     }
     let writer = repair.then(|| LedgerWriter::new(store.clone(), ledger.clone()));
     let concurrency = settings.spot.write_concurrency.max(1);
-    let checked: Vec<Checked> = stream::iter(&managed)
-        .map(|m| {
+    // Indexes, not borrowed items, in the stream: its future must be `Send` for any lifetime
+    // the daemon spawns it with.
+    let listed: rustc_hash::FxHashSet<&SpotUserId> = users.iter().map(|u| &u.user_id).collect();
+    let (managed, needs, listed) = (&managed, &needs, &listed);
+    let checked: Vec<Checked> = stream::iter(0..managed.len())
+        .map(|i| async move {
+            let m = &managed[i];
             let (spot_role, need) = &needs[&m.role];
-            let listed = users.lists(&m.spot_user_id);
-            audit_user(spot, m, listed, spot_role, need, repair, stop)
+            let listed = listed.contains(&m.spot_user_id);
+            audit_user(spot, m, listed, spot_role, need, repair, stop).await
         })
         .buffer_unordered(concurrency)
         .collect()
