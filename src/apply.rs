@@ -448,7 +448,7 @@ async fn adopt<D: SpotDirectory>(
 }
 
 /// Records that `okta_id`'s Spot user has `role`'s grants under the current access model.
-fn record_mapped(ledger: &LedgerWriter, okta_id: &OktaUserId, role: Role) {
+pub(crate) fn record_mapped(ledger: &LedgerWriter, okta_id: &OktaUserId, role: Role) {
     ledger.record(&[okta_id], |l| {
         if let Some(e) = l.users.get_mut(okta_id) {
             e.role = Some(role);

@@ -84,6 +84,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Compare each managed user's Spot access with what its Okta role gives and report every
+    /// drift; --repair adds missing grants (exit 0: no drift or all repaired, 2: drift found,
+    /// 1: error or a failed repair)
+    Audit {
+        /// Add the missing grants (a union: nothing is removed); an organization role that
+        /// differs is reported and left
+        #[arg(long)]
+        repair: bool,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// The daemon: cycles on sync.schedule until SIGTERM; SIGHUP reloads the config (exit 0: clean stop)
     Run,
     /// Test both APIs' credentials and settings (exit 0: ok, 1: not)

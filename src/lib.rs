@@ -11,6 +11,7 @@
 pub mod access;
 pub mod action;
 pub mod apply;
+pub mod audit;
 pub mod backoff;
 pub mod cli;
 pub mod commands;

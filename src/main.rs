@@ -90,6 +90,9 @@ async fn run(cli: Cli) -> i32 {
         }
         Command::Explain { who, output } => commands::explain(&settings, &who, output).await,
         Command::Check => commands::check(&settings).await,
+        Command::Audit { repair, output } => {
+            okta_spot_sync::audit::command(&settings, repair, output).await
+        }
         Command::RebuildLedger { yes } => commands::rebuild_ledger(&settings, yes).await,
         Command::Run => daemon::service(settings, config_path).await,
         Command::Emulate { .. } | Command::Demo => unreachable!("handled above"),

@@ -19,6 +19,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use crate::action::ActionStatus;
+use crate::audit::{AuditReport, DriftKind, DriftStatus};
 use crate::http::{Observer, RequestRecord};
 use crate::report::Report;
 
@@ -35,6 +36,23 @@ pub const API_REQUEST_DURATION: &str = "okta_spot_sync_api_request_duration_seco
 pub const RATE_LIMIT_REMAINING: &str = "okta_spot_sync_api_rate_limit_remaining";
 pub const CONFIG_RELOADS: &str = "okta_spot_sync_config_reloads_total";
 pub const HALTED: &str = "okta_spot_sync_halted";
+pub const AUDITS: &str = "okta_spot_sync_audits_total";
+pub const ACCESS_DRIFT: &str = "okta_spot_sync_access_drift_total";
+
+/// Audit results, the `result` label of [`AUDITS`].
+pub mod audit_result {
+    /// Every managed user's access is what its role gives.
+    pub const CLEAN: &str = "clean";
+    /// Drift found and left (repair off).
+    pub const DRIFT: &str = "drift";
+    /// Drift found; every repairable drift was repaired (what cannot be is reported).
+    pub const REPAIRED: &str = "repaired";
+    /// A repair failed, or a user's access could not be read.
+    pub const FAILED: &str = "failed";
+    /// Did not complete (state file, user list or policies unreadable); nothing was audited.
+    pub const ERROR: &str = "error";
+    pub const ALL: [&str; 5] = [CLEAN, DRIFT, REPAIRED, FAILED, ERROR];
+}
 
 /// Cycle results, the `result` label of [`CYCLES`].
 pub mod result {
@@ -182,6 +200,14 @@ impl Metrics {
             None,
             "1 while cycling is stopped by a configuration or credential error (fix it, then reload).",
         );
+        counter(
+            AUDITS,
+            "Access audits (sync.audit_schedule) by result (clean, drift, repaired, failed, error).",
+        );
+        counter(
+            ACCESS_DRIFT,
+            "Access drift found by audits, each drift once per audit, by kind and status (found, repaired, failed, not_repairable).",
+        );
     }
 
     /// Gives the bounded label sets their zero series, so dashboards and alerts see them before
@@ -210,6 +236,27 @@ impl Metrics {
         }
         for r in ["applied", "rejected"] {
             self.counter(CONFIG_RELOADS, &[("result", r)]).increment(0);
+        }
+        for r in audit_result::ALL {
+            self.counter(AUDITS, &[("result", r)]).increment(0);
+        }
+        // Only the statuses each kind can have: found everywhere; repaired and failed for what
+        // a union repairs; not_repairable for the rest.
+        for kind in DriftKind::ALL {
+            for status in DriftStatus::ALL {
+                let possible = match status {
+                    DriftStatus::Found => true,
+                    DriftStatus::Repaired | DriftStatus::Failed => kind.repairable(),
+                    DriftStatus::NotRepairable => !kind.repairable(),
+                };
+                if possible {
+                    self.counter(
+                        ACCESS_DRIFT,
+                        &[("kind", kind.as_str()), ("status", status.as_str())],
+                    )
+                    .increment(0);
+                }
+            }
         }
         self.set_consecutive_failures(0);
         self.set_halted(false);
@@ -241,6 +288,25 @@ impl Metrics {
         }
         if let Some(managed) = report.managed_users {
             self.gauge(MANAGED_USERS, &[]).set(managed as f64);
+        }
+    }
+
+    /// Records one audit. `report` is `None` when it did not complete.
+    pub fn record_audit(&self, report: Option<&AuditReport>) {
+        let result = match report {
+            None => audit_result::ERROR,
+            Some(r) if r.summary.failed > 0 || r.summary.unread > 0 => audit_result::FAILED,
+            Some(r) if r.summary.found > 0 => audit_result::DRIFT,
+            Some(r) if r.summary.drift > 0 => audit_result::REPAIRED,
+            Some(_) => audit_result::CLEAN,
+        };
+        self.counter(AUDITS, &[("result", result)]).increment(1);
+        for d in report.map(|r| r.drift.as_slice()).unwrap_or_default() {
+            self.counter(
+                ACCESS_DRIFT,
+                &[("kind", d.kind.as_str()), ("status", d.status.as_str())],
+            )
+            .increment(1);
         }
     }
 
@@ -351,6 +417,8 @@ mod tests {
             GUARD_TRIPS,
             CONFIG_RELOADS,
             HALTED,
+            AUDITS,
+            ACCESS_DRIFT,
         ] {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}");
         }
@@ -361,6 +429,8 @@ mod tests {
             "okta_spot_sync_config_reloads_total{result=\"rejected\"} 0",
             "okta_spot_sync_consecutive_failures 0",
             "okta_spot_sync_halted 0",
+            "okta_spot_sync_audits_total{result=\"clean\"} 0",
+            "okta_spot_sync_access_drift_total{kind=\"role_differs\",status=\"not_repairable\"} 0",
         ] {
             assert!(text.contains(series), "{series}\n{text}");
         }

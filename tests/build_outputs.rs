@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_okta-spot-sync");
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 10] = [
     "plan",
     "reconcile",
     "import",
     "explain",
+    "audit",
     "run",
     "check",
     "rebuild-ledger",

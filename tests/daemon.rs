@@ -40,6 +40,7 @@ struct Harness {
     dir: tempfile::TempDir,
     config: PathBuf,
     ticks: mpsc::Sender<()>,
+    audit_ticks: mpsc::Sender<()>,
     reloads: mpsc::Sender<()>,
     notices: mpsc::UnboundedReceiver<Notice>,
     status: SharedStatus,
@@ -85,6 +86,7 @@ async fn start(
     let config = write_config(dir.path(), emu, &extra);
     let settings = load(&config).unwrap();
     let (ticks, ticker) = ChannelTicker::new();
+    let (audit_ticks, audit_ticker) = ChannelTicker::new();
     let (reload_tx, reloads) = mpsc::channel(4);
     let (notice_tx, notices) = mpsc::unbounded_channel();
     let status: SharedStatus = Arc::new(Mutex::new(Status::default()));
@@ -102,6 +104,7 @@ async fn start(
         reloads,
         runner,
         ticker: Box::new(ticker),
+        audit_ticker: Box::new(audit_ticker),
         notifier: Arc::new(ChannelNotifier(notice_tx)),
         listener,
         watchdog: None,
@@ -116,6 +119,7 @@ async fn start(
         dir,
         config,
         ticks,
+        audit_ticks,
         reloads: reload_tx,
         notices,
         status,
@@ -205,6 +209,19 @@ impl Scraped {
 }
 
 impl Harness {
+    /// Waits until `n` audits have been recorded (on the paused clock: each poll lets virtual
+    /// time pass only while everything waits).
+    async fn audits_recorded(&self, n: f64) -> Scraped {
+        for _ in 0..600 {
+            let m = self.metrics();
+            if m.get("okta_spot_sync_audits_total", &[]) >= n {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{n} audit(s) not recorded:\n{}", self.metrics().text);
+    }
+
     /// Waits for the next cycle's end (every cycle ends with a STATUS notice).
     async fn cycle_end(&mut self) -> String {
         loop {
@@ -718,4 +735,78 @@ async fn a_reload_keeps_the_state_file_and_names_what_waits_for_a_restart() {
         assert!(messages.contains(key), "{key}: {messages}");
     }
     assert_eq!(change.on_restart.len(), 3, "{messages}");
+}
+
+/// The access audit runs on its own schedule between cycles: a viewer policy removed by hand
+/// is found and repaired (`sync.audit_repair` defaults to true), counted by kind and status; the
+/// next audit is clean; with repair off, drift is counted as found and left.
+#[tokio::test(start_paused = true)]
+async fn the_audit_runs_on_its_schedule_and_counts_drift() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let mut h = start(&emu, false, "", "listen = \"\"", false, Arc::new(ApiCycles)).await;
+    h.ticks.send(()).await.unwrap();
+    h.cycle_end().await;
+    let ledger = LedgerStore::new(h.dir.path().join("state.json"))
+        .load()
+        .unwrap();
+    let viewer = emu.spot.policy_id_by_name("Account Viewer").unwrap();
+    let hand_edited: Vec<String> = ledger
+        .users
+        .values()
+        .filter(|e| e.role == Some(okta_spot_sync::model::Role::Viewer))
+        .filter_map(|e| e.spot_user_id.as_ref().map(|id| id.to_string()))
+        .take(2)
+        .collect();
+    assert_eq!(hand_edited.len(), 2, "{ledger:?}");
+    for id in &hand_edited {
+        assert!(emu.spot.revoke_policy(id, &viewer, None));
+    }
+
+    let drift = |m: &Scraped, kind: &str, status: &str| {
+        m.get(
+            "okta_spot_sync_access_drift_total",
+            &[("kind", kind), ("status", status)],
+        )
+    };
+    let audits =
+        |m: &Scraped, result: &str| m.get("okta_spot_sync_audits_total", &[("result", result)]);
+    h.audit_ticks.send(()).await.unwrap();
+    let m = h.audits_recorded(1.0).await;
+    assert_eq!(audits(&m, "repaired"), 1.0);
+    assert_eq!(drift(&m, "missing_policy", "repaired"), 2.0);
+    assert_eq!(m.get("okta_spot_sync_access_drift_total", &[]), 2.0);
+    for id in &hand_edited {
+        let seen = emu.spot.user(id).unwrap().policies;
+        assert_eq!(seen, vec![(viewer.clone(), vec!["*".to_string()])]);
+    }
+    assert_eq!(m.cycles().0, 1.0, "the audit is not a cycle");
+
+    h.audit_ticks.send(()).await.unwrap();
+    let m = h.audits_recorded(2.0).await;
+    assert_eq!(audits(&m, "clean"), 1.0);
+    assert_eq!(m.get("okta_spot_sync_access_drift_total", &[]), 2.0);
+
+    // Repair off (a reload): drift is found, counted and left.
+    let text = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        text.replace("[sync]\n", "[sync]\naudit_repair = false\n"),
+    )
+    .unwrap();
+    h.reloads.send(()).await.unwrap();
+    assert!(emu.spot.revoke_policy(&hand_edited[0], &viewer, None));
+    for _ in 0..100 {
+        if h.metrics().reloads().0 == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h.metrics().reloads(), (1.0, 0.0));
+    h.audit_ticks.send(()).await.unwrap();
+    let m = h.audits_recorded(3.0).await;
+    assert_eq!(audits(&m, "drift"), 1.0);
+    assert_eq!(drift(&m, "missing_policy", "found"), 1.0);
+    assert!(emu.spot.user(&hand_edited[0]).unwrap().policies.is_empty());
+    assert_eq!(audits(&m, "error") + audits(&m, "failed"), 0.0);
+    h.stop().await.unwrap();
 }

@@ -57,6 +57,8 @@ pub const KEYS: &[&str] = &[
     "spot.roles.editor.spot_role",
     "spot.roles.editor.policies",
     "sync.schedule",
+    "sync.audit_schedule",
+    "sync.audit_repair",
     "sync.run_on_start",
     "sync.state_file",
     "sync.default_role",

@@ -205,6 +205,8 @@ pub(super) struct RawRole {
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawSync {
     pub(super) schedule: String,
+    pub(super) audit_schedule: String,
+    pub(super) audit_repair: bool,
     pub(super) run_on_start: bool,
     pub(super) state_file: String,
     pub(super) default_role: String,
@@ -220,6 +222,8 @@ impl Default for RawSync {
     fn default() -> Self {
         RawSync {
             schedule: "0 */10 * * * *".into(),
+            audit_schedule: "0 0 3 * * *".into(),
+            audit_repair: true,
             run_on_start: true,
             state_file: "/var/lib/okta-spot-sync/state.json".into(),
             default_role: "viewer".into(),

@@ -204,6 +204,11 @@ pub struct SpotRoleSettings {
 pub struct SyncSettings {
     /// When the daemon cycles.
     pub schedule: Schedule,
+    /// When the daemon audits every managed user's access (`sync.audit_schedule`); `None`:
+    /// never (`""`).
+    pub audit_schedule: Option<Schedule>,
+    /// Whether the daemon's audit adds missing grants (`sync.audit_repair`).
+    pub audit_repair: bool,
     pub run_on_start: bool,
     pub state_file: PathBuf,
     pub default_role: Role,

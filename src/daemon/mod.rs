@@ -12,6 +12,11 @@
 //! Rules the loop keeps:
 //! - one cycle at a time: a tick that arrives while a cycle runs is skipped and counted, never
 //!   queued;
+//! - the access audit (`sync.audit_schedule`, repairing when `sync.audit_repair`) runs in the
+//!   same loop, so never at the same time as a cycle: an audit tick that arrives during a
+//!   cycle waits for it to end (and a cycle tick during an audit waits for the audit); a
+//!   halted daemon skips audits. An audit's failure is logged and counted, never retried
+//!   early and never halts cycling;
 //! - error policy (kube-rs `error_policy` style: the pure [`error_policy`] decides a [`Next`],
 //!   one function, `Daemon::carry_out`, does every effect of it): after `n` failed cycles in a
 //!   row the next one runs `backoff(n)` later (5 s doubling, capped at 5 min), ticks before
@@ -44,6 +49,7 @@ use tokio::time::{sleep_until, Instant, Interval};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, warn, Instrument};
 
+use crate::audit::AuditReport;
 use crate::config::{Schedule, Settings};
 use crate::cycle::CycleControl;
 use crate::http::Observer;
@@ -105,6 +111,8 @@ pub struct ReloadChange {
     pub on_restart: Vec<String>,
     /// `sync.schedule` changed: the ticker is restarted with the new one.
     pub schedule: bool,
+    /// `sync.audit_schedule` changed: the audit ticker is restarted (or stopped).
+    pub audit_schedule: bool,
 }
 
 /// Decides what a reload from `old` to `new` changes, pure: keeps in `new` what only a restart
@@ -130,6 +138,7 @@ pub fn reload_change(old: &Settings, new: &mut Settings) -> ReloadChange {
             .push("log.format and log.level take effect on restart".into());
     }
     change.schedule = new.sync.schedule != old.sync.schedule;
+    change.audit_schedule = new.sync.audit_schedule != old.sync.audit_schedule;
     change
 }
 
@@ -167,6 +176,21 @@ pub trait CycleRunner: Send + Sync {
         control: CycleControl,
         observer: Observer,
     ) -> BoxFuture<'static, Result<Report, Error>>;
+
+    /// Runs one access audit (adding missing grants when `repair`), every request reported to
+    /// `observer`; no new write starts once `stop` is cancelled. The daemon records it from the
+    /// result. By default, against the real Spot API ([`crate::audit::run_with_api`]).
+    fn audit(
+        &self,
+        settings: Settings,
+        repair: bool,
+        observer: Observer,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, Result<AuditReport, Error>> {
+        Box::pin(async move {
+            crate::audit::run_with_api(&settings, repair, Some(observer), &stop).await
+        })
+    }
 }
 
 /// Produces the schedule's ticks.
@@ -259,6 +283,8 @@ pub struct Deps {
     pub reloads: mpsc::Receiver<()>,
     pub runner: Arc<dyn CycleRunner>,
     pub ticker: Box<dyn Ticker>,
+    /// Ticks of `sync.audit_schedule` (not started when it is `""`).
+    pub audit_ticker: Box<dyn Ticker>,
     pub notifier: Arc<dyn Notifier>,
     /// Where to serve `/healthz`, `/readyz` and `/metrics`, already bound.
     pub listener: Option<TcpListener>,
@@ -299,6 +325,9 @@ struct Daemon {
     ticker: Box<dyn Ticker>,
     ticks: mpsc::Receiver<()>,
     ticks_open: bool,
+    audit_ticker: Box<dyn Ticker>,
+    audit_ticks: mpsc::Receiver<()>,
+    audit_ticks_open: bool,
     notifier: Arc<dyn Notifier>,
     listener: Option<TcpListener>,
     watchdog: Option<Interval>,
@@ -333,6 +362,9 @@ impl Daemon {
             ticker: deps.ticker,
             ticks: mpsc::channel(1).1,
             ticks_open: false,
+            audit_ticker: deps.audit_ticker,
+            audit_ticks: mpsc::channel(1).1,
+            audit_ticks_open: false,
             notifier: deps.notifier,
             listener: deps.listener,
             watchdog,
@@ -370,6 +402,7 @@ impl Daemon {
         }
         self.ticks = self.ticker.start(&self.settings.sync.schedule).await?;
         self.ticks_open = true;
+        self.start_audit_ticker().await?;
         info!(
             schedule = %self.settings.sync.schedule,
             run_on_start = self.settings.sync.run_on_start,
@@ -407,6 +440,21 @@ impl Daemon {
                         self.ticks_open = false;
                     }
                 },
+                a = self.audit_ticks.recv(), if self.audit_ticks_open => match a {
+                    Some(()) => {
+                        if self.audit().await {
+                            break;
+                        }
+                        if self.pending_reload {
+                            self.pending_reload = false;
+                            run_now |= self.reload().await;
+                        }
+                    }
+                    None => {
+                        warn!("the audit scheduler stopped ticking; no more scheduled audits");
+                        self.audit_ticks_open = false;
+                    }
+                },
                 _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                     self.retry_at = None;
                     run_now = self.status().halted.is_none();
@@ -418,6 +466,86 @@ impl Daemon {
         self.ticker.stop().await;
         info!("daemon stopped; the state file is up to date");
         Ok(())
+    }
+
+    /// (Re)starts the audit ticker on `sync.audit_schedule`, or stops it when that is off.
+    async fn start_audit_ticker(&mut self) -> Result<(), Error> {
+        match &self.settings.sync.audit_schedule {
+            Some(schedule) => {
+                self.audit_ticks = self.audit_ticker.start(schedule).await?;
+                self.audit_ticks_open = true;
+                info!(audit_schedule = %schedule, repair = self.settings.sync.audit_repair, "access audits scheduled (UTC)");
+            }
+            None => {
+                self.audit_ticker.stop().await;
+                self.audit_ticks_open = false;
+                info!("access audits are off (sync.audit_schedule = \"\")");
+            }
+        }
+        Ok(())
+    }
+
+    /// One scheduled access audit, between cycles. Returns `true` when shutdown came and the
+    /// grace period ran out (the audit was abandoned).
+    async fn audit(&mut self) -> bool {
+        let halted = self.status().halted.clone();
+        if let Some(why) = halted {
+            info!("scheduled audit skipped: halted: {why}");
+            return false;
+        }
+        let repair = self.settings.sync.audit_repair;
+        let span = info_span!("audit", repair);
+        span.in_scope(|| info!("access audit started"));
+        let mut fut = self
+            .runner
+            .audit(
+                self.settings.clone(),
+                repair,
+                self.metrics.observer(),
+                self.stop.clone(),
+            )
+            .instrument(span.clone());
+        let mut deadline: Option<Instant> = None;
+        let result = loop {
+            tokio::select! {
+                biased;
+                r = &mut fut => break Some(r),
+                _ = self.stop.cancelled(), if deadline.is_none() => {
+                    span.in_scope(|| info!("shutdown requested: the audit starts no new repair"));
+                    self.notifier.notify(Notice::Stopping);
+                    deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+                }
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    span.in_scope(|| warn!("the audit is still running after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs()));
+                    break None;
+                }
+                r = self.reloads.recv(), if self.reloads_open => match r {
+                    Some(()) => self.pending_reload = true,
+                    None => self.reloads_open = false,
+                },
+                _ = watchdog_tick(&mut self.watchdog) => self.notifier.notify(Notice::Watchdog),
+            }
+        };
+        let Some(result) = result else { return true };
+        self.metrics.record_audit(result.as_ref().ok());
+        span.in_scope(|| match &result {
+            Ok(report) if report.summary.drift > 0 || report.summary.unread > 0 => {
+                warn!("{}", report.one_line());
+                for d in &report.drift {
+                    warn!(
+                        email = %d.email,
+                        spot_user_id = %d.spot_user_id,
+                        kind = d.kind.as_str(),
+                        status = d.status.as_str(),
+                        "access drift: {}",
+                        d.detail
+                    );
+                }
+            }
+            Ok(report) => info!("{}", report.one_line()),
+            Err(e) => warn!("access audit failed: {e}"),
+        });
+        false
     }
 
     /// A schedule tick while idle: `true` when it should start a cycle.
@@ -640,7 +768,14 @@ impl Daemon {
                 }
             }
         }
+        let audit_schedule = change.audit_schedule;
         self.settings = new;
+        if audit_schedule {
+            if let Err(e) = self.start_audit_ticker().await {
+                error!("sync.audit_schedule could not be scheduled, no audits until it is: {e}");
+                self.audit_ticks_open = false;
+            }
+        }
         self.publish_settings();
         self.metrics.config_reload(true);
         let was_halted = {

@@ -72,6 +72,7 @@ pub async fn service(settings: Settings, config_path: PathBuf) -> Result<i32, Er
         reloads,
         runner: Arc::new(ApiCycles),
         ticker: Box::new(CronTicker::default()),
+        audit_ticker: Box::new(CronTicker::default()),
         notifier: Arc::new(SdNotifier),
         listener,
         watchdog,

@@ -22,6 +22,13 @@ pub(super) fn settings(
 ) -> Result<SyncSettings, Vec<String>> {
     let mut p = Problems::default();
     let schedule = p.check(Schedule::parse(&raw.schedule));
+    // `""` turns the daemon's audit off; anything else must be a schedule like sync.schedule.
+    let audit_schedule = match raw.audit_schedule.trim() {
+        "" => Some(None),
+        s => p
+            .check(Schedule::parse_key("sync.audit_schedule", s))
+            .map(Some),
+    };
     let state_file = match raw.state_file.trim() {
         "" => {
             p.push(
@@ -54,7 +61,7 @@ pub(super) fn settings(
         .check(validate_protected_emails_override(vars))
         .and_then(|()| p.check(validate_emails(&raw.protected_emails)));
     match (
-        schedule,
+        (schedule, audit_schedule),
         state_file,
         default_role,
         max_deletes,
@@ -62,7 +69,7 @@ pub(super) fn settings(
         protected_emails,
     ) {
         (
-            Some(schedule),
+            (Some(schedule), Some(audit_schedule)),
             Some(state_file),
             Some(default_role),
             Some(max_deletes),
@@ -70,6 +77,8 @@ pub(super) fn settings(
             Some(protected_emails),
         ) if p.is_empty() => Ok(SyncSettings {
             schedule,
+            audit_schedule,
+            audit_repair: raw.audit_repair,
             run_on_start: raw.run_on_start,
             state_file,
             default_role,
@@ -90,11 +99,16 @@ impl Schedule {
     /// let `run` start and then never cycle again. Whitespace between fields is normalised
     /// to one space.
     pub fn parse(raw: &str) -> Result<Schedule, String> {
+        Schedule::parse_key("sync.schedule", raw)
+    }
+
+    /// [`Schedule::parse`] for the key `key` (named in every message).
+    pub fn parse_key(key: &str, raw: &str) -> Result<Schedule, String> {
         let fields: Vec<&str> = raw.split_whitespace().collect();
         let fix = "use a cron expression with seconds, e.g. \"0 */10 * * * *\" (every 10 minutes)";
         if !(6..=7).contains(&fields.len()) {
             return Err(format!(
-                "sync.schedule = {raw:?} has {} fields, expected 6 or 7 (sec min hour day month \
+                "{key} = {raw:?} has {} fields, expected 6 or 7 (sec min hour day month \
                  weekday [year]); {fix}",
                 fields.len()
             ));
@@ -102,22 +116,20 @@ impl Schedule {
         let ok_char = |c: char| c.is_ascii_alphanumeric() || "*/,-?#".contains(c);
         if let Some(f) = fields.iter().find(|f| !f.chars().all(ok_char)) {
             return Err(format!(
-                "sync.schedule = {raw:?}: field {f:?} has characters cron does not use; {fix}"
+                "{key} = {raw:?}: field {f:?} has characters cron does not use; {fix}"
             ));
         }
         let schedule = fields.join(" ");
         // Asked exactly as the daemon's scheduler is (UTC); a job is only a value until added.
-        let mut job =
-            tokio_cron_scheduler::Job::new(schedule.as_str(), |_, _| {}).map_err(|e| {
-                format!("sync.schedule = {raw:?} is not a valid cron expression ({e}); {fix}")
-            })?;
+        let mut job = tokio_cron_scheduler::Job::new(schedule.as_str(), |_, _| {})
+            .map_err(|e| format!("{key} = {raw:?} is not a valid cron expression ({e}); {fix}"))?;
         let next_tick = job
             .job_data()
             .map(|data| data.next_tick)
-            .map_err(|e| format!("sync.schedule = {raw:?} cannot be scheduled ({e}); {fix}"))?;
+            .map_err(|e| format!("{key} = {raw:?} cannot be scheduled ({e}); {fix}"))?;
         if next_tick == 0 {
             return Err(format!(
-                "sync.schedule = {raw:?} never fires: no time from now on matches it (a day the \
+                "{key} = {raw:?} never fires: no time from now on matches it (a day the \
                  month does not have, such as February 30, or a year in the past; the day of the \
                  month and the weekday must both match); {fix}"
             ));
@@ -217,5 +229,36 @@ mod tests {
         assert!(Schedule::parse("0 0 0 29 2 *").is_ok());
         let err = Schedule::parse("0 0 0 32 1 *").unwrap_err();
         assert!(err.contains("not a valid cron expression"), "{err}");
+    }
+
+    /// `sync.audit_schedule`: daily at 03:00 UTC by default, `""` turns it off, and a bad one is
+    /// refused naming its own key; `sync.audit_repair` defaults to true.
+    #[test]
+    fn the_audit_schedule_is_checked_like_the_schedule_and_can_be_off() {
+        let vars = BTreeMap::new();
+        let s = settings(RawSync::default(), &vars).unwrap();
+        assert_eq!(
+            s.audit_schedule.as_ref().map(Schedule::as_str),
+            Some("0 0 3 * * *")
+        );
+        assert!(s.audit_repair);
+        let off = RawSync {
+            audit_schedule: " ".into(),
+            audit_repair: false,
+            ..RawSync::default()
+        };
+        let s = settings(off, &vars).unwrap();
+        assert_eq!((s.audit_schedule, s.audit_repair), (None, false));
+        for bad in ["0 0 3 * *", "0 0 0 30 2 *", "daily"] {
+            let raw = RawSync {
+                audit_schedule: bad.into(),
+                ..RawSync::default()
+            };
+            let err = settings(raw, &vars).unwrap_err().join("\n");
+            assert!(
+                err.contains("sync.audit_schedule") && !err.contains("sync.schedule"),
+                "{bad}: {err}"
+            );
+        }
     }
 }
