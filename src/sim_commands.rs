@@ -143,6 +143,12 @@ impl Demo {
         .await
     }
 
+    async fn audit(&self, repair: bool) -> Result<crate::audit::AuditReport, Error> {
+        let spot = crate::spot::client::SpotClient::new(&self.settings.spot, &self.settings.http)?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        crate::audit::run_audit(&self.settings, &spot, &self.store, repair, &stop).await
+    }
+
     fn spot(&self) -> &SpotSim {
         &self.emulators.spot
     }
@@ -428,6 +434,57 @@ pub async fn demo() -> Result<i32, Error> {
             .user_by_email("frank@example.com")
             .is_some_and(|u| u.user_id == frank_spot_id),
         "frank kept his Spot user id (imported, not recreated)",
+    );
+    demo.say("");
+
+    demo.say("Step 10 — someone edits carol's access by hand in the Spot console: removes her Account Viewer");
+    demo.say("policy and gives her Account Editor on one account. `okta-spot-sync audit` reads each managed");
+    demo.say("user's access once and reports the drift (exit 2, nothing written); `audit --repair` adds the");
+    demo.say("missing grant back as a union: the hand-made extra grant stays.");
+    let carol = demo
+        .spot()
+        .user_by_email("carol@example.com")
+        .map(|u| u.user_id)
+        .unwrap_or_default();
+    let viewer = demo
+        .spot()
+        .policy_id_by_name("Account Viewer")
+        .unwrap_or_default();
+    let editor = demo
+        .spot()
+        .policy_id_by_name("Account Editor")
+        .unwrap_or_default();
+    let first_account = demo
+        .spot()
+        .account_ids()
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    demo.spot().revoke_policy(&carol, &viewer, None);
+    demo.spot()
+        .grant_policy(&carol, &editor, &[first_account.as_str()]);
+    let writes_before = demo.spot().write_requests();
+    let report = demo.audit(false).await?;
+    out!("{}", indent(&report.to_text()));
+    demo.expect(
+        report.exit_code == 2
+            && report.drift.iter().any(|d| d.email == "carol@example.com")
+            && demo.spot().write_requests() == writes_before,
+        "audit finds carol's missing viewer policy, exits 2 and writes nothing",
+    );
+    let report = demo.audit(true).await?;
+    out!("{}", indent(&report.to_text()));
+    let keeps_hand_grant = demo.spot().effective_policies(&carol).is_some_and(|seen| {
+        seen.iter()
+            .any(|(p, a)| *p == editor && a == std::slice::from_ref(&first_account))
+    });
+    demo.expect(
+        report.exit_code == 0 && demo.sees_every_account("carol@example.com") && keeps_hand_grant,
+        "audit --repair gives carol the viewer policy on every account again and keeps her hand-made grant",
+    );
+    demo.expect(
+        demo.audit(false).await?.exit_code == 0,
+        "a second audit finds no drift",
     );
     demo.say("");
 
