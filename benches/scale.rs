@@ -14,6 +14,9 @@
 //!   is saved whole before each batch of creates. Not a target of issue 6; it says whether
 //!   the create rate holds when the tenant is large.
 //! - `planner`: classify + plan on 1,000,000 users, in-process, CPU time of this thread.
+//! - `audit`: `okta-spot-sync audit` of the 100,000 managed users of `steady` (each a viewer
+//!   mapped on `"*"`, no drift), 20 ms per request, at the Spot emulator's default per-route
+//!   limit, `spot.write_concurrency = 16`: each user's details read once, no 429.
 //!
 //! The reconciler runs as a child process (`okta-spot-sync reconcile`), so its peak RSS and CPU
 //! time (from `wait4`) exclude the emulators, which run in this process.
@@ -104,6 +107,9 @@ fn main() {
     }
     if want("planner") {
         rows.push(planner(1_000_000));
+    }
+    if want("audit") {
+        rows.push(runtime.block_on(audit(&mut launcher, "3 audit", steady_users, latency)));
     }
     drop(runtime);
     drop(launcher);
@@ -208,6 +214,58 @@ async fn steady(
     }
 }
 
+/// `audit` of every managed user of the steady state: one details read each, under Spot's
+/// per-route limit (a 429 would be retried, so reads = users means none was refused).
+async fn audit(
+    launcher: &mut support::Launcher,
+    name: &str,
+    users: usize,
+    latency: Duration,
+) -> Row {
+    const CONCURRENCY: usize = 16;
+    const ROUTE_DETAILS: &str = "GET /setup/user/{userId}";
+    eprintln!("[{name}] seeding {users} users…");
+    let setup = support::steady_state_with(users, latency, CONCURRENCY).await;
+    eprintln!("[{name}] running the audit…");
+    let run = launcher
+        .run_command(BIN, &setup, &["audit", "--output", "json"])
+        .await;
+    assert_eq!(run.code, 0, "audit failed:\n{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+    let checked = report["summary"]["users_checked"].as_u64().unwrap_or(0);
+    let drift = report["summary"]["drift"].as_u64().unwrap_or(u64::MAX);
+    let counts = setup.emu.spot.request_counts();
+    let reads = counts.get(ROUTE_DETAILS).copied().unwrap_or(0);
+    let spot_total: u64 = counts.values().sum();
+    let limit = 100_000.0 / 60.0; // the emulator's default per-route limit, per second
+    let rate = reads as f64 / run.wall.as_secs_f64();
+    // Each worker waits one latency per read: the floor of wall time at this concurrency.
+    let floor = latency * (users.div_ceil(CONCURRENCY) as u32);
+    let checks = [
+        (run.code == 0 && drift == 0, "exit 0, no drift".to_string()),
+        (
+            checked == users as u64 && reads == users as u64,
+            "each user read once, no 429".to_string(),
+        ),
+        (rate <= limit, "under the per-route limit".to_string()),
+        (setup.emu.spot.write_requests() == 0, "0 writes".to_string()),
+    ];
+    let mut verdict = verdict(&checks);
+    verdict.push_str(&format!(
+        "; {rate:.0} reads/s of {limit:.0}/s allowed, concurrency {CONCURRENCY}"
+    ));
+    Row {
+        scenario: format!("{name} ({} ms)", latency.as_millis()),
+        users,
+        okta: "0".into(),
+        spot: format!("{spot_total} (min {})", users + 2),
+        wall: format!("{} (floor {})", secs(run.wall), secs(floor)),
+        rss: format!("{:.0} MB", run.max_rss as f64 / MB),
+        cpu: secs(run.cpu),
+        verdict,
+    }
+}
+
 /// Walks every app-users page with a plain `reqwest` client (no parsing), timing it.
 async fn bare_walk(setup: &support::Setup) -> (Duration, u64) {
     let okta = &setup.emu.okta;
@@ -287,8 +345,8 @@ async fn writes(
     let creates = count(support::ROUTE_CREATE);
     let mappings = count(support::ROUTE_MAPPING);
     let spot_total: u64 = counts.values().sum();
-    // Minimum: list users, list accounts, list policies, one create and one mapping each.
-    let spot_min = 3 + 2 * users as u64;
+    // Minimum: list users, list policies, one create and one mapping each.
+    let spot_min = 2 + 2 * users as u64;
     let okta = setup.emu.okta.total_requests();
     let okta_min = (existing + users).div_ceil(500) as u64;
     let allowed = f64::from(per_minute) / 60.0;

@@ -51,6 +51,16 @@ pub async fn steady_state(n: usize, latency: Duration) -> Setup {
     setup
 }
 
+/// [`steady_state`] with `spot.write_concurrency` set (it also bounds `audit`'s reads).
+pub async fn steady_state_with(n: usize, latency: Duration, write_concurrency: usize) -> Setup {
+    let emu = start().await;
+    let ledger = seed_in_sync(&emu, n);
+    let extra = format!("write_concurrency = {write_concurrency}\n");
+    let setup = finish(emu, &extra, latency);
+    save_ledger(&setup, &ledger);
+    setup
+}
+
 /// First sync: `n` assigned Okta users, none in Spot, no ledger; `POST /setup/user` and
 /// `PUT …/policyMapping` each limited to `per_minute` in Spot's sliding 60 s window.
 pub async fn first_sync(
@@ -203,6 +213,9 @@ pub struct LaunchRequest {
     stdout: PathBuf,
     stderr: PathBuf,
     rust_log: Option<String>,
+    /// The command after `--config FILE`; `reconcile --output json` when empty.
+    #[serde(default)]
+    args: Vec<String>,
 }
 
 /// What the launcher measured.
@@ -223,6 +236,7 @@ impl LaunchRequest {
             stderr: setup.dir.path().join("stderr.log"),
             // e.g. `SCALE_LOG=okta_spot_sync=debug`: the child's own timeline, on its stderr.
             rust_log: std::env::var("SCALE_LOG").ok(),
+            args: Vec::new(),
         }
     }
 
@@ -231,7 +245,11 @@ impl LaunchRequest {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--config")
             .arg(&self.config)
-            .args(["reconcile", "--output", "json"])
+            .args(if self.args.is_empty() {
+                vec!["reconcile".to_string(), "--output".into(), "json".into()]
+            } else {
+                self.args.clone()
+            })
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdin(Stdio::null())
@@ -332,8 +350,15 @@ impl Launcher {
 
     /// Runs the reconciler through the helper (blocking this thread, not the emulators).
     pub async fn run(&mut self, bin: &str, setup: &Setup) -> ChildRun {
+        self.run_command(bin, setup, &[]).await
+    }
+
+    /// Runs `bin --config FILE <args>` (`reconcile --output json` when `args` is empty).
+    pub async fn run_command(&mut self, bin: &str, setup: &Setup, args: &[&str]) -> ChildRun {
         use std::io::{BufRead, Write};
-        let request = serde_json::to_string(&LaunchRequest::new(bin, setup)).expect("request");
+        let mut request = LaunchRequest::new(bin, setup);
+        request.args = args.iter().map(|a| a.to_string()).collect();
+        let request = serde_json::to_string(&request).expect("request");
         let line = tokio::task::block_in_place(|| {
             let input = self.input.as_mut().expect("launcher open");
             writeln!(input, "{request}")

@@ -663,8 +663,10 @@ impl SpotState {
 
     /// `n` personal viewers `userNNNNNN@domain` with Account Viewer on every account; the
     /// i-th matches the i-th bulk user of the Okta emulator.
+    /// Adds `n` viewers mapped as a client in line with the access model leaves them: the
+    /// Account Viewer policy on every account (`"*"`).
     pub(crate) fn bulk_add(&mut self, n: usize, domain: &str) {
-        let all: Vec<String> = self.accounts.iter().map(|a| a.account_id.clone()).collect();
+        let all = vec!["*".to_string()];
         for _ in 0..n {
             let i = self.bulk_seq;
             self.bulk_seq += 1;
