@@ -98,7 +98,12 @@ pub enum Command {
     /// The daemon: cycles on sync.schedule until SIGTERM; SIGHUP reloads the config (exit 0: clean stop)
     Run,
     /// Test both APIs' credentials and settings (exit 0: ok, 1: not)
-    Check,
+    Check {
+        /// Also read each managed user's Spot access once (as `audit` does, writing nothing)
+        /// and report how many lack a grant or an account
+        #[arg(long)]
+        deep: bool,
+    },
     /// Recover from a lost or corrupt state file: adopt the Spot users that match users
     /// currently assigned in Okta into a fresh ledger (the old file is kept aside)
     RebuildLedger {

@@ -148,7 +148,7 @@ pub async fn import(
 
 /// `check`: the "Test API Credentials" button. Reads one page from Okta, the user list, the
 /// accounts and the policies from Spot, and resolves the configured roles.
-pub async fn check(settings: &Settings) -> Result<i32, Error> {
+pub async fn check(settings: &Settings, deep: bool) -> Result<i32, Error> {
     let (okta, spot) = clients(settings)?;
     let mut ok = true;
     outln!("okta-spot-sync check");
@@ -284,6 +284,36 @@ pub async fn check(settings: &Settings) -> Result<i32, Error> {
         Err(e) => {
             ok = false;
             outln!("  FAIL {e}");
+        }
+    }
+    if ok && deep {
+        let stop = tokio_util::sync::CancellationToken::new();
+        match crate::audit::run_with_api(settings, false, None, &stop).await {
+            Ok(report) => {
+                let s = &report.summary;
+                if s.drift == 0 && s.unread == 0 {
+                    outln!(
+                        "  ok   access (deep): {} managed users read, none lacks a grant or an account",
+                        s.users_checked
+                    );
+                } else {
+                    let kinds: Vec<String> =
+                        s.by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                    outln!(
+                        "  note access (deep): {} managed users read; {} drift in {} users ({}), {} unread; \
+                         `okta-spot-sync audit` lists them, `audit --repair` adds missing grants",
+                        s.users_checked,
+                        s.drift,
+                        s.users_with_drift,
+                        kinds.join(", "),
+                        s.unread
+                    );
+                }
+            }
+            Err(e) => {
+                ok = false;
+                outln!("  FAIL access (deep): {e}");
+            }
         }
     }
     if ok {

@@ -89,7 +89,7 @@ async fn run(cli: Cli) -> i32 {
             commands::import(&settings, &ImportOptions { assign, role }, output).await
         }
         Command::Explain { who, output } => commands::explain(&settings, &who, output).await,
-        Command::Check => commands::check(&settings).await,
+        Command::Check { deep } => commands::check(&settings, deep).await,
         Command::Audit { repair, output } => {
             okta_spot_sync::audit::command(&settings, repair, output).await
         }

@@ -77,6 +77,17 @@ async fn users_mapped_before_the_upgrade_are_brought_in_line_keeping_hand_grants
         "check read a user's details"
     );
     assert!(spot_requests(&env) > reads);
+    // `check --deep` reads each managed user once and finds the explicit mapping.
+    let run = env.run(&["check", "--deep"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(
+            "note access (deep): 1 managed users read; 1 drift in 1 users (1 missing_accounts)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(env.spot().request_count("GET /setup/user/{userId}"), 1);
 
     let run = env.run(&["reconcile", "--output", "json"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -100,10 +111,13 @@ async fn users_mapped_before_the_upgrade_are_brought_in_line_keeping_hand_grants
 
     let run = env.run(&["reconcile", "--output", "json"]).await;
     assert!(actions(&run.json()).is_empty(), "{}", run.stdout);
-    let run = env.run(&["check"]).await;
+    let run = env.run(&["check", "--deep"]).await;
     assert!(
         run.stdout
-            .contains("ok   access: 1 managed users of roles with policies"),
+            .contains("ok   access: 1 managed users of roles with policies")
+            && run
+                .stdout
+                .contains("ok   access (deep): 1 managed users read, none lacks"),
         "{}",
         run.stdout
     );
