@@ -1,6 +1,6 @@
 //! The single-instance lock: an advisory `flock` on `<state file>.lock`, next to the state
-//! file, so that the daemon and a one-shot `reconcile` (or `import`) never apply changes at
-//! the same time.
+//! file, so that the daemon and a one-shot `reconcile` (or `import`, `audit --repair`,
+//! `rebuild-ledger`) never apply changes at the same time.
 //!
 //! The holder writes who it is (pid, command, start time) into the file; a process refused
 //! the lock reads that back and names the holder in its error. The lock is the kernel's: it
@@ -8,7 +8,8 @@
 //! stay, but they are only read while someone holds the lock). A separate file is needed
 //! because the state file itself is replaced by rename on every save.
 //!
-//! `plan`, `reconcile --dry-run` and `check` do not take it: they write nothing, and
+//! `plan`, `reconcile --dry-run`, `check`, `explain` and `audit` (without `--repair`) do not
+//! take it: they write nothing, and
 //! [`crate::ledger::LedgerStore::load`] reads the state file and its journal as one
 //! consistent state even while a save replaces the file.
 
