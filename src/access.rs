@@ -129,12 +129,13 @@ pub fn coverage(ledger: &Ledger, has_policies: impl Fn(Role) -> bool) -> (usize,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
 
-    fn grant(policy: &str, accounts: &[&str]) -> PolicyGrant {
+    /// A grant of `policy` on `accounts` (shared with other modules' tests).
+    pub(crate) fn grant(policy: &str, accounts: &[&str]) -> PolicyGrant {
         PolicyGrant {
             policy_id: policy.into(),
             account_ids: accounts.iter().map(|a| a.to_string()).collect(),

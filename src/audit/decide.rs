@@ -226,15 +226,9 @@ pub fn exit_code(statuses: impl IntoIterator<Item = DriftStatus>, unread: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::tests::grant;
     use crate::model::SpotUserKind;
     use crate::spot::access::UserPolicy;
-
-    fn grant(policy: &str, accounts: &[&str]) -> PolicyGrant {
-        PolicyGrant {
-            policy_id: policy.into(),
-            account_ids: accounts.iter().map(|a| a.to_string()).collect(),
-        }
-    }
 
     fn details(role: Option<&str>, policies: &[(&str, &[&str])]) -> UserDetails {
         UserDetails {
