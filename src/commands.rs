@@ -332,10 +332,7 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     use std::io::{BufRead, IsTerminal};
 
     use crate::action::Change;
-    use crate::apply::{apply, RoleResolver};
-    use crate::guard::Verdicts;
-    use crate::ledger::Ledger;
-    use crate::ledger::LedgerWriter;
+    use crate::ledger::{EntryState, Ledger, LedgerEntry, LedgerWriter};
     use crate::model::{IdentitySource, SpotDirectory};
     use crate::okta::classify::classify;
     use crate::plan::plan;
@@ -389,22 +386,25 @@ pub async fn rebuild_ledger(settings: &Settings, yes: bool) -> Result<i32, Error
     if let Some(aside) = store.move_aside(&suffix)? {
         outln!("The old state file was moved to {}.", aside.display());
     }
+    // Ledger only, like `import`: nothing is written to Spot here. Each entry's access is
+    // recorded as not yet in line, so the next cycle adds the role's missing grants.
     let writer = LedgerWriter::new(store.clone(), Ledger::default());
-    writer.update(|_| {})?;
-    let roles = RoleResolver::new(&spot, &settings.spot.roles);
-    // Adoptions only write the ledger: the one error they can meet is a failed save.
-    let (_, saved) = apply(
-        &fresh,
-        &Verdicts::allow_all(&fresh),
-        &spot,
-        &writer,
-        &roles,
-        1,
-    )
-    .await;
-    saved?;
-    // The adoptions are durable in the journal; one whole-file save leaves a single file.
-    writer.update(|_| {})?;
+    writer.update(|l| {
+        for action in &fresh.actions {
+            let Change::Adopt(adoption) = &action.change else {
+                continue;
+            };
+            let mut entry = LedgerEntry::new(
+                &action.email,
+                Some(adoption.spot_user_id.clone()),
+                Some(adoption.role),
+                adoption.origin,
+                EntryState::Managed,
+            );
+            entry.access = 0;
+            l.put(&action.okta_user_id, entry);
+        }
+    })?;
     outln!(
         "Wrote {} with {} managed users.",
         store.path().display(),
