@@ -497,6 +497,15 @@ async fn filter_on_event_type_with_or() {
             "user.lifecycle.activate"
         ]
     );
+    // Any target matches: the app is the second target of membership events.
+    let f = format!(r#"target.id eq "{}""#, o.app_id());
+    assert_eq!(
+        logs(o, &q(&[("filter", &f)])).await.types(),
+        [
+            "application.user_membership.add",
+            "application.user_membership.add"
+        ]
+    );
     let p = logs(o, &q(&[("filter", r#"eventType eqq "x""#)])).await;
     assert_error(&p, 400, "E0000053");
     let cause = p.body["errorCauses"][0]["errorSummary"].as_str().unwrap();

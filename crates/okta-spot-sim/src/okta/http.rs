@@ -1,6 +1,6 @@
 //! The Okta emulator's HTTP surface: route matching (route keys as in docs/api-facts.md), the
-//! request pipeline (count → fault → auth → rate limit → handler), the handlers of the five
-//! API routes, `Link`/`X-Rate-Limit-*`/`Date`/`X-Okta-Request-Id` headers and E0000xxx bodies.
+//! request pipeline (count → fault → auth → rate limit → handler), the handlers of the API
+//! routes (`GET /api/v1/logs` answers from `logs`), `Link`/`X-Rate-Limit-*`/`Date`/`X-Okta-Request-Id` headers and E0000xxx bodies.
 //!
 //! It must follow docs/api-facts.md ("Emulator contract: Okta"), not any client. It must not
 //! hold the state lock across an `.await`, and must never panic or unwrap on request input.

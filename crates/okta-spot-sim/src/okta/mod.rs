@@ -324,7 +324,7 @@ impl OktaSim {
     }
 
     /// Requests per minute of a bucket (`/api/v1/apps/*`, `/api/v1/users`,
-    /// `/api/v1/users/{id}`).
+    /// `/api/v1/users/{id}`, `/api/v1/logs`).
     ///
     /// # Panics
     /// On an unknown bucket.
