@@ -691,6 +691,20 @@ async fn admin_api_knobs() {
         .unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0]["target_ids"][0], a);
+    let state: Value = c
+        .get(admin("state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["system_log"]["delay_ms"], json!([2000, 2000]));
+    assert_eq!(
+        state["system_log"]["dropped"],
+        json!(["user.lifecycle.suspend"])
+    );
+    assert_eq!(state["rate_limits"]["/api/v1/logs"], 120);
     let r = c
         .post(admin("logs"))
         .json(&json!({"bogus": 1}))

@@ -379,6 +379,7 @@ fn state_json(st: &OktaState) -> Value {
         "rate_limits": st.limits,
         "enforce_rate_limits": st.enforce,
         "faults": st.traffic.faults(),
+        "system_log": st.log.knobs_json(),
         "requests": st.traffic.counts(),
     })
 }

@@ -989,6 +989,11 @@ mod tests {
             })
         );
         assert!(match_route(&Method::PUT, "/api/v1/users").is_none());
+        let logs = match_route(&Method::GET, "/api/v1/logs").unwrap();
+        assert_eq!(logs.key(), "GET /api/v1/logs");
+        assert_eq!(logs.scope(), "okta.logs.read");
+        assert_eq!(logs.bucket(), BUCKET_LOGS);
+        assert!(match_route(&Method::POST, "/api/v1/logs").is_none());
     }
 
     #[test]

@@ -233,6 +233,18 @@ impl SystemLog {
         self.events.retain(|e| e.published_ms >= cutoff);
     }
 
+    /// The knobs, for the admin API's state view.
+    pub(crate) fn knobs_json(&self) -> Value {
+        json!({
+            "delay_ms": [self.delay.0.as_millis() as u64, self.delay.1.as_millis() as u64],
+            "duplicate": self.duplicate,
+            "dropped": self.dropped,
+            "retention_secs": self.retention.as_secs(),
+            "forbidden": self.forbidden,
+            "events": self.events.len(),
+        })
+    }
+
     /// Every event recorded so far and not yet purged, visible or not, in persistence order
     /// (for scripting and the admin API).
     pub(crate) fn all(&self) -> Vec<SimLogEvent> {
