@@ -392,6 +392,41 @@ async fn every_admin_change_records_its_event() {
         &b,
     )
     .await;
+
+    // Deletion of an active user: deactivated first, then deleted; then gone (404).
+    o.delete_user(&b);
+    expect(
+        o,
+        &mut p,
+        &[
+            ("user.lifecycle.deactivate", USER),
+            ("user.lifecycle.delete.initiated", USER),
+            ("user.lifecycle.delete.completed", USER),
+        ],
+        &b,
+    )
+    .await;
+    let r = c
+        .get(format!("{}/api/v1/users/{b}", o.url()))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(o.user_id(&b), None);
+    let listed: Vec<Value> = c
+        .get(format!(
+            "{}/api/v1/users?search=id%20eq%20%22{b}%22",
+            o.url()
+        ))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed.is_empty());
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! "drop"?: ["type", …], "keep"?: ["type", …], "retention_secs"?: n, "forbidden"?: bool}` (each
 //! field optional, applied from then on), `GET /__admin/logs` (every retained event). More
 //! changes that record events: `POST /__admin/users/{id}/activate`, `POST
+//! /__admin/users/{id}/delete`, `POST
 //! /__admin/users/{id}/login {"login"}`, `POST /__admin/users/{id}/leave-group {"group"}`,
 //! `DELETE /__admin/groups/{name}` (the group unassigned from the app).
 //!
@@ -272,6 +273,7 @@ pub(crate) fn handle(
             "deactivate" => on_user(sim, id, |st, i| st.deactivate(i, &clock)),
             "reactivate" | "activate" => on_user(sim, id, |st, i| st.reactivate(i, &clock)),
             "suspend" => on_user(sim, id, |st, i| st.suspend(i, &clock)),
+            "delete" => on_user(sim, id, |st, i| st.delete_user(i, &clock)),
             "unsuspend" => on_user(sim, id, |st, i| st.unsuspend(i, &clock)),
             "login" => {
                 let req = body!(LoginReq);
@@ -350,6 +352,7 @@ fn state_json(st: &OktaState) -> Value {
     let users: Vec<Value> = st
         .users
         .iter()
+        .filter(|u| !u.deleted)
         .map(|u| {
             json!({
                 "id": u.id, "status": u.status, "login": u.login, "email": u.email,

@@ -877,7 +877,7 @@ fn list_users(st: &OktaState, ctx: &Ctx) -> Result<Reply, OktaErr> {
     let mut last = None;
     let mut more = false;
     for (i, u) in st.users.iter().enumerate().skip(start) {
-        if !matches(u) {
+        if u.deleted || !matches(u) {
             continue;
         }
         if rows.len() == limit as usize {

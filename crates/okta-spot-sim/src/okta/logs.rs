@@ -170,6 +170,8 @@ fn meta(event_type: &str) -> (&'static str, Option<&'static str>) {
             "Remove assigned application from group",
             Some("group.application_assignment.remove"),
         ),
+        "user.lifecycle.delete.initiated" => ("Delete Okta user initiated", None),
+        "user.lifecycle.delete.completed" => ("Delete Okta user completed", None),
         _ => ("", None),
     }
 }

@@ -197,6 +197,12 @@ impl OktaSim {
         self.with_user(user_id, |st, i, c| st.reactivate(i, c))
     }
 
+    /// Deletes the user (deactivated first unless `DEPROVISIONED`): it is gone from every
+    /// lookup, list and `GET /api/v1/users/{id}` (404).
+    pub fn delete_user(&self, user_id: &str) {
+        self.with_user(user_id, |st, i, c| st.delete_user(i, c))
+    }
+
     /// Changes the login (unique ignoring case).
     ///
     /// # Panics

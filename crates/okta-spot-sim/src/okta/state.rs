@@ -78,6 +78,8 @@ pub(crate) struct User {
     pub memberships: Vec<(String, Map<String, Value>)>,
     /// Sequence numbers of this user's grants.
     pub grants: Vec<u64>,
+    /// Deleted: gone from every lookup and list (the slot stays so indices hold).
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,7 +205,7 @@ impl OktaState {
         }
         self.users
             .iter()
-            .position(|u| u.email.to_lowercase() == lower)
+            .position(|u| !u.deleted && u.email.to_lowercase() == lower)
     }
 
     pub(crate) fn user_by_id_or_login(&self, key: &str) -> Option<usize> {
@@ -262,6 +264,7 @@ impl OktaState {
             last_name: spec.last_name,
             memberships: Vec::new(),
             grants: Vec::new(),
+            deleted: false,
         });
         self.by_id.insert(id.clone(), idx);
         self.by_login.insert(login_key, idx);
@@ -642,6 +645,25 @@ impl OktaState {
     /// event: this is a knob for odd data.
     pub(crate) fn set_status(&mut self, user: usize, status: &str, clock: &Clock) {
         self.set_user_status(user, status, clock);
+    }
+
+    /// Deletes the user (deactivating it first unless `DEPROVISIONED`, as Okta's first
+    /// delete call does): `user.lifecycle.delete.initiated` then `.delete.completed`. The user
+    /// is gone from lookups and lists; its login may be reused.
+    pub(crate) fn delete_user(&mut self, user: usize, clock: &Clock) {
+        if self.users[user].status != "DEPROVISIONED" {
+            self.deactivate(user, clock);
+        }
+        self.log_user(clock, "user.lifecycle.delete.initiated", user, "");
+        self.users[user].memberships.clear();
+        let (id, login) = (
+            self.users[user].id.clone(),
+            self.users[user].login.to_lowercase(),
+        );
+        self.by_id.remove(&id);
+        self.by_login.remove(&login);
+        self.users[user].deleted = true;
+        self.log_user(clock, "user.lifecycle.delete.completed", user, "");
     }
 
     /// SUSPENDED, grants kept; `user.lifecycle.suspend`.
