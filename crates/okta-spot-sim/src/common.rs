@@ -59,13 +59,16 @@ pub(crate) fn run_long<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Wall-clock time derived from tokio's clock: `start_system + (tokio_now - start_instant)`.
-/// Under `tokio::time::pause()` the `Date` headers and rate-limit resets move with the paused
-/// clock instead of the real one.
+/// Wall-clock time derived from tokio's clock: `start_system + (tokio_now + skew -
+/// start_instant)`. Under `tokio::time::pause()` the `Date` headers and rate-limit resets move
+/// with the paused clock instead of the real one; [`Clock::advance`] moves it ahead by hand
+/// (the settable clock: System Log delays and retention, rate-limit windows, `Date`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     start_system: SystemTime,
     start_instant: Instant,
+    /// Milliseconds added by `advance`; shared by every copy (leaked: one per emulator pair).
+    skew_ms: &'static std::sync::atomic::AtomicU64,
 }
 
 impl Clock {
@@ -73,11 +76,20 @@ impl Clock {
         Clock {
             start_system: SystemTime::now(),
             start_instant: Instant::now(),
+            skew_ms: Box::leak(Box::new(std::sync::atomic::AtomicU64::new(0))),
         }
     }
 
+    /// Moves this clock (and every copy of it) ahead.
+    pub(crate) fn advance(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.skew_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub(crate) fn now(&self) -> Instant {
-        Instant::now()
+        let skew = self.skew_ms.load(std::sync::atomic::Ordering::SeqCst);
+        Instant::now() + Duration::from_millis(skew)
     }
 
     pub(crate) fn system_at(&self, at: Instant) -> SystemTime {

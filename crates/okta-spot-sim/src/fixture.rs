@@ -54,7 +54,8 @@ pub struct OktaFixture {
     pub users: Vec<OktaUserFixture>,
     pub assignments: Vec<AssignmentFixture>,
     /// Requests per minute per bucket: `/api/v1/apps/*` (default 100), `/api/v1/users`
-    /// (600), `/api/v1/users/{id}` (2000). Missing buckets keep their default.
+    /// (600), `/api/v1/users/{id}` (2000), `/api/v1/logs` (120). Missing buckets keep their
+    /// default.
     pub rate_limits: BTreeMap<String, u32>,
     /// When false, rate-limit headers are still sent but no request is refused.
     pub enforce_rate_limits: bool,

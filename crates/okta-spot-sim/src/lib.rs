@@ -24,7 +24,7 @@ pub use fixture::{
     AssignmentFixture, Fixture, OAuthClientFixture, OktaFixture, OktaUserFixture,
     SpotAccountFixture, SpotFixture, SpotPolicyFixture, SpotProgrammaticFixture, SpotUserFixture,
 };
-pub use okta::{OktaSim, OktaUserSpec};
+pub use okta::{OktaSim, OktaUserSpec, SimLogEvent};
 pub use spot::{QuirkRule, SimSpotUser, SpotQuirks, SpotSim};
 
 /// Both emulators, served on tokio tasks until `shutdown` or drop.

@@ -5,9 +5,19 @@
 //! {"group"?: "name", "email": "…" | null}` makes the user's direct row (no `group`) or its row
 //! through `group` embed another email, so one user id has two rows with conflicting emails.
 //!
+//! System Log knobs: `POST /__admin/logs {"delay_ms"?: [min, max], "duplicate"?: bool,
+//! "drop"?: ["type", …], "keep"?: ["type", …], "retention_secs"?: n, "forbidden"?: bool}` (each
+//! field optional, applied from then on), `GET /__admin/logs` (every retained event). More
+//! changes that record events: `POST /__admin/users/{id}/activate`, `POST
+//! /__admin/users/{id}/delete`, `POST
+//! /__admin/users/{id}/login {"login"}`, `POST /__admin/users/{id}/leave-group {"group"}`,
+//! `DELETE /__admin/groups/{name}` (the group unassigned from the app).
+//!
 //! Admin requests are never counted and never faulted. This module must not implement
 //! object semantics itself: it parses the request and calls the same `OktaState` operations
 //! the in-process scripting API uses. Unknown users are a 404, bad bodies a 400, never a panic.
+
+use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -61,6 +71,33 @@ struct RowEmailReq {
 struct ProfileReq {
     key: String,
     value: Value,
+}
+
+#[derive(Deserialize)]
+struct LoginReq {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct GroupReq {
+    group: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsReq {
+    #[serde(default)]
+    delay_ms: Option<[u64; 2]>,
+    #[serde(default)]
+    duplicate: Option<bool>,
+    #[serde(default)]
+    drop: Vec<String>,
+    #[serde(default)]
+    keep: Vec<String>,
+    #[serde(default)]
+    retention_secs: Option<u64>,
+    #[serde(default)]
+    forbidden: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -166,7 +203,7 @@ pub(crate) fn handle(
         (&Method::POST, ["unassign"]) => {
             let req = body!(UserReq);
             on_user(sim, &req.user_id, |st, i| {
-                st.unassign(i);
+                st.unassign(i, &clock);
             })
         }
         (&Method::POST, ["role"]) => {
@@ -176,6 +213,37 @@ pub(crate) fn handle(
                 let v = req.role.map(Value::String);
                 st.set_app_profile(i, &attr, v, &clock);
             })
+        }
+        (&Method::GET, ["logs"]) => admin_json(StatusCode::OK, &sim.log_events()),
+        (&Method::POST, ["logs"]) => {
+            let req = body!(LogsReq);
+            let mut st = sim.lock();
+            if let Some([lo, hi]) = req.delay_ms {
+                st.log.delay = (Duration::from_millis(lo), Duration::from_millis(hi.max(lo)));
+            }
+            if let Some(d) = req.duplicate {
+                st.log.duplicate = d;
+            }
+            for t in req.drop {
+                st.log.dropped.insert(t);
+            }
+            for t in req.keep {
+                st.log.dropped.remove(&t);
+            }
+            if let Some(s) = req.retention_secs {
+                st.log.retention = Duration::from_secs(s);
+            }
+            if let Some(f) = req.forbidden {
+                st.log.forbidden = f;
+            }
+            ok()
+        }
+        (&Method::DELETE, ["groups", name]) => {
+            if sim.lock().unassign_group(name, &clock) {
+                ok()
+            } else {
+                admin_error(StatusCode::NOT_FOUND, &format!("no group {name:?}"))
+            }
         }
         (&Method::POST, ["max-limit"]) => {
             let req = body!(MaxLimitReq);
@@ -203,9 +271,36 @@ pub(crate) fn handle(
         }
         (&Method::POST, ["users", id, op]) => match *op {
             "deactivate" => on_user(sim, id, |st, i| st.deactivate(i, &clock)),
-            "reactivate" => on_user(sim, id, |st, i| st.reactivate(i, &clock)),
-            "suspend" => on_user(sim, id, |st, i| st.set_status(i, "SUSPENDED", &clock)),
-            "unsuspend" => on_user(sim, id, |st, i| st.set_status(i, "ACTIVE", &clock)),
+            "reactivate" | "activate" => on_user(sim, id, |st, i| st.reactivate(i, &clock)),
+            "suspend" => on_user(sim, id, |st, i| st.suspend(i, &clock)),
+            "delete" => on_user(sim, id, |st, i| st.delete_user(i, &clock)),
+            "unsuspend" => on_user(sim, id, |st, i| st.unsuspend(i, &clock)),
+            "login" => {
+                let req = body!(LoginReq);
+                let mut st = sim.lock();
+                let Some(i) = st.resolve(id) else {
+                    return no_user(id);
+                };
+                match st.set_login(i, &req.login, &clock) {
+                    Ok(()) => ok(),
+                    Err(e) => admin_error(StatusCode::CONFLICT, &e),
+                }
+            }
+            "leave-group" => {
+                let req = body!(GroupReq);
+                let mut st = sim.lock();
+                let Some(i) = st.resolve(id) else {
+                    return no_user(id);
+                };
+                if st.remove_from_group(i, &req.group, &clock) {
+                    ok()
+                } else {
+                    admin_error(
+                        StatusCode::NOT_FOUND,
+                        &format!("user {id:?} is not a member of {:?}", req.group),
+                    )
+                }
+            }
             "status" => {
                 let req = body!(StatusReq);
                 on_user(sim, id, |st, i| st.set_status(i, &req.status, &clock))
@@ -257,6 +352,7 @@ fn state_json(st: &OktaState) -> Value {
     let users: Vec<Value> = st
         .users
         .iter()
+        .filter(|u| !u.deleted)
         .map(|u| {
             json!({
                 "id": u.id, "status": u.status, "login": u.login, "email": u.email,
@@ -286,6 +382,7 @@ fn state_json(st: &OktaState) -> Value {
         "rate_limits": st.limits,
         "enforce_rate_limits": st.enforce,
         "faults": st.traffic.faults(),
+        "system_log": st.log.knobs_json(),
         "requests": st.traffic.counts(),
     })
 }

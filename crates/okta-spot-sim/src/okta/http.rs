@@ -1,6 +1,6 @@
 //! The Okta emulator's HTTP surface: route matching (route keys as in docs/api-facts.md), the
-//! request pipeline (count → fault → auth → rate limit → handler), the handlers of the five
-//! API routes, `Link`/`X-Rate-Limit-*`/`Date`/`X-Okta-Request-Id` headers and E0000xxx bodies.
+//! request pipeline (count → fault → auth → rate limit → handler), the handlers of the API
+//! routes (`GET /api/v1/logs` answers from `logs`), `Link`/`X-Rate-Limit-*`/`Date`/`X-Okta-Request-Id` headers and E0000xxx bodies.
 //!
 //! It must follow docs/api-facts.md ("Emulator contract: Okta"), not any client. It must not
 //! hold the state lock across an `.await`, and must never panic or unwrap on request input.
@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::state::{OktaState, BUCKET_APPS, BUCKET_USER, BUCKET_USERS};
+use super::state::{OktaState, APP_LABEL, BUCKET_APPS, BUCKET_LOGS, BUCKET_USER, BUCKET_USERS};
 use super::OktaSim;
 use crate::common::{
     encode_query, faulty_body, is_admin_path, parse_query, plain, query_get, random_alnum,
@@ -51,7 +51,7 @@ impl OktaErr {
         }
     }
 
-    fn cause(mut self, c: impl Into<String>) -> OktaErr {
+    pub(crate) fn cause(mut self, c: impl Into<String>) -> OktaErr {
         self.causes.push(c.into());
         self
     }
@@ -174,6 +174,7 @@ enum Route {
     Unassign { app: String, user: String },
     ListUsers,
     GetUser { id: String },
+    ListLogs,
 }
 
 impl Route {
@@ -185,6 +186,7 @@ impl Route {
             Route::Unassign { .. } => "DELETE /api/v1/apps/{appId}/users/{userId}",
             Route::ListUsers => "GET /api/v1/users",
             Route::GetUser { .. } => "GET /api/v1/users/{id}",
+            Route::ListLogs => "GET /api/v1/logs",
         }
     }
 
@@ -195,6 +197,7 @@ impl Route {
             Route::ListAppUsers { .. } | Route::GetAppUser { .. } => "okta.apps.read",
             Route::Assign { .. } | Route::Unassign { .. } => "okta.apps.manage",
             Route::ListUsers | Route::GetUser { .. } => "okta.users.read",
+            Route::ListLogs => "okta.logs.read",
         }
     }
 
@@ -202,6 +205,7 @@ impl Route {
         match self {
             Route::ListUsers => BUCKET_USERS,
             Route::GetUser { .. } => BUCKET_USER,
+            Route::ListLogs => BUCKET_LOGS,
             _ => BUCKET_APPS,
         }
     }
@@ -246,6 +250,7 @@ fn match_route(method: &Method, path: &str) -> Option<Route> {
             user: seg(6)?,
         }),
         (&Method::GET, ["", "api", "v1", "users"]) => Some(Route::ListUsers),
+        (&Method::GET, ["", "api", "v1", "logs"]) => Some(Route::ListLogs),
         (&Method::GET, ["", "api", "v1", "users", _]) => Some(Route::GetUser { id: seg(4)? }),
         _ => None,
     }
@@ -469,9 +474,16 @@ fn handle(st: &mut OktaState, sim: &OktaSim, route: &Route, ctx: &Ctx) -> Result
         Route::ListAppUsers { app } => list_app_users(st, ctx, app),
         Route::GetAppUser { app, user } => get_app_user(st, ctx, app, user),
         Route::Assign { app } => assign(st, sim, ctx, app),
-        Route::Unassign { app, user } => unassign(st, app, user),
+        Route::Unassign { app, user } => unassign(st, sim, app, user),
         Route::ListUsers => list_users(st, ctx),
         Route::GetUser { id } => get_user(st, ctx, id),
+        Route::ListLogs => {
+            let now = sim.clock().system_now();
+            let (body, links) = st.log.list(&ctx.base, &ctx.query, now, APP_LABEL)?;
+            let mut reply = Reply::json(body);
+            reply.links = links;
+            Ok(reply)
+        }
     }
 }
 
@@ -675,12 +687,12 @@ fn assign(st: &mut OktaState, sim: &OktaSim, ctx: &Ctx, app: &str) -> Result<Rep
 }
 
 /// `DELETE /api/v1/apps/{appId}/users/{userId}`: 204 empty; GROUP-only → 403 E0000046.
-fn unassign(st: &mut OktaState, app: &str, user: &str) -> Result<Reply, OktaErr> {
+fn unassign(st: &mut OktaState, sim: &OktaSim, app: &str, user: &str) -> Result<Reply, OktaErr> {
     check_app(st, app)?;
     let idx = st
         .user_by_id(user)
         .ok_or_else(|| OktaErr::not_found(user, "User"))?;
-    if st.unassign(idx) {
+    if st.unassign(idx, sim.clock()) {
         return Ok(Reply {
             status: StatusCode::NO_CONTENT,
             body: None,
@@ -865,7 +877,7 @@ fn list_users(st: &OktaState, ctx: &Ctx) -> Result<Reply, OktaErr> {
     let mut last = None;
     let mut more = false;
     for (i, u) in st.users.iter().enumerate().skip(start) {
-        if !matches(u) {
+        if u.deleted || !matches(u) {
             continue;
         }
         if rows.len() == limit as usize {
@@ -977,6 +989,11 @@ mod tests {
             })
         );
         assert!(match_route(&Method::PUT, "/api/v1/users").is_none());
+        let logs = match_route(&Method::GET, "/api/v1/logs").unwrap();
+        assert_eq!(logs.key(), "GET /api/v1/logs");
+        assert_eq!(logs.scope(), "okta.logs.read");
+        assert_eq!(logs.bucket(), BUCKET_LOGS);
+        assert!(match_route(&Method::POST, "/api/v1/logs").is_none());
     }
 
     #[test]

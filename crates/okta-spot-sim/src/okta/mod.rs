@@ -7,6 +7,7 @@
 
 mod admin;
 mod http;
+mod logs;
 mod oauth;
 mod state;
 
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 
+pub use logs::SimLogEvent;
 pub(crate) use state::OktaState;
 pub use state::OktaUserSpec;
 
@@ -164,8 +166,8 @@ impl OktaSim {
 
     /// Removes the direct grant (group grants stay).
     pub fn unassign(&self, user_id: &str) {
-        self.with_user(user_id, |st, i, _| {
-            st.unassign(i);
+        self.with_user(user_id, |st, i, c| {
+            st.unassign(i, c);
         })
     }
 
@@ -181,11 +183,94 @@ impl OktaSim {
 
     /// Status SUSPENDED; grants retained.
     pub fn suspend(&self, user_id: &str) {
-        self.with_user(user_id, |st, i, c| st.set_status(i, "SUSPENDED", c))
+        self.with_user(user_id, |st, i, c| st.suspend(i, c))
     }
 
     pub fn unsuspend(&self, user_id: &str) {
-        self.with_user(user_id, |st, i, c| st.set_status(i, "ACTIVE", c))
+        self.with_user(user_id, |st, i, c| st.unsuspend(i, c))
+    }
+
+    /// Activation, Okta's operation for a `DEPROVISIONED` or `STAGED` user: the same effect
+    /// as [`OktaSim::reactivate`] (which records `user.lifecycle.activate` from those
+    /// statuses too).
+    pub fn activate(&self, user_id: &str) {
+        self.with_user(user_id, |st, i, c| st.reactivate(i, c))
+    }
+
+    /// Deletes the user (deactivated first unless `DEPROVISIONED`): it is gone from every
+    /// lookup, list and `GET /api/v1/users/{id}` (404).
+    pub fn delete_user(&self, user_id: &str) {
+        self.with_user(user_id, |st, i, c| st.delete_user(i, c))
+    }
+
+    /// Changes the login (unique ignoring case).
+    ///
+    /// # Panics
+    /// When another user has that login.
+    pub fn set_login(&self, user_id: &str, login: &str) {
+        self.with_user(user_id, |st, i, c| {
+            st.set_login(i, login, c)
+                .unwrap_or_else(|e| panic!("okta emulator: {e}"))
+        })
+    }
+
+    /// Ends the user's membership of `group` and the grant it gave; false when not a member.
+    pub fn remove_from_group(&self, user_id: &str, group: &str) -> bool {
+        self.with_user(user_id, |st, i, c| st.remove_from_group(i, group, c))
+    }
+
+    /// Unassigns `group` from the app (its grants go); false when it was not assigned.
+    pub fn unassign_group(&self, group: &str) -> bool {
+        let clock = *self.clock();
+        self.lock().unassign_group(group, &clock)
+    }
+
+    /// Moves the emulators' clock ahead (both emulators share it): `published` times, log
+    /// visibility and retention, rate-limit windows, `Date` headers. Tests use this (or
+    /// tokio's paused clock) instead of sleeping.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        self.clock().advance(by)
+    }
+
+    // ----- System Log knobs -----
+
+    /// Ingestion delay: each event becomes visible to `GET /api/v1/logs` a delay after its
+    /// `published`, drawn uniformly from `min..=max` (so events can become visible out of
+    /// order). Applies to events recorded from now on. Default: none.
+    pub fn set_log_ingestion_delay(&self, min: std::time::Duration, max: std::time::Duration) {
+        self.lock().log.delay = (min, max.max(min));
+    }
+
+    /// When on, every event recorded from now on is delivered twice: a copy with the same
+    /// `uuid` is persisted 1 s after the original.
+    pub fn set_log_duplicates(&self, on: bool) {
+        self.lock().log.duplicate = on;
+    }
+
+    /// Drops (`true`) or records again (`false`) events of one type from now on.
+    pub fn drop_log_event_type(&self, event_type: &str, drop: bool) {
+        let mut st = self.lock();
+        if drop {
+            st.log.dropped.insert(event_type.to_string());
+        } else {
+            st.log.dropped.remove(event_type);
+        }
+    }
+
+    /// Events published longer ago than this are gone (default 90 days, Okta's).
+    pub fn set_log_retention(&self, retention: std::time::Duration) {
+        self.lock().log.retention = retention;
+    }
+
+    /// `GET /api/v1/logs` answers `403 E0000006`, as for a token whose admin may not read
+    /// the System Log.
+    pub fn set_logs_forbidden(&self, forbidden: bool) {
+        self.lock().log.forbidden = forbidden;
+    }
+
+    /// Every retained event, visible yet or not, in persistence order.
+    pub fn log_events(&self) -> Vec<SimLogEvent> {
+        self.lock().log.all()
     }
 
     /// Sets the raw user status (any string, so invalid statuses can be tested); grants are
@@ -245,7 +330,7 @@ impl OktaSim {
     }
 
     /// Requests per minute of a bucket (`/api/v1/apps/*`, `/api/v1/users`,
-    /// `/api/v1/users/{id}`).
+    /// `/api/v1/users/{id}`, `/api/v1/logs`).
     ///
     /// # Panics
     /// On an unknown bucket.

@@ -11,6 +11,7 @@ use std::ops::Bound;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::logs::{SystemLog, Target};
 use crate::common::{random_alnum, Clock, FixedWindows, Traffic};
 use crate::fixture::OktaFixture;
 
@@ -18,12 +19,21 @@ use crate::fixture::OktaFixture;
 pub(crate) const BUCKET_APPS: &str = "/api/v1/apps/*";
 pub(crate) const BUCKET_USERS: &str = "/api/v1/users";
 pub(crate) const BUCKET_USER: &str = "/api/v1/users/{id}";
+pub(crate) const BUCKET_LOGS: &str = "/api/v1/logs";
+
+/// The app's label (an `AppInstance` target's `alternateId` and `displayName`).
+pub(crate) const APP_LABEL: &str = "Spot";
 
 pub(crate) fn default_limits() -> BTreeMap<String, u32> {
-    [(BUCKET_APPS, 100), (BUCKET_USERS, 600), (BUCKET_USER, 2000)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    [
+        (BUCKET_APPS, 100),
+        (BUCKET_USERS, 600),
+        (BUCKET_USER, 2000),
+        (BUCKET_LOGS, 120),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// A user to add to the Okta org.
@@ -68,6 +78,8 @@ pub(crate) struct User {
     pub memberships: Vec<(String, Map<String, Value>)>,
     /// Sequence numbers of this user's grants.
     pub grants: Vec<u64>,
+    /// Deleted: gone from every lookup and list (the slot stays so indices hold).
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +120,8 @@ pub(crate) struct OktaState {
     bulk_seq: u64,
     /// The org authorization server (OAuth clients, issued tokens, DPoP nonce).
     pub oauth: super::oauth::OAuthState,
+    /// The System Log: an event per admin change (none for the fixture or bulk users).
+    pub log: SystemLog,
 }
 
 impl OktaState {
@@ -116,7 +130,7 @@ impl OktaState {
         for (k, v) in &fx.rate_limits {
             if !limits.contains_key(k) {
                 return Err(format!(
-                    "okta.rate_limits: unknown bucket {k:?} (known: {BUCKET_APPS}, {BUCKET_USERS}, {BUCKET_USER})"
+                    "okta.rate_limits: unknown bucket {k:?} (known: {BUCKET_APPS}, {BUCKET_USERS}, {BUCKET_USER}, {BUCKET_LOGS})"
                 ));
             }
             limits.insert(k.clone(), *v);
@@ -141,7 +155,10 @@ impl OktaState {
             cursor_salt: rand::random::<u64>() | 1,
             bulk_seq: 0,
             oauth: super::oauth::OAuthState::new(&fx.oauth_clients, fx.token_lifetime_secs),
+            log: SystemLog::default(),
         };
+        // The fixture is the org's starting state, not a history.
+        st.log.recording = false;
         for u in &fx.users {
             st.add_user(
                 OktaUserSpec {
@@ -173,6 +190,7 @@ impl OktaState {
                 }
             };
         }
+        st.log.recording = true;
         Ok(st)
     }
 
@@ -187,7 +205,7 @@ impl OktaState {
         }
         self.users
             .iter()
-            .position(|u| u.email.to_lowercase() == lower)
+            .position(|u| !u.deleted && u.email.to_lowercase() == lower)
     }
 
     pub(crate) fn user_by_id_or_login(&self, key: &str) -> Option<usize> {
@@ -246,10 +264,89 @@ impl OktaState {
             last_name: spec.last_name,
             memberships: Vec::new(),
             grants: Vec::new(),
+            deleted: false,
         });
         self.by_id.insert(id.clone(), idx);
         self.by_login.insert(login_key, idx);
         Ok(id)
+    }
+
+    // ----- System Log events -----
+
+    fn t_user(&self, user: usize) -> Target {
+        let u = &self.users[user];
+        Target {
+            id: u.id.clone(),
+            kind: "User",
+            alternate_id: u.login.clone(),
+            display_name: format!("{} {}", u.first_name, u.last_name)
+                .trim()
+                .to_string(),
+        }
+    }
+
+    /// The `AppUser` target: an `0ua…` id the Apps API never shows (derived from the user id).
+    fn t_app_user(&self, user: usize) -> Target {
+        let u = self.t_user(user);
+        Target {
+            id: format!("0ua{}", u.id.get(3..).unwrap_or_default()),
+            kind: "AppUser",
+            alternate_id: u.alternate_id,
+            display_name: u.display_name,
+        }
+    }
+
+    fn t_app(&self) -> Target {
+        Target {
+            id: self.app_id.clone(),
+            kind: "AppInstance",
+            alternate_id: APP_LABEL.to_string(),
+            display_name: APP_LABEL.to_string(),
+        }
+    }
+
+    fn t_group(&self, name: &str) -> Target {
+        Target {
+            id: self.groups.get(name).cloned().unwrap_or_default(),
+            kind: "UserGroup",
+            alternate_id: "unknown".to_string(),
+            display_name: name.to_string(),
+        }
+    }
+
+    /// An `application.user_membership.*` event: targets AppUser, AppInstance, User.
+    fn log_app_user(&mut self, clock: &Clock, event_type: &str, user: usize, job: bool) {
+        let targets = vec![self.t_app_user(user), self.t_app(), self.t_user(user)];
+        let uri = format!("/api/v1/apps/{}/users/{}", self.app_id, self.users[user].id);
+        self.log
+            .record(clock.system_now(), event_type, targets, job, Some(uri));
+    }
+
+    /// A `user.*` event: target User.
+    fn log_user(&mut self, clock: &Clock, event_type: &str, user: usize, uri_tail: &str) {
+        let targets = vec![self.t_user(user)];
+        let uri = format!("/api/v1/users/{}{uri_tail}", self.users[user].id);
+        self.log
+            .record(clock.system_now(), event_type, targets, false, Some(uri));
+    }
+
+    /// A `group.user_membership.*` event: targets User, UserGroup.
+    fn log_membership(&mut self, clock: &Clock, event_type: &str, user: usize, group: &str) {
+        let targets = vec![self.t_user(user), self.t_group(group)];
+        let uri = format!(
+            "/api/v1/groups/{}/users/{}",
+            self.groups.get(group).cloned().unwrap_or_default(),
+            self.users[user].id
+        );
+        self.log
+            .record(clock.system_now(), event_type, targets, false, Some(uri));
+    }
+
+    /// A `group.application_assignment.*` event: targets UserGroup, AppInstance.
+    fn log_group_app(&mut self, clock: &Clock, event_type: &str, group: &str) {
+        let targets = vec![self.t_group(group), self.t_app()];
+        self.log
+            .record(clock.system_now(), event_type, targets, false, None);
     }
 
     fn role_profile(&self, role: Option<&str>) -> Map<String, Value> {
@@ -321,10 +418,13 @@ impl OktaState {
                 }
                 g.last_updated = now;
             }
+            self.log_app_user(clock, "application.user_membership.update", user, false);
             return seq;
         }
         let profile = self.role_profile(role);
-        self.push_grant(user, Scope::User, None, profile, user_name, &now)
+        let seq = self.push_grant(user, Scope::User, None, profile, user_name, &now);
+        self.log_app_user(clock, "application.user_membership.add", user, false);
+        seq
     }
 
     /// Assigns with an explicit app-user profile (the HTTP assign call).
@@ -348,16 +448,19 @@ impl OktaState {
                 }
                 g.last_updated = now;
             }
+            self.log_app_user(clock, "application.user_membership.update", user, false);
             return seq;
         }
-        self.push_grant(
+        let seq = self.push_grant(
             user,
             Scope::User,
             None,
             profile.unwrap_or_default(),
             user_name,
             &now,
-        )
+        );
+        self.log_app_user(clock, "application.user_membership.add", user, false);
+        seq
     }
 
     /// Makes the user a member of `group` (which is assigned to the app) and adds the GROUP
@@ -384,11 +487,15 @@ impl OktaState {
         if !self.groups.contains_key(group) {
             self.groups
                 .insert(group.to_string(), format!("00g{}", random_alnum(17)));
+            self.log_group_app(clock, "group.application_assignment.add", group);
         }
         let u = &mut self.users[user];
         match u.memberships.iter_mut().find(|(g, _)| g == group) {
             Some(m) => m.1 = profile.clone(),
-            None => u.memberships.push((group.to_string(), profile.clone())),
+            None => {
+                u.memberships.push((group.to_string(), profile.clone()));
+                self.log_membership(clock, "group.user_membership.add", user, group);
+            }
         }
         if self.users[user].status == "DEPROVISIONED" {
             return 0;
@@ -399,20 +506,63 @@ impl OktaState {
                 .is_some_and(|g| g.scope == Scope::Group && g.group.as_deref() == Some(group))
         });
         if let Some(seq) = existing {
+            let changed = self.grants.get(&seq).is_some_and(|g| g.profile != profile);
             if let Some(g) = self.grants.get_mut(&seq) {
                 g.profile = profile;
                 g.last_updated = now;
             }
+            if changed {
+                self.log_app_user(clock, "application.user_membership.update", user, true);
+            }
             return seq;
         }
-        self.push_grant(
+        let seq = self.push_grant(
             user,
             Scope::Group,
             Some(group.to_string()),
             profile,
             None,
             &now,
-        )
+        );
+        // Okta grants the app to a group's member in a background job.
+        self.log_app_user(clock, "application.user_membership.add", user, true);
+        seq
+    }
+
+    /// Ends the user's membership of `group` (and the grant it gave). Returns whether the
+    /// user was a member.
+    pub(crate) fn remove_from_group(&mut self, user: usize, group: &str, clock: &Clock) -> bool {
+        let before = self.users[user].memberships.len();
+        self.users[user].memberships.retain(|(g, _)| g != group);
+        if self.users[user].memberships.len() == before {
+            return false;
+        }
+        self.log_membership(clock, "group.user_membership.remove", user, group);
+        if let Some(seq) = self.grant_of(user, Some(group)) {
+            self.remove_grant(seq);
+            self.log_app_user(clock, "application.user_membership.remove", user, true);
+        }
+        true
+    }
+
+    /// Unassigns `group` from the app: every grant through it goes, and it no longer grants
+    /// the app to its members. One `group.application_assignment.remove` event, no per-member
+    /// events (docs/api-facts.md "Okta System Log"). Returns whether the group was assigned.
+    pub(crate) fn unassign_group(&mut self, group: &str, clock: &Clock) -> bool {
+        if !self.groups.contains_key(group) {
+            return false;
+        }
+        self.log_group_app(clock, "group.application_assignment.remove", group);
+        for user in 0..self.users.len() {
+            if self.users[user].memberships.iter().any(|(g, _)| g == group) {
+                self.users[user].memberships.retain(|(g, _)| g != group);
+                if let Some(seq) = self.grant_of(user, Some(group)) {
+                    self.remove_grant(seq);
+                }
+            }
+        }
+        self.groups.remove(group);
+        true
     }
 
     fn remove_grant(&mut self, seq: u64) {
@@ -421,11 +571,13 @@ impl OktaState {
         }
     }
 
-    /// Removes the direct grant; group grants stay. Returns whether there was one.
-    pub(crate) fn unassign(&mut self, user: usize) -> bool {
+    /// Removes the direct grant (group grants stay), recording
+    /// `application.user_membership.remove`. Returns whether there was one.
+    pub(crate) fn unassign(&mut self, user: usize, clock: &Clock) -> bool {
         match self.direct_grant(user) {
             Some(seq) => {
                 self.remove_grant(seq);
+                self.log_app_user(clock, "application.user_membership.remove", user, false);
                 true
             }
             None => false,
@@ -452,21 +604,83 @@ impl OktaState {
         for seq in self.users[user].grants.clone() {
             self.remove_grant(seq);
         }
+        self.log_user(
+            clock,
+            "user.lifecycle.deactivate",
+            user,
+            "/lifecycle/deactivate",
+        );
     }
 
     /// ACTIVE; group-based grants come back (memberships survived), direct grants do not
     /// ("you need to reassign their apps"). The returning grants are new rows at the end of
     /// the list.
+    ///
+    /// The event is `user.lifecycle.activate` from `DEPROVISIONED` or `STAGED` (Okta's only
+    /// operation from there), `user.lifecycle.reactivate` otherwise.
     pub(crate) fn reactivate(&mut self, user: usize, clock: &Clock) {
+        let from = self.users[user].status.clone();
         self.set_user_status(user, "ACTIVE", clock);
+        if from == "DEPROVISIONED" || from == "STAGED" {
+            self.log_user(
+                clock,
+                "user.lifecycle.activate",
+                user,
+                "/lifecycle/activate",
+            );
+        } else {
+            self.log_user(
+                clock,
+                "user.lifecycle.reactivate",
+                user,
+                "/lifecycle/reactivate",
+            );
+        }
         for (group, profile) in self.users[user].memberships.clone() {
             self.assign_group_profile(user, &group, profile, clock);
         }
     }
 
-    /// Sets the raw status; grants are untouched (use `deactivate` for the lifecycle).
+    /// Sets the raw status; grants are untouched (use `deactivate` for the lifecycle). No
+    /// event: this is a knob for odd data.
     pub(crate) fn set_status(&mut self, user: usize, status: &str, clock: &Clock) {
         self.set_user_status(user, status, clock);
+    }
+
+    /// Deletes the user (deactivating it first unless `DEPROVISIONED`, as Okta's first
+    /// delete call does): `user.lifecycle.delete.initiated` then `.delete.completed`. The user
+    /// is gone from lookups and lists; its login may be reused.
+    pub(crate) fn delete_user(&mut self, user: usize, clock: &Clock) {
+        if self.users[user].status != "DEPROVISIONED" {
+            self.deactivate(user, clock);
+        }
+        self.log_user(clock, "user.lifecycle.delete.initiated", user, "");
+        self.users[user].memberships.clear();
+        let (id, login) = (
+            self.users[user].id.clone(),
+            self.users[user].login.to_lowercase(),
+        );
+        self.by_id.remove(&id);
+        self.by_login.remove(&login);
+        self.users[user].deleted = true;
+        self.log_user(clock, "user.lifecycle.delete.completed", user, "");
+    }
+
+    /// SUSPENDED, grants kept; `user.lifecycle.suspend`.
+    pub(crate) fn suspend(&mut self, user: usize, clock: &Clock) {
+        self.set_user_status(user, "SUSPENDED", clock);
+        self.log_user(clock, "user.lifecycle.suspend", user, "/lifecycle/suspend");
+    }
+
+    /// ACTIVE again; `user.lifecycle.unsuspend`.
+    pub(crate) fn unsuspend(&mut self, user: usize, clock: &Clock) {
+        self.set_user_status(user, "ACTIVE", clock);
+        self.log_user(
+            clock,
+            "user.lifecycle.unsuspend",
+            user,
+            "/lifecycle/unsuspend",
+        );
     }
 
     pub(crate) fn set_app_user_status(&mut self, user: usize, status: &str, clock: &Clock) {
@@ -513,6 +727,9 @@ impl OktaState {
                 }
             }
         }
+        if !self.users[user].grants.is_empty() {
+            self.log_app_user(clock, "application.user_membership.update", user, false);
+        }
     }
 
     /// The row of the user's direct grant (`group: None`) or of its grant through `group`.
@@ -546,6 +763,33 @@ impl OktaState {
         let u = &mut self.users[user];
         u.email = email.to_string();
         u.last_updated = clock.timestamp();
+        self.log_user(clock, "user.account.update_profile", user, "");
+    }
+
+    /// Changes the login (unique ignoring case); `user.account.update_profile`.
+    pub(crate) fn set_login(
+        &mut self,
+        user: usize,
+        login: &str,
+        clock: &Clock,
+    ) -> Result<(), String> {
+        let key = login.to_lowercase();
+        match self.by_login.get(&key) {
+            Some(&i) if i != user => {
+                return Err(format!(
+                    "login {login:?} already exists (logins are unique ignoring case)"
+                ))
+            }
+            _ => {}
+        }
+        let old = self.users[user].login.to_lowercase();
+        self.by_login.remove(&old);
+        self.by_login.insert(key, user);
+        let u = &mut self.users[user];
+        u.login = login.to_string();
+        u.last_updated = clock.timestamp();
+        self.log_user(clock, "user.account.update_profile", user, "");
+        Ok(())
     }
 
     /// `n` ACTIVE users `user000000@domain`, … each directly assigned with role `viewer`.
