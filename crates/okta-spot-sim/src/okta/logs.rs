@@ -115,7 +115,7 @@ fn ms_timestamp(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// `displayMessage` and `legacyEventType` per event type (reference `okta-system-log.md` §2).
+/// `displayMessage` and `legacyEventType` per event type (docs/api-facts.md "Okta System Log").
 fn meta(event_type: &str) -> (&'static str, Option<&'static str>) {
     match event_type {
         "application.user_membership.add" => (
