@@ -10,14 +10,16 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use std::collections::BTreeSet;
+
 use crate::action::ActionStatus;
-use crate::apply::{apply_until, Outcomes, RoleResolver};
+use crate::apply::{apply_until, Outcome, Outcomes, RoleResolver};
 use crate::config::Settings;
 use crate::guard::guard;
-use crate::ledger::{LastRun, LedgerStore, LedgerWriter};
-use crate::model::{IdentitySource, SpotDirectory};
+use crate::ledger::{EventsState, LastRun, Ledger, LedgerStore, LedgerWriter};
+use crate::model::{IdentitySource, OktaSnapshot, OktaUserId, SpotDirectory, SpotUsers};
 use crate::okta::classify::classify;
-use crate::plan::plan;
+use crate::plan::{plan, plan_partial};
 use crate::report::{Mode, Report};
 use crate::Error;
 
@@ -52,6 +54,9 @@ pub struct CycleControl {
     pub stop: CancellationToken,
     /// Called once both APIs have been read completely (systemd `READY=1`).
     pub after_read: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Events mode: the position in Okta's System Log to record once the cycle's results are
+    /// recorded (a full cycle restarts polling from a point taken before its read).
+    pub commit_events: Option<EventsState>,
 }
 
 /// [`run_cycle`] with a [`CycleControl`].
@@ -93,32 +98,94 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "classified"
     );
-    let managed = ledger.managed_count();
     info!(
         okta_listed = snapshot.listed,
         provision = snapshot.provision.len(),
         held = snapshot.held.len(),
         absent = snapshot.absent.len(),
         spot_users = spot_users.len(),
-        managed,
+        managed = ledger.managed_count(),
         "read both sides"
     );
-    let started = std::time::Instant::now();
-    let the_plan = plan(&snapshot, &spot_users, &ledger, &settings.plan_options());
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "planned");
-    let verdicts = guard(
-        &the_plan,
-        &spot_users,
-        &ledger,
-        &settings.guard_limits(options),
-    );
-    for trip in verdicts.trips() {
-        warn!(guard = %trip.guard, "{}", trip.message);
-    }
-    // Neither is needed past this point; at scale they are most of the memory.
-    drop(snapshot);
-    drop(spot_users);
-    if mode == Mode::Apply {
+    let decided = Decide {
+        settings,
+        store,
+        mode,
+        options,
+        control,
+        scope: None,
+        save: Save::Whole,
+    };
+    decided.run(snapshot, spot_users, ledger, spot).await
+}
+
+/// How a cycle's results are saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Save {
+    /// The whole state file when something changed (a full cycle).
+    Whole,
+    /// Only the journal (an events batch: a few users; the file is rewritten whole by the
+    /// next full cycle that changes something, or once the journal is long).
+    Journal,
+}
+
+/// The part of a cycle after the reads, shared by full cycles and events batches: plan, guard,
+/// apply, record. `scope` makes the plan partial (events mode).
+pub(crate) struct Decide<'a> {
+    pub settings: &'a Settings,
+    pub store: &'a LedgerStore,
+    pub mode: Mode,
+    pub options: &'a CycleOptions,
+    pub control: &'a CycleControl,
+    pub scope: Option<&'a BTreeSet<OktaUserId>>,
+    pub save: Save,
+}
+
+impl Decide<'_> {
+    pub(crate) async fn run<D: SpotDirectory>(
+        self,
+        snapshot: OktaSnapshot,
+        spot_users: SpotUsers,
+        ledger: Ledger,
+        spot: &D,
+    ) -> Result<Report, Error> {
+        let Decide {
+            settings,
+            store,
+            mode,
+            options,
+            control,
+            scope,
+            save,
+        } = self;
+        let managed = ledger.managed_count();
+        let started = std::time::Instant::now();
+        let the_plan = match scope {
+            None => plan(&snapshot, &spot_users, &ledger, &settings.plan_options()),
+            Some(scope) => plan_partial(
+                &snapshot,
+                &spot_users,
+                &ledger,
+                &settings.plan_options(),
+                scope,
+            ),
+        };
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "planned");
+        let mut limits = settings.guard_limits(options);
+        limits.recent_deletes = ledger.deletes_in_window(Utc::now());
+        let verdicts = guard(&the_plan, &spot_users, &ledger, &limits);
+        for trip in verdicts.trips() {
+            warn!(guard = %trip.guard, "{}", trip.message);
+        }
+        // Neither is needed past this point; at scale they are most of the memory.
+        drop(snapshot);
+        drop(spot_users);
+        if mode != Mode::Apply {
+            let outcomes = Outcomes::none(&the_plan);
+            let mut report = Report::new(mode, the_plan, verdicts, &outcomes);
+            report.managed_users = Some(managed);
+            return Ok(report);
+        }
         let writer = LedgerWriter::new(store.clone(), ledger);
         let roles = RoleResolver::new(spot, &settings.spot.roles);
         // A failed save stops the actions but not the report: Spot was changed, so what was
@@ -133,6 +200,14 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
             &control.stop,
         )
         .await;
+        let deletes_applied = the_plan
+            .actions
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| {
+                a.deletes() && matches!(outcomes.get(*i), Some(Outcome::Applied { .. }))
+            })
+            .count();
         let changed_nothing = the_plan.is_empty();
         let mut report = Report::new(mode, the_plan, verdicts, &outcomes);
         let not_started = report
@@ -143,26 +218,7 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         if not_started > 0 {
             warn!(not_started, "stopping: {not_started} planned action(s) were not started; the next run applies them");
         }
-        for action in &report.actions {
-            match action.status {
-                ActionStatus::Applied => info!(
-                    action = action.action.as_str(),
-                    email = %action.email,
-                    okta_user_id = %action.okta_user_id,
-                    spot_user_id = action.spot_user_id.as_deref().unwrap_or("-"),
-                    "applied: {}",
-                    action.reason
-                ),
-                ActionStatus::Failed => warn!(
-                    action = action.action.as_str(),
-                    email = %action.email,
-                    okta_user_id = %action.okta_user_id,
-                    "failed: {}",
-                    action.error.as_deref().unwrap_or("?")
-                ),
-                _ => {}
-            }
-        }
+        log_outcomes(&report);
         report.managed_users = Some(writer.managed_count());
         let not_recorded = |report: Report, error: Error| Error::NotRecorded {
             report: Box::new(report),
@@ -171,24 +227,57 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         if let Err(error) = applied {
             return Err(not_recorded(report, error));
         }
-        // See `Ledger::last_run`: an idle cycle leaves an existing file alone.
-        if changed_nothing && store.path().exists() {
-            return Ok(report);
+        // The rolling hour of deletes, and events mode's position: recorded only once the
+        // results they follow are (so a crash never moves the cursor past an unapplied change).
+        let events = control.commit_events.clone();
+        let state_changed = deletes_applied > 0 || events.is_some();
+        if state_changed {
+            writer.record_state(|l| {
+                l.note_deletes(Utc::now(), deletes_applied);
+                if let Some(events) = events {
+                    l.events = events;
+                }
+            });
         }
-        let saved = writer.update(|l| {
-            l.last_run = Some(LastRun {
-                finished_at: Utc::now(),
-                mode: "apply".into(),
-                summary: report.summary_map(),
-            })
-        });
-        return match saved {
+        let saved = match save {
+            // See `Ledger::last_run`: an idle cycle leaves an existing file alone.
+            Save::Whole if changed_nothing && store.path().exists() => writer.flush().await,
+            Save::Whole => writer.update(|l| {
+                l.last_run = Some(LastRun {
+                    finished_at: Utc::now(),
+                    mode: "apply".into(),
+                    summary: report.summary_map(),
+                })
+            }),
+            Save::Journal => writer.flush().await,
+        };
+        match saved {
             Ok(()) => Ok(report),
             Err(error) => Err(not_recorded(report, error)),
-        };
+        }
     }
-    let outcomes = Outcomes::none(&the_plan);
-    let mut report = Report::new(mode, the_plan, verdicts, &outcomes);
-    report.managed_users = Some(managed);
-    Ok(report)
+}
+
+/// Logs each applied and failed action.
+fn log_outcomes(report: &Report) {
+    for action in &report.actions {
+        match action.status {
+            ActionStatus::Applied => info!(
+                action = action.action.as_str(),
+                email = %action.email,
+                okta_user_id = %action.okta_user_id,
+                spot_user_id = action.spot_user_id.as_deref().unwrap_or("-"),
+                "applied: {}",
+                action.reason
+            ),
+            ActionStatus::Failed => warn!(
+                action = action.action.as_str(),
+                email = %action.email,
+                okta_user_id = %action.okta_user_id,
+                "failed: {}",
+                action.error.as_deref().unwrap_or("?")
+            ),
+            _ => {}
+        }
+    }
 }

@@ -939,6 +939,7 @@ mod tests {
             };
             let the_plan = plan(&snapshot, &spot_users, &self.ledger, &options);
             let limits = GuardLimits {
+                recent_deletes: 0,
                 max_deletes: self.max_deletes,
                 max_delete_percent: 20,
                 allow_deletes: None,

@@ -98,6 +98,9 @@ pub struct GuardLimits {
     /// `reconcile --allow-empty-source`: deletes may proceed although Okta listed nobody.
     pub allow_empty_source: bool,
     pub protected_emails: BTreeSet<Email>,
+    /// Deletes already applied in the rolling hour before this plan
+    /// ([`Ledger::deletes_in_window`]): the delete limits hold per cycle and per rolling hour.
+    pub recent_deletes: usize,
 }
 
 /// Managed-user count above which the percentage limit applies (Okta's own import safeguard
@@ -118,7 +121,14 @@ pub fn guard(
     let deletes = verdicts.deletes_allowed(plan);
     let destructive = |a: &Action| matches!(a.kind(), ActionKind::Delete | ActionKind::Recreate);
 
-    if plan.okta_users == 0 && managed > 0 && deletes > 0 && !limits.allow_empty_source {
+    // A partial plan (events mode) lists only the users an event named: none listed there is
+    // no sign of an empty source.
+    if plan.partial.is_none()
+        && plan.okta_users == 0
+        && managed > 0
+        && deletes > 0
+        && !limits.allow_empty_source
+    {
         verdicts.trip(
             plan,
             "empty_source",
@@ -133,29 +143,61 @@ pub fn guard(
     }
 
     let allowed_by_override = limits.allow_deletes.is_some_and(|n| deletes <= n);
-    if deletes > limits.max_deletes && !allowed_by_override {
+    // Per rolling hour: this plan's deletes plus those applied in the hour before it.
+    let recent = limits.recent_deletes;
+    let in_window = deletes.saturating_add(recent);
+    let counted = |limit: String| {
+        match recent {
+        0 => format!("{deletes} deletes planned, more than {limit}"),
+        _ => format!(
+            "{deletes} deletes planned and {recent} applied in the last hour ({in_window} in the rolling hour), \
+             more than {limit} per rolling hour"
+        ),
+    }
+    };
+    let lift = |what: &str| {
+        format!(
+            "deletes and recreates are held {what}. Check the plan, then run \
+             `okta-spot-sync reconcile --allow-deletes {deletes}` once"
+        )
+    };
+    let what = match plan.partial {
+        Some(_) => "in this events batch (the next full cycle plans them again)",
+        None => "this cycle",
+    };
+    if deletes > 0 && in_window > limits.max_deletes && !allowed_by_override {
         verdicts.trip(
             plan,
             "max_deletes",
             format!(
-                "{deletes} deletes planned, more than sync.max_deletes = {}; deletes and recreates are \
-                 held this cycle. Check the plan, then run `okta-spot-sync reconcile --allow-deletes {deletes}` once",
-                limits.max_deletes
+                "{}; {}",
+                counted(format!("sync.max_deletes = {}", limits.max_deletes)),
+                lift(what)
             ),
             destructive,
         );
-    } else if managed > PERCENT_GUARD_FLOOR
-        && deletes * 100 > usize::from(limits.max_delete_percent) * managed
+    } else if deletes > 0
+        && managed > PERCENT_GUARD_FLOOR
+        && in_window * 100 > usize::from(limits.max_delete_percent) * managed
         && !allowed_by_override
     {
         verdicts.trip(
             plan,
             "max_delete_percent",
             format!(
-                "{deletes} deletes planned out of {managed} managed users, more than sync.max_delete_percent = {}%; \
-                 deletes and recreates are held this cycle. Check the plan, then run \
-                 `okta-spot-sync reconcile --allow-deletes {deletes}` once",
-                limits.max_delete_percent
+                "{}; {}",
+                match recent {
+                    0 => format!(
+                        "{deletes} deletes planned out of {managed} managed users, more than \
+                         sync.max_delete_percent = {}%",
+                        limits.max_delete_percent
+                    ),
+                    _ => counted(format!(
+                        "sync.max_delete_percent = {}% of {managed} managed users",
+                        limits.max_delete_percent
+                    )),
+                },
+                lift(what)
             ),
             destructive,
         );

@@ -33,7 +33,10 @@ mod unknown_fields;
 mod writer;
 
 pub(crate) use model::is_zero;
-pub use model::{EntryState, LastRun, Ledger, LedgerEntry, Origin, LEDGER_VERSION};
+pub use model::{
+    DeleteMark, EntryState, EventsState, LastRun, Ledger, LedgerEntry, LogCursor, Origin,
+    DELETE_WINDOW, LEDGER_VERSION,
+};
 #[cfg(test)]
 pub(crate) use store::LOAD_ATTEMPTS;
 pub use store::{journal_line, LedgerStore, PRETTY_MAX_USERS};

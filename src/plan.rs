@@ -36,6 +36,9 @@ pub struct Plan {
     pub held: Vec<HeldUser>,
     /// Ledger-only housekeeping: Okta users no longer entitled whose Spot user is already gone.
     pub forget: Vec<OktaUserId>,
+    /// `Some(n)`: a partial plan (events mode) for the `n` Okta users an event named; every
+    /// other user was out of scope. `None`: a full plan over every user.
+    pub partial: Option<usize>,
 }
 
 impl Plan {
@@ -64,16 +67,42 @@ pub fn plan(
     ledger: &Ledger,
     options: &PlanOptions,
 ) -> Plan {
+    plan_scoped(okta, spot_users, ledger, options, None)
+}
+
+/// A partial plan (events mode): `okta` holds the fresh truth of exactly the Okta users in
+/// `scope` (a user in `scope` that `okta` does not list is not assigned), `spot_users` and
+/// `ledger` are complete. Users outside `scope` are out of scope, never absent: nothing is
+/// planned for them, and whatever they own is treated as still theirs (an owner outside the
+/// scope counts as entitled, so its Spot user is never handed to a named user).
+pub fn plan_partial(
+    okta: &OktaSnapshot,
+    spot_users: &SpotUsers,
+    ledger: &Ledger,
+    options: &PlanOptions,
+    scope: &BTreeSet<OktaUserId>,
+) -> Plan {
+    plan_scoped(okta, spot_users, ledger, options, Some(scope))
+}
+
+fn plan_scoped(
+    okta: &OktaSnapshot,
+    spot_users: &SpotUsers,
+    ledger: &Ledger,
+    options: &PlanOptions,
+    scope: Option<&BTreeSet<OktaUserId>>,
+) -> Plan {
     let (aligned, personal_by_email) = Aligned::new(okta, spot_users, ledger);
-    Planner::new(
+    let mut planner = Planner::new(
         okta,
         &aligned,
         personal_by_email,
         spot_users,
         ledger,
         options,
-    )
-    .run()
+    );
+    planner.scope = scope;
+    planner.run()
 }
 
 /// The Okta users sorted by Okta user id and lined up with the ledger (also sorted by Okta
@@ -476,6 +505,8 @@ struct Planner<'a> {
     desired_sorted: &'a [&'a DesiredUser],
     /// Okta users held by the classifier, sorted: with `desired_sorted`, the entitled users.
     held_sorted: &'a [&'a str],
+    /// A partial plan's Okta users (`None`: every user is in scope).
+    scope: Option<&'a BTreeSet<OktaUserId>>,
 }
 
 /// Builds an index over all of its source (`None`) or over the given keys only.
@@ -556,7 +587,14 @@ impl<'a> Planner<'a> {
             claimed: HashSet::default(),
             desired_sorted: &aligned.desired,
             held_sorted: &aligned.held,
+            scope: None,
         }
+    }
+
+    /// Is this Okta user planned for? Always in a full plan; in a partial one, only the users
+    /// an event named.
+    fn in_scope(&self, okta_id: &str) -> bool {
+        self.scope.is_none_or(|scope| scope.contains(okta_id))
     }
 
     /// The Spot user of the ledger entry in `slot`, if Spot still lists it.
@@ -635,10 +673,14 @@ impl<'a> Planner<'a> {
             .get(spot_user_id)
     }
 
+    /// Is this Okta user entitled? A user outside a partial plan's scope is taken to be: its
+    /// truth was not read, and "not read" must never mean "gone".
     fn is_entitled(&self, okta_id: &str) -> bool {
-        self.desired_sorted
-            .binary_search_by(|d| d.okta_user_id.as_str().cmp(okta_id))
-            .is_ok()
+        !self.in_scope(okta_id)
+            || self
+                .desired_sorted
+                .binary_search_by(|d| d.okta_user_id.as_str().cmp(okta_id))
+                .is_ok()
             || self.held_sorted.binary_search(&okta_id).is_ok()
     }
 
@@ -669,6 +711,7 @@ impl<'a> Planner<'a> {
             actions: self.actions,
             held: self.held,
             forget: self.forget,
+            partial: self.scope.map(BTreeSet::len),
         }
     }
 
@@ -1012,6 +1055,7 @@ impl<'a> Planner<'a> {
         for &(okta_id, slot) in &self.aligned.unmatched {
             let entry = slot.entry;
             if entry.state == EntryState::Deleted
+                || !self.in_scope(okta_id)
                 || self.held_sorted.binary_search(&okta_id).is_ok()
             {
                 continue;
@@ -1112,6 +1156,7 @@ impl<'a> Planner<'a> {
         for &(okta_id, slot, index) in listed {
             let target = &self.spot_users[index];
             if live.contains(&index)
+                || !self.in_scope(okta_id)
                 || self.claimed.contains(&target.user_id)
                 || self.held_sorted.binary_search(&okta_id).is_ok()
             {

@@ -209,6 +209,7 @@ fn world() -> impl Strategy<Value = World> {
 
 fn open_limits(protected: &BTreeSet<Email>) -> GuardLimits {
     GuardLimits {
+        recent_deletes: 0,
         max_deletes: usize::MAX,
         max_delete_percent: 100,
         allow_deletes: None,

@@ -47,6 +47,7 @@ fn options() -> PlanOptions {
 
 fn limits() -> GuardLimits {
     GuardLimits {
+        recent_deletes: 0,
         max_deletes: 10,
         max_delete_percent: 20,
         allow_deletes: None,

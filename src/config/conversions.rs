@@ -44,6 +44,7 @@ impl Settings {
             allow_deletes: options.allow_deletes,
             allow_empty_source: options.allow_empty_source,
             protected_emails: self.sync.protected_emails.iter().cloned().collect(),
+            recent_deletes: 0,
         }
     }
 }

@@ -597,6 +597,7 @@ impl Daemon {
         let control = CycleControl {
             stop: self.stop.clone(),
             after_read: Some(after_read),
+            commit_events: None,
         };
         let mut fut: Pin<Box<dyn Future<Output = Result<Report, Error>> + Send>> = Box::pin(
             self.runner

@@ -87,6 +87,55 @@ pub struct LastRun {
     pub summary: BTreeMap<String, usize>,
 }
 
+/// How long deletes count against `sync.max_deletes` and `sync.max_delete_percent` after they
+/// were applied: the guards hold per cycle **and per rolling hour**, so a slow drip of small
+/// batches (events mode) trips them like one big cycle would.
+pub const DELETE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Deletes applied by one cycle or batch, for the rolling hour of the delete guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteMark {
+    #[serde(serialize_with = "serialize_timestamp")]
+    pub at: DateTime<Utc>,
+    pub count: u32,
+}
+
+/// Where events mode stands in Okta's System Log, kept in the state file so that a restart
+/// resumes where the last poll stopped (README "Events mode").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCursor {
+    /// The `after` value of the last `next` link followed; `None` before the first poll from
+    /// a start point, which then starts from `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The start point (taken before the full cycle that preceded the first poll).
+    #[serde(serialize_with = "serialize_timestamp")]
+    pub since: DateTime<Utc>,
+    /// When a poll last came back from this position having read everything up to the end
+    /// of the log: nothing between `since`/`after` and then is unseen. A cursor whose
+    /// `polled_at` is older than Okta's retention cannot prove the gap empty.
+    #[serde(serialize_with = "serialize_timestamp")]
+    pub polled_at: DateTime<Utc>,
+}
+
+/// Events mode's part of the state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsState {
+    /// `None`: no position to resume from (a full cycle comes first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<LogCursor>,
+    /// Okta users an event named whose change is not done yet (a read or an action failed):
+    /// read again by the next batch, so the cursor can move on without losing them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry: Vec<OktaUserId>,
+}
+
+impl EventsState {
+    pub fn is_empty(&self) -> bool {
+        self.cursor.is_none() && self.retry.is_empty()
+    }
+}
+
 /// The whole state file (its JSON mapping is in `ledger/unknown_fields.rs`, which keeps the
 /// fields this build does not know).
 ///
@@ -112,6 +161,10 @@ pub struct Ledger {
     /// The sequence number of the last journal record this file includes (0: none). On load,
     /// journal records up to it are skipped.
     pub journal_seq: u64,
+    /// Events mode's position in the System Log.
+    pub events: EventsState,
+    /// Deletes applied in the last [`DELETE_WINDOW`], oldest first.
+    pub recent_deletes: Vec<DeleteMark>,
     /// Top-level fields this build does not know (a newer version wrote them), written back
     /// as they were read.
     pub unknown: serde_json::Map<String, serde_json::Value>,
@@ -130,6 +183,8 @@ impl Default for Ledger {
             users: BTreeMap::new(),
             last_run: None,
             journal_seq: 0,
+            events: EventsState::default(),
+            recent_deletes: Vec::new(),
             unknown: Default::default(),
             unknown_in_users: BTreeMap::new(),
         }
@@ -137,6 +192,27 @@ impl Default for Ledger {
 }
 
 impl Ledger {
+    /// Deletes applied within [`DELETE_WINDOW`] before `now`.
+    pub fn deletes_in_window(&self, now: DateTime<Utc>) -> usize {
+        self.recent_deletes
+            .iter()
+            .filter(|m| m.at > now - DELETE_WINDOW && m.at <= now + DELETE_WINDOW)
+            .map(|m| m.count as usize)
+            .sum()
+    }
+
+    /// Records `count` deletes applied at `now`, and forgets marks that left the window.
+    pub fn note_deletes(&mut self, now: DateTime<Utc>, count: usize) {
+        self.recent_deletes
+            .retain(|m| m.at > now - DELETE_WINDOW && m.at <= now + DELETE_WINDOW);
+        if count > 0 {
+            self.recent_deletes.push(DeleteMark {
+                at: now,
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+            });
+        }
+    }
+
     /// Users whose Spot user this tool currently owns (managed or mid-create).
     pub fn managed_count(&self) -> usize {
         self.users

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Ledger, LedgerEntry, LEDGER_VERSION};
+use super::model::{DeleteMark, EventsState, Ledger, LedgerEntry, LEDGER_VERSION};
 use crate::fsutil::{open, owner_only, read_only};
 use crate::model::OktaUserId;
 use crate::Error;
@@ -64,19 +64,51 @@ fn cannot_read(e: &std::io::Error) -> String {
 #[derive(Debug, Serialize, Deserialize)]
 struct JournalRecord {
     seq: u64,
+    #[serde(default)]
     users: BTreeMap<OktaUserId, Option<LedgerEntry>>,
+    /// The ledger's top-level state after the change, whole (written by
+    /// [`LedgerWriter::record_state`](super::LedgerWriter::record_state)): events mode's
+    /// position and the rolling hour of deletes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<TopLevel>,
+}
+
+/// The small top-level parts of the ledger a journal record can carry.
+#[derive(Debug, Serialize, Deserialize)]
+struct TopLevel {
+    #[serde(default)]
+    events: EventsState,
+    #[serde(default)]
+    recent_deletes: Vec<DeleteMark>,
 }
 
 /// The journal line (with its newline) for change `seq`, which touched `okta_user_ids` in
 /// `ledger`.
 pub fn journal_line(ledger: &Ledger, okta_user_ids: &[&OktaUserId], seq: u64) -> Vec<u8> {
-    let record = JournalRecord {
+    encode_record(JournalRecord {
         seq,
         users: okta_user_ids
             .iter()
             .map(|&id| (id.clone(), ledger.users.get(id).cloned()))
             .collect(),
-    };
+        state: None,
+    })
+}
+
+/// The journal line (with its newline) for change `seq`, which changed the ledger's top-level
+/// state (events mode's position, the rolling hour of deletes): that state, whole.
+pub fn state_journal_line(ledger: &Ledger, seq: u64) -> Vec<u8> {
+    encode_record(JournalRecord {
+        seq,
+        users: BTreeMap::new(),
+        state: Some(TopLevel {
+            events: ledger.events.clone(),
+            recent_deletes: ledger.recent_deletes.clone(),
+        }),
+    })
+}
+
+fn encode_record(record: JournalRecord) -> Vec<u8> {
     let mut line = serde_json::to_vec(&record).expect("a journal record always serialises");
     line.push(b'\n');
     line
@@ -232,6 +264,10 @@ impl LedgerStore {
                     Some(entry) => ledger.users.insert(okta_user_id, entry),
                     None => ledger.users.remove(&okta_user_id),
                 };
+            }
+            if let Some(state) = record.state {
+                ledger.events = state.events;
+                ledger.recent_deletes = state.recent_deletes;
             }
             ledger.journal_seq = record.seq;
             replayed += 1;

@@ -16,7 +16,7 @@ use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::{is_zero, LastRun, Ledger, LedgerEntry};
+use super::{is_zero, DeleteMark, EventsState, LastRun, Ledger, LedgerEntry};
 use crate::model::OktaUserId;
 
 /// Unknown JSON fields, by name.
@@ -30,6 +30,10 @@ struct LedgerOut<'a> {
     last_run: &'a Option<LastRun>,
     #[serde(skip_serializing_if = "is_zero")]
     journal_seq: u64,
+    #[serde(skip_serializing_if = "EventsState::is_empty")]
+    events: &'a EventsState,
+    #[serde(skip_serializing_if = "<[DeleteMark]>::is_empty")]
+    recent_deletes: &'a [DeleteMark],
     #[serde(flatten)]
     unknown: &'a Unknown,
 }
@@ -72,6 +76,8 @@ impl Serialize for Ledger {
             users,
             last_run,
             journal_seq,
+            events,
+            recent_deletes,
             unknown,
             unknown_in_users,
         } = self;
@@ -83,6 +89,8 @@ impl Serialize for Ledger {
             },
             last_run,
             journal_seq: *journal_seq,
+            events,
+            recent_deletes,
             unknown,
         }
         .serialize(s)
@@ -97,6 +105,10 @@ struct LedgerIn {
     last_run: Option<LastRun>,
     #[serde(default)]
     journal_seq: u64,
+    #[serde(default)]
+    events: EventsState,
+    #[serde(default)]
+    recent_deletes: Vec<DeleteMark>,
     #[serde(flatten)]
     unknown: Unknown,
 }
@@ -120,6 +132,8 @@ impl<'de> Deserialize<'de> for Ledger {
             users,
             last_run: file.last_run,
             journal_seq: file.journal_seq,
+            events: file.events,
+            recent_deletes: file.recent_deletes,
             unknown: file.unknown,
             unknown_in_users,
         })

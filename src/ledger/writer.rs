@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::model::Ledger;
-use super::store::{journal_line, LedgerStore};
+use super::store::{journal_line, state_journal_line, LedgerStore};
 use crate::model::OktaUserId;
 use crate::Error;
 
@@ -94,6 +94,20 @@ impl LedgerWriter {
         let seq = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
         if self.persist {
             let line = journal_line(&memory.ledger, okta_user_ids, seq);
+            memory.unsynced.extend_from_slice(&line);
+        }
+        seq
+    }
+
+    /// Applies `change`, which must touch only the ledger's top-level state
+    /// ([`Ledger::events`], [`Ledger::recent_deletes`]: that is what the journal records), in
+    /// memory only, like [`LedgerWriter::record`].
+    pub fn record_state(&self, change: impl FnOnce(&mut Ledger)) -> u64 {
+        let mut memory = self.lock();
+        change(&mut memory.ledger);
+        let seq = self.applied.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.persist {
+            let line = state_journal_line(&memory.ledger, seq);
             memory.unsynced.extend_from_slice(&line);
         }
         seq
