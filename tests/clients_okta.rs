@@ -1185,3 +1185,28 @@ async fn get_app_user_leaves_half_the_bucket_to_others() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn poll_logs_leaves_half_the_bucket_to_others() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    okta.set_rate_limit("/api/v1/logs", 4);
+    let statuses: Arc<Mutex<Vec<Option<u16>>>> = Arc::default();
+    let sink = statuses.clone();
+    let client = client.with_observer(Arc::new(move |r: &RequestRecord| {
+        sink.lock().unwrap().push(r.status)
+    }));
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let mut position = LogPosition::Since(chrono::Utc::now());
+    for _ in 0..6 {
+        position = client.poll_logs(&position, None, 100).await.unwrap().next;
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    assert_eq!(statuses, vec![Some(200); 6], "never a 429");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2 * 59),
+        "{:?}",
+        started.elapsed()
+    );
+}
