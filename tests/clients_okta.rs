@@ -982,22 +982,24 @@ fn logs_reply(body: &str, links: &[String]) -> Reply {
 #[tokio::test]
 async fn poll_logs_refuses_pages_without_a_usable_next_link() {
     const EVENT: &str = r#"[{"uuid":"u1","published":"2025-09-11T16:21:50.123Z","eventType":"user.lifecycle.deactivate","target":[{"id":"00u1","type":"User"}]}]"#;
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> Vec<String> + Send + Sync>, &str)> = vec![
+    /// The Link lines of the answer, from the server's own base URL.
+    type Links = fn(&str) -> Vec<String>;
+    let cases: Vec<(&str, Links, &str)> = vec![
         (
             "no next link",
-            Box::new(|base| vec![format!("<{base}/api/v1/logs>; rel=\"self\"")]),
+            (|base| vec![format!("<{base}/api/v1/logs>; rel=\"self\"")]),
             "no rel=\"next\"",
         ),
         (
             "another origin",
-            Box::new(|_| {
+            (|_| {
                 vec!["<http://elsewhere.invalid/api/v1/logs?after=1_2>; rel=\"next\"".to_string()]
             }),
             "not to the configured Okta org",
         ),
         (
             "no cursor",
-            Box::new(|base| vec![format!("<{base}/api/v1/logs?limit=100>; rel=\"next\"")]),
+            (|base| vec![format!("<{base}/api/v1/logs?limit=100>; rel=\"next\"")]),
             "no after cursor",
         ),
     ];

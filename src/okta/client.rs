@@ -24,6 +24,10 @@
 //! waits until `X-Rate-Limit-Reset` (measured against the response's `Date`) before asking
 //! for the next page.
 //!
+//! Events mode reads one user's assignment ([`OktaClient::get_app_user`], a 404 is `None`) and
+//! polls the System Log ([`crate::okta::logs`]); both honour the same rate-limit budget after
+//! each response.
+//!
 //! Authentication (`okta.auth`): an SSWS token, or an OAuth 2.0 service app whose access
 //! tokens and DPoP proofs come from [`OAuthProvider`] on every request. A caller that needs
 //! more than the configured scopes (`import --assign` needs `okta.apps.manage`) asks with
@@ -640,9 +644,8 @@ pub const ROUTE_USERS: &str = "/api/v1/users";
 /// (docs/api-facts.md "Okta user search").
 pub const USERS_PAGE_SIZE: u32 = 200;
 
-/// `import`'s calls: finding Okta users by email and assigning them to the app. These are the
-/// only calls of this client that are not the assignment walk, and `assign_user` is the only
-/// one that changes Okta.
+/// `import`'s calls: finding Okta users by email and assigning them to the app. `assign_user`
+/// is the only call of this client that changes Okta.
 impl OktaClient {
     fn org_users_url(&self) -> Url {
         let mut url = self.org_url.clone();
@@ -781,8 +784,8 @@ impl OktaClient {
     /// parsed like a row of the list (the same parser, the same role attribute).
     ///
     /// `Ok(None)` on 404: the user is not assigned to the app (directly or through a group), or
-    /// does not exist; a deactivated user has no assignment left (docs/api-facts.md "Okta
-    /// assignment rows"). A body that is not a row, or a row of another user, is
+    /// does not exist; a deactivated user has no assignment left (docs/api-facts.md "Okta app
+    /// users", "Okta lifecycle"). A body that is not a row, or a row of another user, is
     /// [`Error::Malformed`]; 401/403 stay [`Error::Credentials`]. Afterwards the rate-limit
     /// budget of the apps bucket is honoured like the walk's, so callers reading many users
     /// leave Okta's other clients their share.
