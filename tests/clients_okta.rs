@@ -1,6 +1,8 @@
 //! The Okta client against purpose-built fake servers reproducing the reference's responses:
 //! Link headers (separate lines and comma-joined), capped pages, 5xx, 429 waits, foreign
-//! next links, pagination loops, bad rows and bodies, credentials errors.
+//! next links, pagination loops, bad rows and bodies, credentials errors. The System Log polls
+//! (`poll_logs`) and the one-assignment read (`get_app_user`) also run against the Okta
+//! emulator on 127.0.0.1:0.
 
 mod common;
 
@@ -8,9 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{http_settings, start, Reply, Seen};
+use okta_spot_sim::{Emulators, Fixture, OktaSim, OktaUserSpec};
 use okta_spot_sync::config::OktaSettings;
 use okta_spot_sync::http::RequestRecord;
-use okta_spot_sync::model::IdentitySource;
+use okta_spot_sync::model::{IdentitySource, OktaUserId};
+use okta_spot_sync::okta::logs::{LogEvent, LogPosition, LogsError};
 use okta_spot_sync::okta::OktaClient;
 use okta_spot_sync::Error;
 use secrecy::SecretString;
@@ -723,4 +727,488 @@ async fn the_budget_pauses_the_walk_when_the_reserve_is_reached() {
     assert_eq!(rows.len(), 6);
     // Two pauses (after pages 1 and 2) of reset - Date + 1 = 61 s each.
     assert_eq!(started.elapsed().as_secs(), 122);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The System Log polls and the one-assignment read, against the Okta emulator (127.0.0.1:0)
+// ---------------------------------------------------------------------------------------------
+
+const DEACTIVATE_FILTER: &str = r#"eventType eq "user.lifecycle.deactivate""#;
+
+/// The emulators with an SSWS client for their Okta org (no retries, so a 429 would fail).
+async fn emulated() -> (Emulators, OktaClient) {
+    let emulators = Emulators::start_local(Fixture::default()).await.unwrap();
+    let okta = &emulators.okta;
+    let settings = OktaSettings {
+        org_url: url::Url::parse(&okta.url()).unwrap(),
+        app_id: okta.app_id(),
+        auth: okta_spot_sync::config::OktaAuth::Ssws(SecretString::from(okta.token())),
+        role_attribute: okta.role_attribute(),
+        ..settings("http://unused.invalid", 500)
+    };
+    let client = OktaClient::new(&settings, &http_settings(0)).unwrap();
+    (emulators, client)
+}
+
+fn add_user(okta: &OktaSim, email: &str) -> String {
+    okta.add_user(OktaUserSpec {
+        email: email.into(),
+        first_name: "First".into(),
+        last_name: "Last".into(),
+        ..Default::default()
+    })
+}
+
+/// A start position after every event recorded so far: the last one's `published` + 1 ms,
+/// with the emulator's clock moved 1 s on so that later events are published after it.
+fn position_after_setup(okta: &OktaSim) -> chrono::DateTime<chrono::Utc> {
+    let last = okta.log_events().last().map(|e| e.published.clone());
+    let t = match last {
+        Some(p) => chrono::DateTime::parse_from_rfc3339(&p).unwrap().to_utc(),
+        None => chrono::Utc::now(),
+    } + chrono::Duration::milliseconds(1);
+    okta.advance_clock(Duration::from_secs(1));
+    t
+}
+
+/// `(eventType, the User targets' ids)` of each event.
+fn summary(events: &[LogEvent]) -> Vec<(String, Vec<String>)> {
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.event_type.clone(),
+                e.target_ids("User").map(str::to_string).collect(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn poll_logs_returns_the_events_after_since_in_order_then_resumes_after_them() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    let a = add_user(okta, "a@example.com");
+    let b = add_user(okta, "b@example.com");
+    let c = add_user(okta, "c@example.com");
+    for id in [&a, &b, &c] {
+        okta.assign(id, Some("viewer"));
+    }
+    let t = position_after_setup(okta);
+
+    // Nothing yet: Okta's empty polling page repeats the request (no cursor).
+    let empty = client
+        .poll_logs(&LogPosition::Since(t), None, 100)
+        .await
+        .unwrap();
+    assert!(empty.events.is_empty());
+    assert_eq!(empty.after, "");
+    assert_eq!(empty.next, LogPosition::Since(t));
+
+    okta.unassign(&a);
+    okta.deactivate(&b);
+    okta.set_role(&c, Some("admin"));
+    let page = client
+        .poll_logs(&LogPosition::Since(t), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&page.events),
+        [
+            ("application.user_membership.remove".into(), vec![a.clone()]),
+            ("user.lifecycle.deactivate".into(), vec![b.clone()]),
+            ("application.user_membership.update".into(), vec![c.clone()]),
+        ]
+    );
+    let membership = &page.events[0];
+    assert!(membership.targets.iter().any(|t| t.kind == "AppInstance"));
+    assert_eq!(
+        membership
+            .targets
+            .iter()
+            .find(|t| t.kind == "User")
+            .and_then(|t| t.alternate_id.as_deref()),
+        Some("a@example.com")
+    );
+    assert!(!page.after.is_empty());
+    assert_eq!(page.next, LogPosition::After(page.after.clone()));
+
+    // From the cursor: nothing new yet, and the same cursor back (next = self).
+    let again = client
+        .poll_logs(&LogPosition::After(page.after.clone()), None, 100)
+        .await
+        .unwrap();
+    assert!(again.events.is_empty());
+    assert_eq!(again.after, page.after);
+
+    // Only what happened since.
+    okta.suspend(&c);
+    let newer = client
+        .poll_logs(&LogPosition::After(page.after.clone()), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&newer.events),
+        [("user.lifecycle.suspend".into(), vec![c.clone()])]
+    );
+    assert_ne!(newer.after, page.after);
+
+    // A small limit pages through the same events.
+    let first_two = client
+        .poll_logs(&LogPosition::Since(t), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(summary(&first_two.events), summary(&page.events)[..2]);
+    let rest = client
+        .poll_logs(&LogPosition::After(first_two.after), None, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&rest.events),
+        [
+            summary(&page.events)[2].clone(),
+            summary(&newer.events)[0].clone()
+        ]
+    );
+    assert_eq!(rest.after, newer.after);
+}
+
+#[tokio::test]
+async fn poll_logs_sends_the_filter() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    let a = add_user(okta, "a@example.com");
+    let b = add_user(okta, "b@example.com");
+    okta.assign(&a, Some("viewer"));
+    okta.assign(&b, Some("viewer"));
+    let t = position_after_setup(okta);
+    okta.unassign(&a);
+    okta.deactivate(&b);
+    okta.set_role(&a, Some("admin"));
+
+    let page = client
+        .poll_logs(&LogPosition::Since(t), Some(DEACTIVATE_FILTER), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&page.events),
+        [("user.lifecycle.deactivate".into(), vec![b.clone()])]
+    );
+
+    // A filter Okta refuses is this program's bug, not a position to start over from.
+    let err = client
+        .poll_logs(&LogPosition::Since(t), Some(r#"eventType eqq "x""#), 100)
+        .await
+        .unwrap_err();
+    match &err {
+        LogsError::Failed(Error::Status { status: 400, .. }) => {}
+        other => panic!("expected Failed(400): {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn poll_logs_without_the_right_to_read_the_log_is_refused() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    okta.set_logs_forbidden(true);
+    let err = client
+        .poll_logs(&LogPosition::Since(chrono::Utc::now()), None, 100)
+        .await
+        .unwrap_err();
+    match &err {
+        LogsError::Refused {
+            status: 403,
+            detail,
+        } => {
+            assert!(detail.contains("E0000006"), "{detail}")
+        }
+        other => panic!("expected Refused(403): {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("okta.logs.read"), "{text}");
+    assert!(!text.contains(&okta.token()) && !format!("{err:?}").contains(&okta.token()));
+}
+
+#[tokio::test]
+async fn poll_logs_from_a_position_okta_refuses_must_start_over() {
+    let (emulators, client) = emulated().await;
+    let _ = &emulators;
+    for position in [
+        LogPosition::After("garbage".into()),
+        LogPosition::After(String::new()),
+        LogPosition::Since(chrono::Utc::now() - chrono::Duration::days(200)),
+    ] {
+        let err = client.poll_logs(&position, None, 100).await.unwrap_err();
+        assert!(
+            matches!(err, LogsError::BadPosition(_)),
+            "{position:?}: {err:?}"
+        );
+        assert!(err.to_string().contains("full cycle"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn poll_logs_sees_a_late_event_once_it_is_persisted() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    let a = add_user(okta, "a@example.com");
+    okta.assign(&a, Some("viewer"));
+    let t = position_after_setup(okta);
+    okta.set_log_ingestion_delay(Duration::from_secs(30), Duration::from_secs(30));
+    okta.deactivate(&a);
+
+    let page = client
+        .poll_logs(&LogPosition::Since(t), None, 100)
+        .await
+        .unwrap();
+    assert!(page.events.is_empty(), "{:?}", page.events);
+    okta.advance_clock(Duration::from_secs(31));
+    let page = client.poll_logs(&page.next, None, 100).await.unwrap();
+    assert_eq!(
+        summary(&page.events),
+        [("user.lifecycle.deactivate".into(), vec![a.clone()])]
+    );
+}
+
+/// One `GET /api/v1/logs` answer of a fake server: `body` with `links` as Link lines.
+fn logs_reply(body: &str, links: &[String]) -> Reply {
+    let mut reply = Reply::json(200, body.to_string());
+    for link in links {
+        reply = reply.header("link", link.clone());
+    }
+    reply
+}
+
+#[tokio::test]
+async fn poll_logs_refuses_pages_without_a_usable_next_link() {
+    const EVENT: &str = r#"[{"uuid":"u1","published":"2025-09-11T16:21:50.123Z","eventType":"user.lifecycle.deactivate","target":[{"id":"00u1","type":"User"}]}]"#;
+    /// The Link lines of the answer, from the server's own base URL.
+    type Links = fn(&str) -> Vec<String>;
+    let cases: Vec<(&str, Links, &str)> = vec![
+        (
+            "no next link",
+            (|base| vec![format!("<{base}/api/v1/logs>; rel=\"self\"")]),
+            "no rel=\"next\"",
+        ),
+        (
+            "another origin",
+            (|_| {
+                vec!["<http://elsewhere.invalid/api/v1/logs?after=1_2>; rel=\"next\"".to_string()]
+            }),
+            "not to the configured Okta org",
+        ),
+        (
+            "no cursor",
+            (|base| vec![format!("<{base}/api/v1/logs?limit=100>; rel=\"next\"")]),
+            "no after cursor",
+        ),
+    ];
+    for (name, links, expected) in cases {
+        let okta = start(move |seen, _| {
+            let base = format!("http://{}", seen.header("host").unwrap());
+            logs_reply(EVENT, &links(&base))
+        })
+        .await;
+        let err = client(&okta.base, 2, 0)
+            .poll_logs(&LogPosition::After("1_1".into()), None, 100)
+            .await
+            .unwrap_err();
+        match &err {
+            LogsError::Failed(e @ Error::Malformed { .. }) => {
+                assert!(e.to_string().contains(expected), "{name}: {e}")
+            }
+            other => panic!("{name}: expected Failed(Malformed): {other:?}"),
+        }
+        assert_eq!(okta.count(), 1, "{name}: the next link is never followed");
+        let seen = &okta.seen()[0];
+        assert_eq!(seen.path, "/api/v1/logs");
+        assert_eq!(seen.param("after").as_deref(), Some("1_1"));
+        assert_eq!(seen.param("until"), None);
+    }
+
+    // A page with one unreadable event is not used at all.
+    let okta = start(|seen, _| {
+        let base = format!("http://{}", seen.header("host").unwrap());
+        logs_reply(
+            r#"[{"uuid":"u1","published":"2025-09-11T16:21:50.123Z","eventType":"x"},{"uuid":"u2"}]"#,
+            &[format!("<{base}/api/v1/logs?after=1_2>; rel=\"next\"")],
+        )
+    })
+    .await;
+    let err = client(&okta.base, 2, 0)
+        .poll_logs(&LogPosition::After("1_1".into()), None, 100)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LogsError::Failed(Error::Malformed { detail, .. }) if detail.contains("event 1")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn get_app_user_reads_one_assignment_or_none() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    let a = add_user(okta, "a@example.com");
+    let unassigned = add_user(okta, "u@example.com");
+    let gone = add_user(okta, "gone@example.com");
+    let suspended = add_user(okta, "s@example.com");
+    let grouped = add_user(okta, "g@example.com");
+    okta.assign(&a, Some("admin"));
+    okta.assign(&gone, Some("viewer"));
+    okta.assign(&suspended, Some("viewer"));
+    okta.assign_via_group(&grouped, "Spot users", Some("editor"));
+    okta.deactivate(&gone);
+    okta.suspend(&suspended);
+
+    let row = client
+        .get_app_user(&OktaUserId::new(a.clone()))
+        .await
+        .unwrap()
+        .expect("assigned");
+    assert_eq!(row.okta_user_id, a.as_str());
+    assert_eq!(row.email.as_deref(), Some("a@example.com"));
+    assert_eq!(row.user_status.as_deref(), Some("ACTIVE"));
+    assert_eq!(row.app_user_status.as_deref(), Some("ACTIVE"));
+    assert_eq!(row.scope.as_deref(), Some("USER"));
+    assert_eq!(row.role.as_deref(), Some("admin"));
+    assert_eq!(row.malformed, None);
+
+    let row = client
+        .get_app_user(&OktaUserId::new(grouped.clone()))
+        .await
+        .unwrap()
+        .expect("assigned through a group");
+    assert_eq!(row.scope.as_deref(), Some("GROUP"));
+    assert_eq!(row.role.as_deref(), Some("editor"));
+
+    // Suspension keeps the assignment (docs/api-facts.md "Okta statuses").
+    let row = client
+        .get_app_user(&OktaUserId::new(suspended.clone()))
+        .await
+        .unwrap()
+        .expect("still assigned");
+    assert_eq!(row.user_status.as_deref(), Some("SUSPENDED"));
+
+    // Deactivation removes the assignments (docs/api-facts.md "Okta lifecycle"); a
+    // never-assigned or unknown user has none either; an id is one path segment.
+    for id in [
+        gone.as_str(),
+        unassigned.as_str(),
+        "00unknown",
+        "../../../users",
+    ] {
+        assert_eq!(
+            client.get_app_user(&OktaUserId::new(id)).await.unwrap(),
+            None,
+            "{id}"
+        );
+    }
+
+    // A DEPROVISIONED user still listed (odd data) comes back as listed.
+    okta.set_status(&a, "DEPROVISIONED");
+    let row = client
+        .get_app_user(&OktaUserId::new(a.clone()))
+        .await
+        .unwrap()
+        .expect("still listed");
+    assert_eq!(row.user_status.as_deref(), Some("DEPROVISIONED"));
+}
+
+#[tokio::test]
+async fn get_app_user_refuses_another_user_s_row_and_keeps_credentials_errors() {
+    let okta = start(|seen, _| {
+        if seen.path.ends_with("/00u403") {
+            return Reply::json(
+                403,
+                r#"{"errorCode":"E0000006","errorSummary":"You do not have permission to perform the requested action","errorCauses":[]}"#,
+            );
+        }
+        Reply::json(200, row("00uOTHER", "ACTIVE", "o@example.com"))
+    })
+    .await;
+    let client = client(&okta.base, 2, 0);
+    let err = client
+        .get_app_user(&OktaUserId::new("00uASKED"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Malformed { detail, .. } if detail.contains("00uOTHER")),
+        "{err:?}"
+    );
+    let seen = &okta.seen()[0];
+    assert_eq!(seen.path, format!("/api/v1/apps/{APP}/users/00uASKED"));
+    assert_eq!(seen.param("expand").as_deref(), Some("user"));
+
+    let err = client
+        .get_app_user(&OktaUserId::new("00u403"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Credentials { status: 403, .. }),
+        "{err:?}"
+    );
+    assert_no_token(&err);
+}
+
+#[tokio::test]
+async fn get_app_user_leaves_half_the_bucket_to_others() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    let ids: Vec<String> = (0..10)
+        .map(|i| add_user(okta, &format!("user{i}@example.com")))
+        .collect();
+    for id in &ids {
+        okta.assign(id, Some("viewer"));
+    }
+    // 4 a minute, enforced: at 50 % this client may use 2 before each reset.
+    okta.set_rate_limit("/api/v1/apps/*", 4);
+    let statuses: Arc<Mutex<Vec<Option<u16>>>> = Arc::default();
+    let sink = statuses.clone();
+    let client = client.with_observer(Arc::new(move |r: &RequestRecord| {
+        sink.lock().unwrap().push(r.status)
+    }));
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    for id in &ids {
+        let row = client
+            .get_app_user(&OktaUserId::new(id.clone()))
+            .await
+            .unwrap();
+        assert!(row.is_some());
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    assert_eq!(statuses, vec![Some(200); 10], "never a 429");
+    // Every second call waits for the next window (5 waits of up to 61 s each, on tokio's
+    // paused clock).
+    assert!(
+        started.elapsed() >= Duration::from_secs(4 * 59),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn poll_logs_leaves_half_the_bucket_to_others() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    okta.set_rate_limit("/api/v1/logs", 4);
+    let statuses: Arc<Mutex<Vec<Option<u16>>>> = Arc::default();
+    let sink = statuses.clone();
+    let client = client.with_observer(Arc::new(move |r: &RequestRecord| {
+        sink.lock().unwrap().push(r.status)
+    }));
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let mut position = LogPosition::Since(chrono::Utc::now());
+    for _ in 0..6 {
+        position = client.poll_logs(&position, None, 100).await.unwrap().next;
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    assert_eq!(statuses, vec![Some(200); 6], "never a 429");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2 * 59),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -24,6 +24,10 @@
 //! waits until `X-Rate-Limit-Reset` (measured against the response's `Date`) before asking
 //! for the next page.
 //!
+//! Events mode reads one user's assignment ([`OktaClient::get_app_user`], a 404 is `None`) and
+//! polls the System Log ([`crate::okta::logs`]); both honour the same rate-limit budget after
+//! each response.
+//!
 //! Authentication (`okta.auth`): an SSWS token, or an OAuth 2.0 service app whose access
 //! tokens and DPoP proofs come from [`OAuthProvider`] on every request. A caller that needs
 //! more than the configured scopes (`import --assign` needs `okta.apps.manage`) asks with
@@ -55,6 +59,9 @@ use crate::okta::parse;
 /// Route template of the list call, for metrics.
 pub const ROUTE_APP_USERS: &str = "/api/v1/apps/{appId}/users";
 
+/// Route template of the one-assignment read ([`OktaClient::get_app_user`]), for metrics.
+pub const ROUTE_APP_USER: &str = "/api/v1/apps/{appId}/users/{userId}";
+
 /// Consecutive pages that add no new user before the walk is declared a loop.
 pub const MAX_PAGES_WITHOUT_NEW_USERS: u32 = 10;
 
@@ -74,8 +81,8 @@ pub struct CheckInfo {
 /// Reads the app's assignments from Okta.
 #[derive(Debug)]
 pub struct OktaClient {
-    http: HttpClient,
-    org_url: Url,
+    pub(super) http: HttpClient,
+    pub(super) org_url: Url,
     app_id: String,
     role_attribute: String,
     page_size: u32,
@@ -637,9 +644,8 @@ pub const ROUTE_USERS: &str = "/api/v1/users";
 /// (docs/api-facts.md "Okta user search").
 pub const USERS_PAGE_SIZE: u32 = 200;
 
-/// `import`'s calls: finding Okta users by email and assigning them to the app. These are the
-/// only calls of this client that are not the assignment walk, and `assign_user` is the only
-/// one that changes Okta.
+/// `import`'s calls: finding Okta users by email and assigning them to the app. `assign_user`
+/// is the only call of this client that changes Okta.
 impl OktaClient {
     fn org_users_url(&self) -> Url {
         let mut url = self.org_url.clone();
@@ -752,15 +758,88 @@ impl OktaClient {
             .http
             .send(call, |c| c.post(url.clone()).json(&body))
             .await?;
-        if let Some(wait) = budget_wait(&response.headers, self.capacity_percent, SystemTime::now())
-        {
+        self.pause_for_budget(&response.headers, "the assignments")
+            .await;
+        Ok(())
+    }
+
+    /// Sleeps until the bucket's reset when `headers` (a response's) show this tool has used
+    /// its share (`okta.max_api_capacity_percent`), like the walk between pages; `pausing`
+    /// names what waits, for the debug line.
+    pub(super) async fn pause_for_budget(&self, headers: &HeaderMap, pausing: &str) {
+        if let Some(wait) = budget_wait(headers, self.capacity_percent, SystemTime::now()) {
             tracing::debug!(
                 wait_ms = wait.as_millis() as u64,
-                "Okta rate-limit budget reached, pausing the assignments"
+                "Okta rate-limit budget reached, pausing {pausing}"
             );
             tokio::time::sleep(wait).await;
         }
-        Ok(())
+    }
+}
+
+/// The read of one assignment, for callers that learnt (from the System Log, see
+/// [`crate::okta::logs`]) that one user changed and need that user's row, not the whole list.
+impl OktaClient {
+    /// The user's assignment to the app, `GET /api/v1/apps/{appId}/users/{userId}?expand=user`,
+    /// parsed like a row of the list (the same parser, the same role attribute).
+    ///
+    /// `Ok(None)` on 404: the user is not assigned to the app (directly or through a group), or
+    /// does not exist; a deactivated user has no assignment left (docs/api-facts.md "Okta app
+    /// users", "Okta lifecycle"). A body that is not a row, or a row of another user, is
+    /// [`Error::Malformed`]; 401/403 stay [`Error::Credentials`]. Afterwards the rate-limit
+    /// budget of the apps bucket is honoured like the walk's, so callers reading many users
+    /// leave Okta's other clients their share.
+    pub async fn get_app_user(
+        &self,
+        okta_user_id: &OktaUserId,
+    ) -> Result<Option<AppUserRow>, Error> {
+        let mut url = self.org_url.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.clear().extend([
+                "api",
+                "v1",
+                "apps",
+                self.app_id.as_str(),
+                "users",
+                okta_user_id.as_str(),
+            ]);
+        }
+        url.query_pairs_mut().append_pair("expand", "user");
+        let what = format!("GET {ROUTE_APP_USER} ({okta_user_id})");
+        let call = Call {
+            what: &what,
+            route: ROUTE_APP_USER,
+            retry: Retry::Auto,
+        };
+        let response = match self.http.send(call, |c| c.get(url.clone())).await {
+            Ok(response) => response,
+            Err(Error::Status { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let malformed = |detail: String| Error::Malformed {
+            api: Api::Okta,
+            what: what.clone(),
+            detail,
+        };
+        let row = std::str::from_utf8(&response.body)
+            .map_err(|e| format!("the body is not valid UTF-8 ({e})"))
+            .and_then(|text| {
+                serde_json::from_str::<&serde_json::value::RawValue>(text)
+                    .map_err(|e| format!("the body is not valid JSON: {e}"))
+            })
+            .and_then(|raw| parse::parse_row(raw, &self.role_attribute))
+            .map_err(malformed)?;
+        if row.okta_user_id != *okta_user_id {
+            return Err(malformed(format!(
+                "the answer is the assignment of user {:?}, not of the user asked for",
+                row.okta_user_id.as_str()
+            )));
+        }
+        self.pause_for_budget(&response.headers, "the assignment reads")
+            .await;
+        Ok(Some(row))
     }
 }
 

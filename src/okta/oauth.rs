@@ -65,6 +65,9 @@ pub const MAX_NONCE_RETRIES: u32 = 2;
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// The scope `import --assign` needs on top of the defaults.
 pub const SCOPE_APPS_MANAGE: &str = "okta.apps.manage";
+/// The scope events mode needs on top of the defaults, to poll the System Log
+/// (`GET /api/v1/logs`, docs/api-facts.md "Okta System Log").
+pub const SCOPE_LOGS_READ: &str = "okta.logs.read";
 
 const ADMIN_CONSOLE_SCOPES: &str = "Okta Admin Console → Applications → Applications → the API \
                                     Services app → Okta API Scopes → Grant";
@@ -541,6 +544,8 @@ pub fn required_scope(method: &Method, route: &str) -> Option<&'static str> {
         } else {
             "okta.groups.manage"
         })
+    } else if route.starts_with("/api/v1/logs") {
+        read.then_some(SCOPE_LOGS_READ)
     } else {
         None
     }
@@ -774,6 +779,14 @@ mod tests {
         assert_eq!(
             required_scope(&Method::GET, "/api/v1/users/{id}"),
             Some("okta.users.read")
+        );
+        assert_eq!(
+            required_scope(&Method::GET, "/api/v1/apps/{appId}/users/{userId}"),
+            Some("okta.apps.read")
+        );
+        assert_eq!(
+            required_scope(&Method::GET, "/api/v1/logs"),
+            Some(SCOPE_LOGS_READ)
         );
         assert_eq!(required_scope(&Method::GET, "/other"), None);
     }
