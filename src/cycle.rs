@@ -127,6 +127,9 @@ pub(crate) enum Save {
     /// Only the journal (an events batch: a few users; the file is rewritten whole by the
     /// next full cycle that changes something, or once the journal is long).
     Journal,
+    /// The whole state file, changed or not, `last_run` kept (an events batch once the journal
+    /// is long: it is replayed on every load).
+    Compact,
 }
 
 /// The part of a cycle after the reads, shared by full cycles and events batches: plan, guard,
@@ -229,7 +232,17 @@ impl Decide<'_> {
         }
         // The rolling hour of deletes, and events mode's position: recorded only once the
         // results they follow are (so a crash never moves the cursor past an unapplied change).
-        let events = control.commit_events.clone();
+        // A batch's failed and unstarted actions: their users are read again by the next poll.
+        let events = control.commit_events.clone().map(|mut events| {
+            if scope.is_some() {
+                events
+                    .retry
+                    .extend(crate::events::batch::retried_after(&report));
+                events.retry.sort();
+                events.retry.dedup();
+            }
+            events
+        });
         let state_changed = deletes_applied > 0 || events.is_some();
         if state_changed {
             writer.record_state(|l| {
@@ -250,6 +263,7 @@ impl Decide<'_> {
                 })
             }),
             Save::Journal => writer.flush().await,
+            Save::Compact => writer.update(|_| {}),
         };
         match saved {
             Ok(()) => Ok(report),

@@ -19,6 +19,7 @@ pub mod config;
 pub mod cycle;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod explain;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;

@@ -38,6 +38,28 @@ pub const CONFIG_RELOADS: &str = "okta_spot_sync_config_reloads_total";
 pub const HALTED: &str = "okta_spot_sync_halted";
 pub const AUDITS: &str = "okta_spot_sync_audits_total";
 pub const ACCESS_DRIFT: &str = "okta_spot_sync_access_drift_total";
+pub const FULL_CYCLES: &str = "okta_spot_sync_full_cycles_total";
+pub const EVENT_POLLS: &str = "okta_spot_sync_event_polls_total";
+pub const EVENTS: &str = "okta_spot_sync_events_total";
+pub const EVENT_USERS_REREAD: &str = "okta_spot_sync_event_users_reread_total";
+pub const PROPAGATION: &str = "okta_spot_sync_propagation_delay_seconds";
+pub const POLL_LAG: &str = "okta_spot_sync_event_poll_lag_seconds";
+pub const EVENTS_REFUSED: &str = "okta_spot_sync_events_refused";
+
+/// Poll results, the `result` label of [`EVENT_POLLS`].
+pub mod poll_result {
+    /// Nothing new named a user.
+    pub const QUIET: &str = "quiet";
+    /// The named users were read again and brought in line.
+    pub const BATCH: &str = "batch";
+    /// Only a full cycle could answer (its reason is on [`super::FULL_CYCLES`]).
+    pub const FULL_CYCLE: &str = "full_cycle";
+    /// Okta refused the System Log: full cycles only until a reload or restart.
+    pub const REFUSED: &str = "refused";
+    /// The poll or its batch failed; the next poll reads the same events again.
+    pub const ERROR: &str = "error";
+    pub const ALL: [&str; 5] = [QUIET, BATCH, FULL_CYCLE, REFUSED, ERROR];
+}
 
 /// Audit results, the `result` label of [`AUDITS`].
 pub mod audit_result {
@@ -68,6 +90,10 @@ pub mod result {
 
 /// Buckets of [`CYCLE_DURATION`], in seconds.
 const CYCLE_BUCKETS: [f64; 10] = [0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+/// Buckets of [`PROPAGATION`], in seconds (the target is a minute).
+const PROPAGATION_BUCKETS: [f64; 11] = [
+    1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0,
+];
 /// Buckets of [`API_REQUEST_DURATION`], in seconds.
 const API_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -101,6 +127,9 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Full(CYCLE_DURATION.into()), &CYCLE_BUCKETS)
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(API_REQUEST_DURATION.into()), &API_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(PROPAGATION.into()), &PROPAGATION_BUCKETS)
             })
             .expect("the bucket lists are constant and not empty")
             .build_recorder();
@@ -157,7 +186,7 @@ impl Metrics {
         gauge(
             LAST_SUCCESS,
             Some(Unit::Seconds),
-            "Unix time of the last cycle that completed (any result but error).",
+            "Unix time of the last cycle (any result but error) or events poll that completed.",
         );
         gauge(
             CONSECUTIVE_FAILURES,
@@ -207,6 +236,36 @@ impl Metrics {
         counter(
             ACCESS_DRIFT,
             "Access drift found by audits, each drift once per audit, by kind and status (found, repaired, failed, not_repairable).",
+        );
+        counter(
+            FULL_CYCLES,
+            "Full cycles (every assignment read) by why they ran (start, schedule, group_assignment, too_many_users, cursor_too_old, cursor_rejected, unresolved_event, events_off, other).",
+        );
+        counter(
+            EVENT_POLLS,
+            "Events mode: System Log polls by result (quiet, batch, full_cycle, refused, error).",
+        );
+        counter(
+            EVENTS,
+            "Events mode: System Log events read, by event type.",
+        );
+        counter(
+            EVENT_USERS_REREAD,
+            "Events mode: Okta users whose assignment was read again because an event named them.",
+        );
+        histogram(
+            PROPAGATION,
+            "Events mode: from an event's published time to its Spot change applied.",
+        );
+        gauge(
+            POLL_LAG,
+            Some(Unit::Seconds),
+            "Events mode: age of the newest event the last poll read (0 when it read none).",
+        );
+        gauge(
+            EVENTS_REFUSED,
+            None,
+            "1 while Okta refuses the System Log (okta.logs.read): full cycles only until a reload or restart.",
         );
     }
 
@@ -258,8 +317,51 @@ impl Metrics {
                 }
             }
         }
+        for reason in crate::events::FullCycleReason::ALL {
+            self.counter(FULL_CYCLES, &[("reason", reason.as_str())])
+                .increment(0);
+        }
+        for r in poll_result::ALL {
+            self.counter(EVENT_POLLS, &[("result", r)]).increment(0);
+        }
+        self.counter(EVENT_USERS_REREAD, &[]).increment(0);
+        self.gauge(POLL_LAG, &[]).set(0.0);
         self.set_consecutive_failures(0);
         self.set_halted(false);
+        self.set_events_refused(false);
+    }
+
+    /// A full cycle starts, for `reason`.
+    pub fn full_cycle(&self, reason: crate::events::FullCycleReason) {
+        self.counter(FULL_CYCLES, &[("reason", reason.as_str())])
+            .increment(1);
+    }
+
+    pub fn set_events_refused(&self, refused: bool) {
+        self.gauge(EVENTS_REFUSED, &[])
+            .set(if refused { 1.0 } else { 0.0 });
+    }
+
+    /// Records one System Log poll: its `result` ([`poll_result`]) and what it saw.
+    pub fn record_poll(&self, result: &'static str, stats: &crate::events::PollStats) {
+        self.counter(EVENT_POLLS, &[("result", result)])
+            .increment(1);
+        for (kind, n) in &stats.events_by_type {
+            let kind = known_event_type(kind);
+            self.counter(EVENTS, &[("type", kind)]).increment(*n);
+        }
+        self.counter(EVENT_USERS_REREAD, &[])
+            .increment(stats.users_reread as u64);
+        for delay in &stats.propagation {
+            self.histogram(PROPAGATION, &[]).record(delay.as_secs_f64());
+        }
+        let lag = stats.newest.map_or(0.0, |newest| {
+            (chrono::Utc::now() - newest)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64()
+        });
+        self.gauge(POLL_LAG, &[]).set(lag);
     }
 
     /// Records one finished cycle. `report` is `None` when the cycle ended in error.
@@ -269,8 +371,19 @@ impl Metrics {
         self.histogram(CYCLE_DURATION, &[])
             .record(duration.as_secs_f64());
         let Some(report) = report else { return };
+        self.mark_success();
+        self.record_actions(report);
+    }
+
+    /// Now is the last time the daemon was known in line with Okta: a completed cycle, or an
+    /// events poll that completed.
+    pub fn mark_success(&self) {
         self.gauge(LAST_SUCCESS, &[])
             .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Records the actions, guard trips and managed users of a cycle or an events batch.
+    pub fn record_actions(&self, report: &Report) {
         for action in &report.actions {
             let status = match action.status {
                 ActionStatus::Planned => "not_started",
@@ -357,6 +470,18 @@ impl Metrics {
                 .set(remaining as f64);
         }
     }
+}
+
+/// An event type as a label: one of the types events mode asks for, or `other` (the label set
+/// stays bounded whatever Okta sends).
+fn known_event_type(kind: &str) -> &str {
+    use crate::events::decide::{GROUP_EVENT_TYPES, USER_EVENT_TYPES};
+    USER_EVENT_TYPES
+        .iter()
+        .chain(GROUP_EVENT_TYPES.iter())
+        .find(|t| **t == kind)
+        .copied()
+        .unwrap_or("other")
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

@@ -168,7 +168,12 @@ fn minimal_file_loads_with_every_default() {
         }
     );
 
-    assert_eq!(s.sync.schedule.as_str(), "0 */10 * * * *");
+    // Events mode is on by default: the full cycle is the safety net, every 6 hours; every 10
+    // minutes when the System Log cannot be read.
+    assert!(s.events.enabled);
+    assert_eq!(s.events.poll_interval, Duration::from_secs(15));
+    assert_eq!(s.sync.schedule.as_str(), "0 15 */6 * * *");
+    assert_eq!(s.sync.fallback_schedule.as_str(), "0 */10 * * * *");
     assert!(s.sync.run_on_start);
     assert_eq!(
         s.sync.state_file,

@@ -65,10 +65,11 @@ fn load(path: &Path) -> Result<Settings, Error> {
     config::load_from_env_vars(path, Vec::<(String, String)>::new()).map(|l| l.settings)
 }
 
-/// `[sync]` and `[daemon]` for a test: state file in `dir`, run_on_start as given.
+/// `[sync]` and `[daemon]` for a test: state file in `dir`, run_on_start as given; events mode
+/// off (these are the full cycles' tests; `tests/events.rs` has events mode's).
 fn sync_section(dir: &Path, run_on_start: bool, more_sync: &str, daemon: &str) -> String {
     format!(
-        "[sync]\nstate_file = {:?}\nrun_on_start = {run_on_start}\n{more_sync}\n\n[daemon]\n{daemon}\n",
+        "[sync]\nstate_file = {:?}\nrun_on_start = {run_on_start}\n{more_sync}\n\n[daemon]\n{daemon}\n\n[events]\nenabled = false\n",
         dir.join("state.json")
     )
 }
@@ -261,7 +262,15 @@ impl Harness {
 #[tokio::test(start_paused = true)]
 async fn two_scheduled_cycles_run_and_a_tick_during_a_slow_cycle_is_skipped() {
     let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
-    let mut h = start(&emu, false, "", "listen = \"\"", false, Arc::new(ApiCycles)).await;
+    let mut h = start(
+        &emu,
+        false,
+        "",
+        "listen = \"\"",
+        false,
+        Arc::new(ApiCycles::default()),
+    )
+    .await;
 
     // Nothing runs before the first tick (run_on_start = false).
     emu.okta.set_fault(
@@ -345,7 +354,7 @@ async fn readyz_turns_503_when_cycles_fail_past_the_staleness_and_metrics_parse(
         "max_deletes = 0",
         "listen = \"127.0.0.1:0\"\nreadiness_max_age = \"2m\"",
         true,
-        Arc::new(ApiCycles),
+        Arc::new(ApiCycles::default()),
     )
     .await;
     assert_eq!(h.get("/healthz").await.0, 200);
@@ -489,7 +498,7 @@ async fn reload_with_a_broken_config_keeps_the_old_one() {
         "max_deletes = 7",
         "listen = \"\"",
         false,
-        Arc::new(ApiCycles),
+        Arc::new(ApiCycles::default()),
     )
     .await;
     h.cycle_end().await;
@@ -668,7 +677,15 @@ async fn shutdown_during_a_slow_create_finishes_it_and_starts_no_other() {
             ..Fault::default()
         },
     );
-    let mut h = start(&emu, true, "", "listen = \"\"", false, Arc::new(ApiCycles)).await;
+    let mut h = start(
+        &emu,
+        true,
+        "",
+        "listen = \"\"",
+        false,
+        Arc::new(ApiCycles::default()),
+    )
+    .await;
     // Shortly after the start the first create is in flight (10 s of latency).
     let store = LedgerStore::new(h.dir.path().join("state.json"));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -743,7 +760,15 @@ async fn a_reload_keeps_the_state_file_and_names_what_waits_for_a_restart() {
 #[tokio::test(start_paused = true)]
 async fn the_audit_runs_on_its_schedule_and_counts_drift() {
     let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
-    let mut h = start(&emu, false, "", "listen = \"\"", false, Arc::new(ApiCycles)).await;
+    let mut h = start(
+        &emu,
+        false,
+        "",
+        "listen = \"\"",
+        false,
+        Arc::new(ApiCycles::default()),
+    )
+    .await;
     h.ticks.send(()).await.unwrap();
     h.cycle_end().await;
     let ledger = LedgerStore::new(h.dir.path().join("state.json"))

@@ -5,15 +5,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Utc;
+use okta_spot_sync::action::Change;
 use okta_spot_sync::apply::{apply, RoleResolver};
 use okta_spot_sync::config::{SpotRoleSettings, SpotRoles};
 use okta_spot_sync::fake::{FakeFault, FakeSpotDirectory};
 use okta_spot_sync::guard::{guard, GuardLimits, Verdicts};
 use okta_spot_sync::ledger::LedgerWriter;
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, Origin};
+use okta_spot_sync::model::OktaUserId;
 use okta_spot_sync::model::{AppUserRow, Email, Role, SpotUser, SpotUserKind, SpotUsers};
 use okta_spot_sync::okta::classify::{classify, ClassifyRules};
-use okta_spot_sync::plan::{plan, PlanOptions};
+use okta_spot_sync::plan::{plan, plan_partial, PlanOptions};
 use proptest::prelude::*;
 
 const USER_STATUSES: [&str; 8] = [
@@ -247,6 +249,54 @@ proptest! {
                 }
             }
         }
+    }
+
+    /// Events mode's partial plan: whatever users an event named, nothing is planned for any
+    /// other user, and no named user takes over (or deletes) what an unnamed user owns.
+    #[test]
+    fn a_partial_plan_acts_only_on_the_users_it_names(w in world(), pick in any::<u64>()) {
+        let everyone: BTreeSet<OktaUserId> = w.rows.iter().map(|r| r.okta_user_id.clone())
+            .chain(w.ledger.users.keys().cloned()).collect();
+        let scope: BTreeSet<OktaUserId> = everyone.iter().enumerate()
+            .filter(|(i, _)| pick >> (i % 64) & 1 == 1).map(|(_, id)| id.clone()).collect();
+        let rows = w.rows.iter().filter(|r| scope.contains(&r.okta_user_id)).cloned().collect();
+        let snap = classify(rows, &rules());
+        let spot = SpotUsers::distinct(w.spot.clone());
+        let p = plan_partial(&snap, &spot, &w.ledger, &options(&w.protected), &scope);
+        prop_assert_eq!(p.partial, Some(scope.len()));
+        let owner_in_scope = |target: &okta_spot_sync::model::SpotUserId| {
+            w.ledger.users.iter().any(|(id, e)| {
+                (e.spot_user_id.as_ref() == Some(target) || e.tombstones.contains(target))
+                    && scope.contains(id)
+            })
+        };
+        for action in &p.actions {
+            prop_assert!(scope.contains(action.okta_user_id.as_str()), "outside the scope: {action:?}");
+            if let Some(target) = action.deleted_spot_user() {
+                prop_assert!(owner_in_scope(target), "deletes what an unnamed user owns: {action:?}");
+            }
+            if let Change::Adopt(adoption) = &action.change {
+                if let Some(previous) = &adoption.previous_owner {
+                    prop_assert!(scope.contains(previous), "takes over an unnamed user's Spot user: {action:?}");
+                }
+            }
+        }
+        for id in &p.forget {
+            prop_assert!(scope.contains(id), "forgets {id}, outside the scope");
+        }
+    }
+
+    /// A partial plan that names every user is the full plan.
+    #[test]
+    fn a_partial_plan_of_everyone_is_the_full_plan(w in world()) {
+        let everyone: BTreeSet<OktaUserId> = w.rows.iter().map(|r| r.okta_user_id.clone())
+            .chain(w.ledger.users.keys().cloned()).collect();
+        let snap = classify(w.rows.clone(), &rules());
+        let spot = SpotUsers::distinct(w.spot.clone());
+        let full = plan(&snap, &spot, &w.ledger, &options(&w.protected));
+        let mut partial = plan_partial(&snap, &spot, &w.ledger, &options(&w.protected), &everyone);
+        partial.partial = None;
+        prop_assert_eq!(full, partial);
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub const KEYS: &[&str] = &[
     "daemon.readiness_max_age",
     "log.format",
     "log.level",
+    "events.enabled",
+    "events.poll_interval",
 ];
 
 /// Okta's `UserStatus` values.

@@ -57,8 +57,9 @@ pub use keys::{
     SPOT_TOKEN_ENV,
 };
 pub use settings::{
-    DaemonSettings, HttpSettings, LogFormat, LogSettings, OAuthSettings, OktaAuth, OktaSettings,
-    ReadBounds, Schedule, Settings, SpotRoleSettings, SpotRoles, SpotSettings, SyncSettings,
+    DaemonSettings, EventsSettings, HttpSettings, LogFormat, LogSettings, OAuthSettings, OktaAuth,
+    OktaSettings, ReadBounds, Schedule, Settings, SpotRoleSettings, SpotRoles, SpotSettings,
+    SyncSettings, DEFAULT_EVENTS_SCHEDULE, DEFAULT_SCHEDULE,
 };
 pub use validate::listen_warning;
 

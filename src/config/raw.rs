@@ -103,6 +103,23 @@ pub(super) struct RawConfig {
     pub(super) http: RawHttp,
     pub(super) daemon: RawDaemon,
     pub(super) log: RawLog,
+    pub(super) events: RawEvents,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct RawEvents {
+    pub(super) enabled: bool,
+    pub(super) poll_interval: String,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        RawEvents {
+            enabled: true,
+            poll_interval: "15s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,7 +221,8 @@ pub(super) struct RawRole {
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(super) struct RawSync {
-    pub(super) schedule: String,
+    /// `None`: the default, which depends on `events.enabled` (`validate::sync`).
+    pub(super) schedule: Option<String>,
     pub(super) audit_schedule: String,
     pub(super) audit_repair: bool,
     pub(super) run_on_start: bool,
@@ -221,7 +239,7 @@ pub(super) struct RawSync {
 impl Default for RawSync {
     fn default() -> Self {
         RawSync {
-            schedule: "0 */10 * * * *".into(),
+            schedule: None,
             audit_schedule: "0 0 3 * * *".into(),
             audit_repair: true,
             run_on_start: true,
@@ -448,7 +466,7 @@ mod tests {
         assert!(raw.spot.token.is_none() && raw.spot.token_file.is_none());
         assert_eq!(raw.okta.page_size, 500);
         assert_eq!(raw.spot.base_url, "https://api.spotinst.io");
-        assert_eq!(raw.sync.schedule, "0 */10 * * * *");
+        assert_eq!(raw.sync.schedule, None);
         assert_eq!(raw.http.timeout, "30s");
         assert_eq!(raw.daemon.listen, "127.0.0.1:9464");
         // The roles' defaults are the validated type's: `settings::tests`.

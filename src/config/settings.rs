@@ -28,6 +28,16 @@ pub struct Settings {
     pub http: HttpSettings,
     pub daemon: DaemonSettings,
     pub log: LogSettings,
+    pub events: EventsSettings,
+}
+
+/// `[events]`: events mode of `run` (README "Events mode").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsSettings {
+    /// `run` follows Okta's System Log between full cycles.
+    pub enabled: bool,
+    /// How often the System Log is polled; 1 s to 1 h.
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -203,7 +213,11 @@ pub struct SpotRoleSettings {
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// When the daemon cycles.
+    /// The full cycles of `run`: the safety net in events mode, every cycle otherwise.
     pub schedule: Schedule,
+    /// The full cycles when events mode cannot run (off, or the System Log refused):
+    /// `sync.schedule` when it is set, [`DEFAULT_SCHEDULE`] otherwise.
+    pub fallback_schedule: Schedule,
     /// When the daemon audits every managed user's access (`sync.audit_schedule`); `None`:
     /// never (`""`).
     pub audit_schedule: Option<Schedule>,
@@ -219,6 +233,14 @@ pub struct SyncSettings {
     pub max_delete_percent: u8,
     pub protected_emails: Vec<Email>,
 }
+
+/// `sync.schedule` when it is not set and events mode is off: every 10 minutes.
+pub const DEFAULT_SCHEDULE: &str = "0 */10 * * * *";
+
+/// `sync.schedule` when it is not set and events mode is on: the safety-net full cycle, every
+/// 6 hours (at 100,000 users a full read is 200 requests of Okta's `/api/v1/apps/*` bucket; a
+/// quiet hour without it costs the 240 polls of the System Log alone).
+pub const DEFAULT_EVENTS_SCHEDULE: &str = "0 15 */6 * * *";
 
 /// `sync.schedule`: a cron expression with seconds (six or seven fields, single-spaced), in
 /// UTC, that the daemon's scheduler (`tokio-cron-scheduler`) accepts and that fired at least

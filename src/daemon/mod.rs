@@ -33,6 +33,7 @@
 //!   rejected, logged, and the running one kept. `sync.state_file`, `daemon.listen` and
 //!   `log.*` only change on restart (the lock and the listener are bound to the old ones).
 
+mod events;
 mod server;
 mod service;
 
@@ -52,7 +53,10 @@ use tracing::{error, info, info_span, warn, Instrument};
 use crate::audit::AuditReport;
 use crate::config::{Schedule, Settings};
 use crate::cycle::CycleControl;
+use crate::events::batch::PollOutcome;
+use crate::events::FullCycleReason;
 use crate::http::Observer;
+use crate::ledger::{EventsState, LedgerStore};
 use crate::metrics::{self, Metrics};
 use crate::report::Report;
 use crate::Error;
@@ -113,6 +117,9 @@ pub struct ReloadChange {
     pub schedule: bool,
     /// `sync.audit_schedule` changed: the audit ticker is restarted (or stopped).
     pub audit_schedule: bool,
+    /// `[events]` changed: events mode restarts (a refused System Log is tried again only
+    /// then, or on restart).
+    pub events: bool,
 }
 
 /// Decides what a reload from `old` to `new` changes, pure: keeps in `new` what only a restart
@@ -137,7 +144,9 @@ pub fn reload_change(old: &Settings, new: &mut Settings) -> ReloadChange {
             .on_restart
             .push("log.format and log.level take effect on restart".into());
     }
-    change.schedule = new.sync.schedule != old.sync.schedule;
+    change.schedule = new.sync.schedule != old.sync.schedule
+        || new.sync.fallback_schedule != old.sync.fallback_schedule;
+    change.events = new.events != old.events;
     change.audit_schedule = new.sync.audit_schedule != old.sync.audit_schedule;
     change
 }
@@ -176,6 +185,39 @@ pub trait CycleRunner: Send + Sync {
         control: CycleControl,
         observer: Observer,
     ) -> BoxFuture<'static, Result<Report, Error>>;
+
+    /// Events mode: reads the System Log position from the state file (once, at start).
+    fn load_events(&self, settings: Settings) -> BoxFuture<'static, Result<EventsState, Error>> {
+        Box::pin(async move {
+            let store = LedgerStore::new(&settings.sync.state_file);
+            tokio::task::spawn_blocking(move || store.load().map(|l| l.events))
+                .await
+                .map_err(|e| Error::Ledger {
+                    path: settings.sync.state_file.clone(),
+                    detail: format!("loading it was interrupted: {e}"),
+                })?
+        })
+    }
+
+    /// Events mode: one poll of the System Log from `state` and its batch
+    /// ([`crate::events::poll`]); `generation` changes whenever the settings do (a runner may
+    /// keep its clients, and their tokens, between polls of one generation). By default,
+    /// against the real APIs with new clients each time.
+    fn poll(
+        &self,
+        settings: Settings,
+        _generation: u64,
+        state: EventsState,
+        listed: usize,
+        control: CycleControl,
+        observer: Observer,
+    ) -> BoxFuture<'static, Result<PollOutcome, Error>> {
+        Box::pin(async move {
+            let (okta, spot) = service::poll_clients(&settings, observer)?;
+            let store = LedgerStore::new(&settings.sync.state_file);
+            crate::events::poll(&settings, &okta, &spot, &store, &state, listed, &control).await
+        })
+    }
 
     /// Runs one access audit (adding missing grants when `repair`), every request reported to
     /// `observer`; no new write starts once `stop` is cancelled. The daemon records it from the
@@ -243,6 +285,8 @@ pub struct Status {
     pub last_reload_error: Option<String>,
     /// `sync.max_deletes` of the running configuration (lets tests see which one runs).
     pub max_deletes: usize,
+    /// Events mode in one line, for `/readyz` (`None`: off).
+    pub events: Option<String>,
 }
 
 impl Status {
@@ -337,6 +381,11 @@ struct Daemon {
     ready: Arc<AtomicBool>,
     retry_at: Option<Instant>,
     pending_reload: bool,
+    events: events::EventsMode,
+    /// Counts applied reloads: a runner may keep clients for one generation of settings.
+    generation: u64,
+    /// The schedule the ticker runs on.
+    ticking: Option<Schedule>,
 }
 
 /// How a cycle ended, from the loop's point of view.
@@ -374,6 +423,9 @@ impl Daemon {
             ready: Arc::new(AtomicBool::new(false)),
             retry_at: None,
             pending_reload: false,
+            events: events::EventsMode::new(),
+            generation: 0,
+            ticking: None,
         }
     }
 
@@ -400,15 +452,18 @@ impl Daemon {
                 self.stop.clone(),
             ));
         }
-        self.ticks = self.ticker.start(&self.settings.sync.schedule).await?;
+        let mut run_now = self.start_events(true).await;
+        let schedule = self.full_cycle_schedule().clone();
+        self.ticks = self.ticker.start(&schedule).await?;
         self.ticks_open = true;
+        self.ticking = Some(schedule.clone());
         self.start_audit_ticker().await?;
         info!(
-            schedule = %self.settings.sync.schedule,
+            schedule = %schedule,
             run_on_start = self.settings.sync.run_on_start,
+            events = self.settings.events.enabled,
             "daemon started; cron schedule in UTC"
         );
-        let mut run_now = self.settings.sync.run_on_start;
         loop {
             if self.stop.is_cancelled() {
                 break;
@@ -458,6 +513,20 @@ impl Daemon {
                 _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                     self.retry_at = None;
                     run_now = self.status().halted.is_none();
+                }
+                _ = events::poll_tick(&mut self.events.poll), if self.events.active => {
+                    if self.status().halted.is_some() {
+                        continue;
+                    }
+                    match self.poll().await {
+                        Err(()) => break,
+                        // During a back-off the full cycle waits for its retry.
+                        Ok(full) => run_now = full && self.retry_at.is_none(),
+                    }
+                    if self.pending_reload {
+                        self.pending_reload = false;
+                        run_now |= self.reload().await;
+                    }
                 }
                 _ = watchdog_tick(&mut self.watchdog) => self.notifier.notify(Notice::Watchdog),
             }
@@ -594,10 +663,13 @@ impl Daemon {
                 }
             })
         };
+        let plan = self.full_cycle_plan(FullCycleReason::Schedule);
+        span.in_scope(|| info!(reason = plan.reason.as_str(), "full cycle"));
+        self.metrics.full_cycle(plan.reason);
         let control = CycleControl {
             stop: self.stop.clone(),
             after_read: Some(after_read),
-            commit_events: None,
+            commit_events: plan.commit.clone(),
         };
         let mut fut: Pin<Box<dyn Future<Output = Result<Report, Error>> + Send>> = Box::pin(
             self.runner
@@ -642,6 +714,8 @@ impl Daemon {
         let elapsed = started.elapsed();
         if let CycleEnd::Done(result) = &end {
             let result: &Result<Report, Error> = result;
+            let listed = result.as_ref().ok().map(|r| r.okta_users);
+            self.after_full_cycle(plan, listed);
             self.metrics.record_cycle(result.as_ref().ok(), elapsed);
             span.in_scope(|| match result {
                 Ok(report) => info!(
@@ -751,19 +825,26 @@ impl Daemon {
             warn!("{message}");
         }
         if change.schedule {
-            match self.ticker.start(&new.sync.schedule).await {
+            let schedule = match self.events.active || !new.events.enabled {
+                true => &new.sync.schedule,
+                false => &new.sync.fallback_schedule,
+            };
+            match self.ticker.start(schedule).await {
                 Ok(rx) => {
                     self.ticks = rx;
                     self.ticks_open = true;
-                    info!(schedule = %new.sync.schedule, "schedule changed");
+                    self.ticking = Some(schedule.clone());
+                    info!(schedule = %schedule, "schedule changed");
                 }
                 Err(e) => {
                     error!("configuration reload rejected, keeping the running configuration: {e}");
                     self.metrics.config_reload(false);
                     self.status().last_reload_error = Some(e.to_string());
                     // Put the old schedule back.
-                    if let Ok(rx) = self.ticker.start(&self.settings.sync.schedule).await {
+                    let old = self.full_cycle_schedule().clone();
+                    if let Ok(rx) = self.ticker.start(&old).await {
                         self.ticks = rx;
+                        self.ticking = Some(old);
                     }
                     return false;
                 }
@@ -771,6 +852,12 @@ impl Daemon {
         }
         let audit_schedule = change.audit_schedule;
         self.settings = new;
+        self.generation += 1;
+        let mut resume = false;
+        if change.events || self.events.refused.is_some() {
+            resume = self.start_events(false).await;
+            self.restart_ticker().await;
+        }
         if audit_schedule {
             if let Err(e) = self.start_audit_ticker().await {
                 error!("sync.audit_schedule could not be scheduled, no audits until it is: {e}");
@@ -791,7 +878,25 @@ impl Daemon {
             self.notifier
                 .notify(Notice::Status("configuration reloaded; resuming".into()));
         }
-        was_halted
+        was_halted || resume
+    }
+
+    /// Restarts the schedule's ticker on [`Daemon::full_cycle_schedule`] (events mode started,
+    /// stopped or refused).
+    async fn restart_ticker(&mut self) {
+        let schedule = self.full_cycle_schedule().clone();
+        if self.ticking.as_ref() == Some(&schedule) {
+            return;
+        }
+        match self.ticker.start(&schedule).await {
+            Ok(rx) => {
+                self.ticks = rx;
+                self.ticks_open = true;
+                self.ticking = Some(schedule.clone());
+                info!(schedule = %schedule, "full cycles now run on this schedule");
+            }
+            Err(e) => error!("the schedule {schedule} could not be started: {e}"),
+        }
     }
 }
 

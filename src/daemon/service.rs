@@ -18,11 +18,15 @@ use super::{CycleRunner, Deps, Notice, Notifier, Status, Ticker};
 use crate::commands::clients;
 use crate::config::{self, Schedule, Settings};
 use crate::cycle::{run_cycle_controlled, CycleControl, CycleOptions};
+use crate::events::batch::PollOutcome;
 use crate::http::Observer;
-use crate::ledger::LedgerStore;
+use crate::ledger::{EventsState, LedgerStore};
 use crate::lock::InstanceLock;
 use crate::metrics::Metrics;
+use crate::okta::oauth::SCOPE_LOGS_READ;
+use crate::okta::OktaClient;
 use crate::report::{exit, Mode, Report};
+use crate::spot::SpotClient;
 use crate::Error;
 
 /// `okta-spot-sync run`: takes the lock, wires signals, systemd and the scheduler, and runs
@@ -70,7 +74,7 @@ pub async fn service(settings: Settings, config_path: PathBuf) -> Result<i32, Er
         settings,
         reload,
         reloads,
-        runner: Arc::new(ApiCycles),
+        runner: Arc::new(ApiCycles::default()),
         ticker: Box::new(CronTicker::default()),
         audit_ticker: Box::new(CronTicker::default()),
         notifier: Arc::new(SdNotifier),
@@ -94,10 +98,77 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>) -> Option<Durati
     }
 }
 
-/// Cycles against the real APIs, every request reported to the daemon's observer.
-pub struct ApiCycles;
+/// The clients of an events poll, with the daemon's observer installed; the Okta client asks
+/// for `okta.logs.read` on top of `okta.scopes` (OAuth).
+pub fn poll_clients(
+    settings: &Settings,
+    observer: Observer,
+) -> Result<(OktaClient, SpotClient), Error> {
+    let (okta, spot) = clients(settings)?;
+    let okta = okta
+        .with_extra_scopes(&[SCOPE_LOGS_READ])
+        .with_observer(observer.clone());
+    Ok((okta, spot.with_observer(observer)))
+}
+
+/// Cycles against the real APIs, every request reported to the daemon's observer. The events
+/// polls' clients are kept for a generation of settings (a poll every 15 s must not open new
+/// connections, nor fetch a new OAuth token, each time).
+#[derive(Default)]
+pub struct ApiCycles {
+    polling: Mutex<Option<PollClients>>,
+}
+
+/// One generation's events clients.
+type PollClients = (u64, Arc<OktaClient>, Arc<SpotClient>);
+
+impl ApiCycles {
+    fn poll_clients(
+        &self,
+        settings: &Settings,
+        generation: u64,
+        observer: Observer,
+    ) -> Result<(Arc<OktaClient>, Arc<SpotClient>), Error> {
+        let mut kept = self.polling.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, okta, spot)) = kept.as_ref() {
+            if *g == generation {
+                return Ok((okta.clone(), spot.clone()));
+            }
+        }
+        let (okta, spot) = poll_clients(settings, observer)?;
+        let (okta, spot) = (Arc::new(okta), Arc::new(spot));
+        *kept = Some((generation, okta.clone(), spot.clone()));
+        Ok((okta, spot))
+    }
+}
 
 impl CycleRunner for ApiCycles {
+    fn poll(
+        &self,
+        settings: Settings,
+        generation: u64,
+        state: EventsState,
+        listed: usize,
+        control: CycleControl,
+        observer: Observer,
+    ) -> BoxFuture<'static, Result<PollOutcome, Error>> {
+        let clients = self.poll_clients(&settings, generation, observer);
+        Box::pin(async move {
+            let (okta, spot) = clients?;
+            let store = LedgerStore::new(&settings.sync.state_file);
+            crate::events::poll(
+                &settings,
+                okta.as_ref(),
+                spot.as_ref(),
+                &store,
+                &state,
+                listed,
+                &control,
+            )
+            .await
+        })
+    }
+
     fn run(
         &self,
         settings: Settings,

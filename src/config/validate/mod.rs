@@ -9,6 +9,7 @@
 //! environment except through the `vars` it is given; secrets are read by `secrets`.
 
 mod daemon;
+mod events;
 mod http;
 mod log;
 mod okta;
@@ -32,12 +33,14 @@ pub(super) fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Resul
     let insecure = raw.http.allow_insecure_http;
     let okta = p.section(okta::settings(raw.okta, insecure, vars, &mut warnings));
     let spot = p.section(spot::settings(raw.spot, insecure, vars, &mut warnings));
-    let sync = p.section(sync::settings(raw.sync, vars));
+    let events = p.section(events::settings(raw.events));
+    let events_on = events.as_ref().is_none_or(|e| e.enabled);
+    let sync = p.section(sync::settings(raw.sync, vars, events_on));
     let http = p.section(http::settings(raw.http));
     let daemon = p.section(daemon::settings(raw.daemon, &mut warnings));
     let log = p.section(log::settings(raw.log));
-    match (okta, spot, sync, http, daemon, log) {
-        (Some(okta), Some(spot), Some(sync), Some(http), Some(daemon), Some(log))
+    match (okta, spot, sync, http, daemon, log, events) {
+        (Some(okta), Some(spot), Some(sync), Some(http), Some(daemon), Some(log), Some(events))
             if p.is_empty() =>
         {
             let settings = Settings {
@@ -47,6 +50,7 @@ pub(super) fn validate(raw: RawConfig, vars: &BTreeMap<String, String>) -> Resul
                 http,
                 daemon,
                 log,
+                events,
             };
             Ok(Loaded { settings, warnings })
         }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use super::super::keys::env_var_for_key;
 use super::super::raw::{RawSync, EXPLICITLY_EMPTY_LIST};
-use super::super::settings::{Schedule, SyncSettings};
+use super::super::settings::{Schedule, SyncSettings, DEFAULT_EVENTS_SCHEDULE, DEFAULT_SCHEDULE};
 use super::{in_range, Problems};
 use crate::model::{Email, Role};
 
@@ -19,9 +19,19 @@ use crate::model::{Email, Role};
 pub(super) fn settings(
     raw: RawSync,
     vars: &BTreeMap<String, String>,
+    events_on: bool,
 ) -> Result<SyncSettings, Vec<String>> {
     let mut p = Problems::default();
-    let schedule = p.check(Schedule::parse(&raw.schedule));
+    // Unset, the schedule follows the mode: the safety net with events, every cycle without.
+    let default = match events_on {
+        true => DEFAULT_EVENTS_SCHEDULE,
+        false => DEFAULT_SCHEDULE,
+    };
+    let schedule = p.check(Schedule::parse(raw.schedule.as_deref().unwrap_or(default)));
+    let fallback_schedule = match &raw.schedule {
+        Some(_) => schedule.clone(),
+        None => p.check(Schedule::parse(DEFAULT_SCHEDULE)),
+    };
     // `""` turns the daemon's audit off; anything else must be a schedule like sync.schedule.
     let audit_schedule = match raw.audit_schedule.trim() {
         "" => Some(None),
@@ -61,7 +71,7 @@ pub(super) fn settings(
         .check(validate_protected_emails_override(vars))
         .and_then(|()| p.check(validate_emails(&raw.protected_emails)));
     match (
-        (schedule, audit_schedule),
+        (schedule, fallback_schedule, audit_schedule),
         state_file,
         default_role,
         max_deletes,
@@ -69,7 +79,7 @@ pub(super) fn settings(
         protected_emails,
     ) {
         (
-            (Some(schedule), Some(audit_schedule)),
+            (Some(schedule), Some(fallback_schedule), Some(audit_schedule)),
             Some(state_file),
             Some(default_role),
             Some(max_deletes),
@@ -77,6 +87,7 @@ pub(super) fn settings(
             Some(protected_emails),
         ) if p.is_empty() => Ok(SyncSettings {
             schedule,
+            fallback_schedule,
             audit_schedule,
             audit_repair: raw.audit_repair,
             run_on_start: raw.run_on_start,
@@ -236,7 +247,7 @@ mod tests {
     #[test]
     fn the_audit_schedule_is_checked_like_the_schedule_and_can_be_off() {
         let vars = BTreeMap::new();
-        let s = settings(RawSync::default(), &vars).unwrap();
+        let s = settings(RawSync::default(), &vars, true).unwrap();
         assert_eq!(
             s.audit_schedule.as_ref().map(Schedule::as_str),
             Some("0 0 3 * * *")
@@ -247,14 +258,14 @@ mod tests {
             audit_repair: false,
             ..RawSync::default()
         };
-        let s = settings(off, &vars).unwrap();
+        let s = settings(off, &vars, true).unwrap();
         assert_eq!((s.audit_schedule, s.audit_repair), (None, false));
         for bad in ["0 0 3 * *", "0 0 0 30 2 *", "daily"] {
             let raw = RawSync {
                 audit_schedule: bad.into(),
                 ..RawSync::default()
             };
-            let err = settings(raw, &vars).unwrap_err().join("\n");
+            let err = settings(raw, &vars, true).unwrap_err().join("\n");
             assert!(
                 err.contains("sync.audit_schedule") && !err.contains("sync.schedule"),
                 "{bad}: {err}"

@@ -1,0 +1,309 @@
+//! One poll of events mode, the I/O shell around [`super::decide`]: read the System Log from
+//! the stored position to its end, read each named user's assignment again, plan those users
+//! (a partial plan, [`crate::plan::plan_partial`]) with the same guards as a full cycle,
+//! apply, and record the new position with the results.
+//!
+//! Retry-safe like a cycle: the position is recorded only with (after) the batch's results, so
+//! a failure anywhere leaves the old position and the next poll reads the same events again.
+//! A user whose read fails is kept in [`EventsState::retry`] and read again next time; a
+//! failed read never makes a user "not assigned". It never decides when to poll, and never
+//! runs a full cycle itself: it says why one is needed ([`Poll::FullCycle`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use tracing::{debug, info, warn};
+
+use super::decide::{self, FullCycleReason};
+use super::EventSource;
+use crate::action::ActionStatus;
+use crate::config::Settings;
+use crate::cycle::{CycleControl, CycleOptions, Decide, Save};
+use crate::ledger::{EventsState, LedgerStore, LogCursor};
+use crate::model::{AppUserRow, OktaUserId, SpotDirectory};
+use crate::okta::classify::classify;
+use crate::okta::logs::{LogPosition, LogsError, MAX_LOGS_LIMIT};
+use crate::report::{Mode, Report};
+use crate::Error;
+
+/// Pages of 1,000 events one poll reads at most; the rest waits for the next poll (the
+/// position then says where this one stopped, so nothing is skipped).
+pub const MAX_PAGES_PER_POLL: u32 = 20;
+
+/// Named users read again at once (each read is one request of the `/api/v1/apps/*` bucket;
+/// the client paces them to the configured share of it).
+pub const READ_CONCURRENCY: usize = 4;
+
+/// Journal records after which a batch saves the whole state file instead of appending (the
+/// journal is replayed on every load).
+pub const COMPACT_AFTER_RECORDS: usize = 2_000;
+
+/// What one poll came to.
+#[derive(Debug)]
+pub enum Poll {
+    /// Nothing new names a user: no state file read, no Spot request.
+    Quiet,
+    /// The named users were read again and brought in line.
+    Batch(Box<Report>),
+    /// Only a full cycle can answer. `resume`: the position to record with that cycle's results
+    /// (`None`: take a new start point before its read).
+    FullCycle {
+        reason: FullCycleReason,
+        resume: Option<EventsState>,
+    },
+    /// Okta refused to let this client read the System Log (the message names the fix).
+    Refused(String),
+}
+
+/// What a poll saw, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct PollStats {
+    /// Events read, by type.
+    pub events_by_type: BTreeMap<String, u64>,
+    /// Named users whose assignment was read again.
+    pub users_reread: usize,
+    /// The newest `published` among the events read (none: the log had nothing new).
+    pub newest: Option<DateTime<Utc>>,
+    /// For each Spot change applied: from the earliest event that named its user to now.
+    pub propagation: Vec<Duration>,
+}
+
+/// A poll's outcome: what it came to, the events state to keep in memory after it (recorded
+/// in the state file with a batch's results; a quiet poll's moved position is recorded with
+/// the next batch or full cycle), and what it saw.
+#[derive(Debug)]
+pub struct PollOutcome {
+    pub poll: Poll,
+    pub state: EventsState,
+    pub stats: PollStats,
+}
+
+/// One poll from `state` (which must have a position: see [`decide::resumable`]). `listed`
+/// is how many users the app's full list had at the last full cycle (what a full read costs).
+pub async fn poll<S: EventSource, D: SpotDirectory>(
+    settings: &Settings,
+    okta: &S,
+    spot: &D,
+    store: &LedgerStore,
+    state: &EventsState,
+    listed: usize,
+    control: &CycleControl,
+) -> Result<PollOutcome, Error> {
+    let started = Utc::now();
+    let mut stats = PollStats::default();
+    let full = |reason, resume, state: EventsState, stats| PollOutcome {
+        poll: Poll::FullCycle { reason, resume },
+        state,
+        stats,
+    };
+    let cursor = match decide::resumable(state.cursor.as_ref(), started) {
+        Ok(()) => state.cursor.clone().expect("resumable has a cursor"),
+        Err(reason) => return Ok(full(reason, None, state.clone(), stats)),
+    };
+    let filter = decide::filter_expression();
+    let mut position = match &cursor.after {
+        Some(after) => LogPosition::After(after.clone()),
+        None => LogPosition::Since(cursor.since),
+    };
+    let mut after = cursor.after.clone();
+    let mut events = Vec::new();
+    let mut caught_up = false;
+    for _ in 0..MAX_PAGES_PER_POLL {
+        match okta
+            .poll_logs(&position, Some(&filter), MAX_LOGS_LIMIT)
+            .await
+        {
+            Ok(page) => {
+                let n = page.events.len();
+                events.extend(page.events);
+                if !page.after.is_empty() {
+                    after = Some(page.after);
+                }
+                position = page.next;
+                if n < MAX_LOGS_LIMIT as usize {
+                    caught_up = true;
+                    break;
+                }
+            }
+            Err(refused @ LogsError::Refused { .. }) => {
+                return Ok(PollOutcome {
+                    poll: Poll::Refused(refused.to_string()),
+                    state: state.clone(),
+                    stats,
+                })
+            }
+            Err(LogsError::BadPosition(detail)) => {
+                warn!("Okta refused the stored System Log position ({detail}); a full cycle starts polling over");
+                return Ok(full(
+                    FullCycleReason::CursorRejected,
+                    None,
+                    state.clone(),
+                    stats,
+                ));
+            }
+            Err(LogsError::Failed(e)) => return Err(e),
+        }
+    }
+    let moved = LogCursor {
+        after,
+        since: cursor.since,
+        // Only a poll that reached the end of the log proves everything before it seen.
+        polled_at: if caught_up { started } else { cursor.polled_at },
+    };
+    let hints = decide::hints(&events, &settings.okta.app_id);
+    stats.events_by_type = hints.by_type.clone();
+    stats.newest = hints.newest;
+    let mut named: BTreeMap<OktaUserId, DateTime<Utc>> = hints.users;
+    for id in &state.retry {
+        named.entry(id.clone()).or_insert(started);
+    }
+    if !events.is_empty() {
+        debug!(
+            events = events.len(),
+            users = named.len(),
+            "System Log read"
+        );
+    }
+    // Whatever comes next covers the retried users: the new state starts without them.
+    let resume = EventsState {
+        cursor: Some(moved),
+        retry: Vec::new(),
+    };
+    if let Some(reason) = hints.full_cycle {
+        info!(
+            reason = reason.as_str(),
+            "the System Log names a change only a full read can answer; running a full cycle"
+        );
+        return Ok(full(reason, Some(resume.clone()), resume, stats));
+    }
+    let most = decide::max_batch_users(listed, settings.okta.page_size);
+    if named.len() > most {
+        info!(
+            users = named.len(),
+            most, "the events name more users than a full read costs; running a full cycle"
+        );
+        return Ok(full(
+            FullCycleReason::TooManyUsers,
+            Some(resume.clone()),
+            resume,
+            stats,
+        ));
+    }
+    if named.is_empty() {
+        return Ok(PollOutcome {
+            poll: Poll::Quiet,
+            state: resume,
+            stats,
+        });
+    }
+
+    // Each named user's truth, read again; a failed read keeps the user for the next poll.
+    let reads: Vec<(OktaUserId, Result<Option<AppUserRow>, Error>)> =
+        stream::iter(named.keys().cloned())
+            .map(|id| async move {
+                let read = okta.get_app_user(&id).await;
+                (id, read)
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await;
+    stats.users_reread = reads.len();
+    let mut scope = BTreeSet::new();
+    let mut rows = Vec::new();
+    let mut retry = Vec::new();
+    for (id, read) in reads {
+        match read {
+            Ok(row) => {
+                rows.extend(row);
+                scope.insert(id);
+            }
+            Err(e @ Error::Credentials { .. }) => return Err(e),
+            Err(e) => {
+                warn!(okta_user_id = %id, "reading the user's assignment failed, trying again next poll: {e}");
+                retry.push(id);
+            }
+        }
+    }
+    let mut commit = resume;
+    commit.retry = retry;
+    if scope.is_empty() {
+        // Nothing read: record nothing, so the next poll reads the same events again.
+        return Ok(PollOutcome {
+            poll: Poll::Quiet,
+            state: EventsState {
+                cursor: state.cursor.clone(),
+                retry: state.retry.clone(),
+            },
+            stats,
+        });
+    }
+
+    let loading = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.load_counting_journal())
+    };
+    let spot_users = spot.list_users().await;
+    let (ledger, journal) = loading.await.map_err(|e| Error::Ledger {
+        path: store.path().to_path_buf(),
+        detail: format!("loading it was interrupted: {e}"),
+    })??;
+    let spot_users = spot_users?;
+    let snapshot = classify(rows, &settings.classify_rules());
+    info!(
+        users = scope.len(),
+        provision = snapshot.provision.len(),
+        held = snapshot.held.len(),
+        absent = snapshot.absent.len(),
+        "events batch: the named users read again"
+    );
+    let control = CycleControl {
+        commit_events: Some(commit.clone()),
+        ..control.clone()
+    };
+    let decided = Decide {
+        settings,
+        store,
+        mode: Mode::Apply,
+        options: &CycleOptions::default(),
+        control: &control,
+        scope: Some(&scope),
+        save: if journal >= COMPACT_AFTER_RECORDS {
+            Save::Compact
+        } else {
+            Save::Journal
+        },
+    };
+    let report = decided.run(snapshot, spot_users, ledger, spot).await?;
+    let done = Utc::now();
+    for action in &report.actions {
+        if action.status == ActionStatus::Applied {
+            if let Some(at) = named.get(action.okta_user_id.as_str()) {
+                stats
+                    .propagation
+                    .push((done - *at).to_std().unwrap_or(Duration::ZERO));
+            }
+        }
+    }
+    let mut state = commit;
+    state.retry.extend(retried_after(&report));
+    state.retry.sort();
+    state.retry.dedup();
+    Ok(PollOutcome {
+        poll: Poll::Batch(Box::new(report)),
+        state,
+        stats,
+    })
+}
+
+/// The users of a batch's failed or unstarted actions: read again by the next poll (the same
+/// rule [`Decide`] records them by).
+pub(crate) fn retried_after(report: &Report) -> Vec<OktaUserId> {
+    report
+        .actions
+        .iter()
+        .filter(|a| matches!(a.status, ActionStatus::Failed | ActionStatus::Planned))
+        .map(|a| OktaUserId::new(a.okta_user_id.as_str()))
+        .collect()
+}
