@@ -206,6 +206,7 @@ pub async fn check(settings: &Settings, deep: bool) -> Result<i32, Error> {
             outln!("  FAIL Okta: {e}");
         }
     }
+    ok &= check_system_log(settings).await;
     match spot.check().await {
         Ok(info) => {
             outln!(
@@ -321,6 +322,50 @@ pub async fn check(settings: &Settings, deep: bool) -> Result<i32, Error> {
     } else {
         warn!("check failed");
         Ok(exit::ERROR)
+    }
+}
+
+/// `check`'s line on the System Log: with events mode on, one polling request of one event
+/// (a client of its own, so that an OAuth app without `okta.logs.read` fails here and nowhere
+/// else). `false` when events mode is on and the log cannot be read.
+async fn check_system_log(settings: &Settings) -> bool {
+    use crate::okta::logs::LogPosition;
+    if !settings.events.enabled {
+        outln!(
+            "  info events mode is off (events.enabled = false): full cycles on {}",
+            settings.sync.schedule
+        );
+        return true;
+    }
+    let okta = match OktaClient::new(&settings.okta, &settings.http) {
+        Ok(okta) => okta.with_extra_scopes(&[crate::okta::oauth::SCOPE_LOGS_READ]),
+        Err(e) => {
+            outln!("  FAIL Okta System Log: {e}");
+            return false;
+        }
+    };
+    let since = chrono::Utc::now() - chrono::TimeDelta::minutes(5);
+    let filter = crate::events::decide::filter_expression();
+    match okta
+        .poll_logs(&LogPosition::Since(since), Some(&filter), 1)
+        .await
+    {
+        Ok(_) => {
+            outln!(
+                "  ok   Okta System Log readable: `run` follows it every {} (events mode), full cycles on {}",
+                humantime::format_duration(settings.events.poll_interval),
+                settings.sync.schedule
+            );
+            true
+        }
+        Err(e) => {
+            outln!(
+                "  FAIL Okta System Log: {e}. Until it is readable, `run` falls back to full cycles on {}; \
+                 or set [events] enabled = false to run on full cycles on purpose",
+                settings.sync.fallback_schedule
+            );
+            false
+        }
     }
 }
 

@@ -149,6 +149,70 @@ impl Demo {
         crate::audit::run_audit(&self.settings, &spot, &self.store, repair, &stop).await
     }
 
+    /// Step 11: the daemon in events mode on this demo's state; bob is unassigned once it runs.
+    /// `Some((time to his removal, full reads after the start))`, or `None` when he was still
+    /// there after 30 s.
+    async fn events_step(&self) -> Result<Option<(std::time::Duration, u64)>, Error> {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+
+        use crate::daemon::{self, ApiCycles, CronTicker, Deps, NoNotifier, Status};
+        use crate::metrics::Metrics;
+
+        const LIST: &str = "GET /api/v1/apps/{appId}/users";
+        let mut settings = self.settings.clone();
+        settings.events.enabled = true;
+        settings.events.poll_interval = Duration::from_secs(2);
+        settings.sync.audit_schedule = None;
+        settings.daemon.listen = None;
+        let reload_settings = settings.clone();
+        let status = Arc::new(Mutex::new(Status::default()));
+        let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+        let deps = Deps {
+            settings,
+            reload: Box::new(move || Ok(reload_settings.clone())),
+            reloads,
+            runner: Arc::new(ApiCycles::default()),
+            ticker: Box::new(CronTicker::default()),
+            audit_ticker: Box::new(CronTicker::default()),
+            notifier: Arc::new(NoNotifier),
+            listener: None,
+            watchdog: None,
+            status: status.clone(),
+            metrics: Metrics::new(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(deps, async move {
+            let _ = stopped.await;
+        }));
+        let okta = &self.emulators.okta;
+        let ready =
+            |s: &Mutex<Status>| s.lock().map(|s| s.last_complete.is_some()).unwrap_or(false);
+        for _ in 0..300 {
+            if ready(&status) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reads_before = okta.request_count(LIST);
+        let bob = okta.user_id("bob@example.com").unwrap_or_default();
+        okta.unassign(&bob);
+        let changed = std::time::Instant::now();
+        let mut gone = None;
+        while changed.elapsed() < Duration::from_secs(30) {
+            if self.spot().user_by_email("bob@example.com").is_none() {
+                gone = Some(changed.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let full_reads = okta.request_count(LIST) - reads_before;
+        let _ = stop.send(());
+        task.await
+            .map_err(|e| io_error("stopping the demo daemon", e))??;
+        Ok(gone.map(|after| (after, full_reads)))
+    }
+
     fn spot(&self) -> &SpotSim {
         &self.emulators.spot
     }
@@ -486,6 +550,29 @@ pub async fn demo() -> Result<i32, Error> {
         demo.audit(false).await?.exit_code == 0,
         "a second audit finds no drift",
     );
+    demo.say("");
+
+    demo.say("Step 11 — events mode: `okta-spot-sync run` follows Okta's System Log between full cycles.");
+    demo.say("The daemon starts with a full cycle, then polls the log (every 2 s here, 15 s by default).");
+    demo.say("bob leaves: he is unassigned in Okta. The next poll names him, his assignment is read again");
+    demo.say(
+        "(404: not assigned) and only he is planned: his Spot user is deleted without a full read.",
+    );
+    let bob_gone = demo.events_step().await?;
+    demo.expect(
+        bob_gone.is_some(),
+        "bob's Spot user is gone within 30 s of his unassignment",
+    );
+    if let Some((after, full_reads)) = bob_gone {
+        demo.say(&format!(
+            "  bob was removed {:.1} s after the change; the app's user list was read {full_reads} time(s) since the daemon's start cycle",
+            after.as_secs_f64()
+        ));
+        demo.expect(
+            full_reads == 0,
+            "no full read of the app's users was needed",
+        );
+    }
     demo.say("");
 
     demo.say("Untouched throughout:");

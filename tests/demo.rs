@@ -24,7 +24,7 @@ fn the_demo_runs_every_step_as_it_says() {
         "{stdout}"
     );
     assert!(!stdout.contains("FAILED"), "{stdout}");
-    for step in 1..=10 {
+    for step in 1..=11 {
         assert!(
             stdout.contains(&format!("Step {step} —")),
             "step {step} missing:\n{stdout}"

@@ -602,6 +602,30 @@ async fn check_reports_both_apis_and_fails_on_a_bad_token() {
     assert!(!run.stdout.contains("wrong-token") && !run.stderr.contains("wrong-token"));
 }
 
+/// Events mode is on by default, so `check` reads one event of the System Log: a token that
+/// may not (Okta's 403) fails the check and names the scope and the fallback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_says_whether_the_system_log_is_readable() {
+    let env = Env::new().await;
+    let run = env.run(&["check"]).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("ok   Okta System Log readable"),
+        "{}",
+        run.stdout
+    );
+    env.okta().set_logs_forbidden(true);
+    let run = env.run(&["check"]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("FAIL Okta System Log")
+            && run.stdout.contains("okta.logs.read")
+            && run.stdout.contains("enabled = false"),
+        "{}",
+        run.stdout
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failed_create_does_not_stop_the_others_and_the_next_cycle_converges() {
     let env = Env::new().await;

@@ -1,7 +1,8 @@
 //! The daemon's HTTP endpoints on `daemon.listen` (loopback by default):
 //! - `GET /healthz`: 200 while the process serves requests (liveness);
-//! - `GET /readyz`: 200 only while the last complete cycle is younger than
-//!   `daemon.readiness_max_age` and cycling is not halted; 503 with the reason otherwise;
+//! - `GET /readyz`: 200 only while the last complete cycle (or, in events mode, the last
+//!   completed poll of the System Log) is younger than `daemon.readiness_max_age` and cycling
+//!   is not halted; 503 with the reason otherwise; a second line says how events mode stands;
 //! - `GET /metrics`: Prometheus text format, rendered from the daemon's [`Metrics`] handle.
 //!
 //! Read-only and unauthenticated: it exposes counts and route templates, never a user, an
@@ -51,19 +52,22 @@ pub async fn serve(
 }
 
 async fn readyz(State(served): State<Served>) -> impl IntoResponse {
-    let readiness = served
-        .status
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .readiness(Instant::now());
+    let (readiness, events) = {
+        let status = served.status.lock().unwrap_or_else(|e| e.into_inner());
+        (status.readiness(Instant::now()), status.events.clone())
+    };
+    let events = events.map(|e| format!("events: {e}\n")).unwrap_or_default();
     match readiness {
         Ok(age) => (
             StatusCode::OK,
-            format!("ready: last complete cycle {}s ago\n", age.as_secs()),
+            format!(
+                "ready: last complete cycle or events poll {}s ago\n{events}",
+                age.as_secs()
+            ),
         ),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
+            format!("not ready: {why}\n{events}"),
         ),
     }
 }
