@@ -52,10 +52,14 @@ impl EventsMode {
     }
 }
 
+/// Polls every `every`, the first one interval from now (after the full cycle that starts the
+/// mode).
 fn poll_interval(every: Duration) -> Interval {
-    // The first poll comes one interval after (re)start, not at once: a full cycle or the
-    // stored position's resumption is what starts the mode.
-    let mut i = tokio::time::interval_at(Instant::now() + every, every);
+    poll_interval_from(Instant::now() + every, every)
+}
+
+fn poll_interval_from(first: Instant, every: Duration) -> Interval {
+    let mut i = tokio::time::interval_at(first, every);
     i.set_missed_tick_behavior(MissedTickBehavior::Delay);
     i
 }
@@ -104,6 +108,11 @@ impl Daemon {
         let every = humantime::format_duration(self.settings.events.poll_interval);
         match decide::resumable(self.events.state.cursor.as_ref(), Utc::now()) {
             Ok(()) => {
+                // Resuming: the first poll comes at once.
+                self.events.poll = Some(poll_interval_from(
+                    Instant::now(),
+                    self.settings.events.poll_interval,
+                ));
                 info!(
                     poll_interval = %every,
                     "events mode: resuming the System Log from the stored position, no full cycle needed"
