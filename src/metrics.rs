@@ -325,6 +325,18 @@ impl Metrics {
             self.counter(EVENT_POLLS, &[("result", r)]).increment(0);
         }
         self.counter(EVENT_USERS_REREAD, &[]).increment(0);
+        {
+            use crate::events::decide::{GROUP_EVENT_TYPES, USER_EVENT_TYPES};
+            for kind in USER_EVENT_TYPES
+                .iter()
+                .chain(GROUP_EVENT_TYPES.iter())
+                .chain(["other"].iter())
+            {
+                self.counter(EVENTS, &[("type", kind)]).increment(0);
+            }
+        }
+        // Registered, so the series exists before the first change.
+        let _ = self.histogram(PROPAGATION, &[]);
         self.gauge(POLL_LAG, &[]).set(0.0);
         self.set_consecutive_failures(0);
         self.set_halted(false);

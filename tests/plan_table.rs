@@ -538,6 +538,49 @@ fn max_deletes_blocks_deletes_and_recreates_but_not_creates() {
     );
 }
 
+/// The delete limits hold per rolling hour: deletes already applied in the hour count with the
+/// plan's, and `--allow-deletes` still lifts them for one run.
+#[test]
+fn the_delete_limit_counts_the_deletes_of_the_last_hour() {
+    let mut spot_users = base_spot();
+    let mut ledger = Ledger::default();
+    for i in 0..3 {
+        let email = format!("u{i}@example.com");
+        let id = format!("u-1000{i:04}");
+        spot_users.push(spot(&id, &email));
+        managed(
+            &mut ledger,
+            &format!("00u{i}"),
+            &email,
+            Some(&id),
+            Role::Viewer,
+            EntryState::Managed,
+        );
+    }
+    // Okta lists one of the three: two deletes.
+    let rows = [row("00u0", "u0@example.com", "ACTIVE", None)];
+    let mut drip = limits();
+    drip.recent_deletes = 8;
+    assert!(
+        run(&rows, &spot_users, &ledger, &drip)
+            .blocked_by
+            .is_empty(),
+        "8 + 2 = 10 is allowed"
+    );
+    drip.recent_deletes = 9;
+    let p = run(&rows, &spot_users, &ledger, &drip);
+    assert_eq!(p.blocked_by[0].guard, "max_deletes");
+    let message = &p.blocked_by[0].message;
+    assert!(
+        message.contains("9 applied in the last hour") && message.contains("per rolling hour"),
+        "{message}"
+    );
+    drip.allow_deletes = Some(2);
+    assert!(run(&rows, &spot_users, &ledger, &drip)
+        .blocked_by
+        .is_empty());
+}
+
 #[test]
 fn max_delete_percent_applies_above_one_hundred_managed_users() {
     let mut spot_users = base_spot();

@@ -242,6 +242,49 @@ mod tests {
         (dir, store)
     }
 
+    /// Events mode's position and the rolling hour of deletes go to the journal like an entry
+    /// does, survive a crash, and a later entry's record does not undo them.
+    #[tokio::test]
+    async fn the_top_level_state_is_journaled_and_replayed() {
+        use crate::ledger::{EventsState, LogCursor};
+        let (_dir, store) = store();
+        let now = chrono::Utc::now();
+        let events = EventsState {
+            cursor: Some(LogCursor {
+                after: Some("1700000000000_7".into()),
+                since: now,
+                polled_at: now,
+            }),
+            retry: vec!["00ub".into()],
+        };
+        let first = LedgerWriter::new(store.clone(), store.load().unwrap());
+        first.record_state(|l| {
+            l.events = events.clone();
+            l.note_deletes(now, 3);
+        });
+        first
+            .update_durable(&[&"00ua".into()], |l| {
+                l.users.insert("00ua".into(), pending("a@example.com"));
+            })
+            .await
+            .unwrap();
+        drop(first); // a crash: journal only
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.events, events);
+        assert_eq!(loaded.deletes_in_window(now), 3);
+        assert!(loaded.users.contains_key("00ua"));
+        // An hour later the deletes have left the window.
+        assert_eq!(
+            loaded.deletes_in_window(now + chrono::TimeDelta::minutes(61)),
+            0
+        );
+        // A whole-file save keeps them too.
+        let second = LedgerWriter::new(store.clone(), loaded);
+        second.update(|_| {}).unwrap();
+        let saved = store.load().unwrap();
+        assert_eq!((saved.deletes_in_window(now), saved.events), (3, events));
+    }
+
     #[tokio::test]
     async fn a_durable_change_survives_a_crash_and_numbering_continues_across_runs() {
         let (_dir, store) = store();
