@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use okta_spot_sim::{Emulators, Fixture, Section};
+use okta_spot_sim::{Emulators, FailSpec, Fault, Fixture, Section};
 use okta_spot_sync::config::{self, Settings};
 use okta_spot_sync::daemon::{
     self, ApiCycles, ChannelTicker, Deps, NoNotifier, SharedStatus, Status,
@@ -371,5 +371,43 @@ async fn a_drip_of_deletes_trips_the_rolling_hour_guard() {
         ),
         1.0
     );
+    d.stop().await;
+}
+
+/// A batch whose Spot read is refused (401: the Spot token was revoked) deletes nothing and
+/// halts the daemon as a failed cycle would; a transient failure (500) only makes the next
+/// poll read the same events again.
+#[tokio::test(start_paused = true)]
+async fn a_failed_read_in_a_batch_deletes_nothing() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let mut d = start(&emu, "").await;
+    started(&emu, &d).await;
+    let fail = |status| Fault {
+        fail: Some(FailSpec {
+            status,
+            nth: 1,
+            times: None,
+        }),
+        ..Fault::default()
+    };
+    emu.spot
+        .set_fault("GET /setup/organization/user", fail(500));
+    emu.okta.unassign(ALICE);
+    tokio::time::sleep(4 * POLL).await;
+    assert!(has(&emu, "alice@example.com"), "no delete on a failed read");
+    assert!(d.metric("okta_spot_sync_event_polls_total", &[("result", "error")]) >= 1.0);
+    // The read works again: the same events are read again and the change is made.
+    emu.spot.clear_faults();
+    within(3 * POLL, "unassignment after the outage", || {
+        !has(&emu, "alice@example.com")
+    })
+    .await;
+
+    emu.spot
+        .set_fault("GET /setup/organization/user", fail(401));
+    emu.okta.unassign(DAVE);
+    within(3 * POLL, "halt", || d.status().halted.is_some()).await;
+    assert!(has(&emu, "dave@example.com"));
+    assert_eq!(d.metric("okta_spot_sync_halted", &[]), 1.0);
     d.stop().await;
 }

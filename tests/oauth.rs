@@ -85,7 +85,7 @@ impl Case {
         Case {
             pem,
             registered: with_kid(jwk, KID),
-            granted: vec!["okta.apps.read", "okta.users.read"],
+            granted: vec!["okta.apps.read", "okta.users.read", "okta.logs.read"],
             dpop_required: true,
             scopes: None,
             dpop: true,
@@ -268,6 +268,29 @@ async fn reconcile_and_check_over_oauth_with_dpop_through_the_binary() {
         text.contains("granted scopes okta.apps.read okta.users.read"),
         "{text}"
     );
+}
+
+/// Events mode asks for `okta.logs.read` with a client of its own: an app not granted it
+/// fails only `check`'s System Log line (the token endpoint's `invalid_scope`), which names
+/// the scope and the fallback; the other lines still pass.
+#[tokio::test]
+async fn check_over_oauth_names_a_missing_logs_scope() {
+    let mut case = Case::ec();
+    case.granted = vec!["okta.apps.read", "okta.users.read"];
+    let env = Env::start(case).await;
+    let out = env.run(&["check"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(text.contains("ok   Okta "), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("FAIL Okta System Log"))
+        .unwrap_or_else(|| panic!("no System Log line in {text}"));
+    assert!(
+        line.contains("invalid_scope") && line.contains("okta.logs.read"),
+        "{line}"
+    );
+    assert_eq!(env.emu.okta.request_count("GET /api/v1/logs"), 0);
 }
 
 #[tokio::test]

@@ -17,11 +17,26 @@ use tracing::{error, info, info_span, warn, Instrument};
 use super::{Daemon, Notice, SHUTDOWN_GRACE};
 use crate::config::Schedule;
 use crate::cycle::CycleControl;
+use crate::error::Api;
 use crate::events::batch::{Poll, PollOutcome};
 use crate::events::decide::{self, FullCycleReason};
 use crate::ledger::EventsState;
 use crate::metrics::poll_result;
+use crate::okta::oauth::ROUTE_TOKEN;
 use crate::Error;
+
+/// Why the loop stops after a poll.
+pub(super) enum PollStop {
+    /// Shutdown came and the grace period ran out.
+    Abandoned,
+    /// A permanent error before the daemon was ever ready: `run` returns it.
+    Fatal(Error),
+}
+
+/// Is `e` Okta's token endpoint refusing the events client (the scope it asks for)?
+fn is_token_refusal(e: &Error) -> bool {
+    matches!(e, Error::Credentials { what, .. } if what.contains(ROUTE_TOKEN))
+}
 
 /// Events mode's part of the daemon.
 pub(super) struct EventsMode {
@@ -193,9 +208,8 @@ impl Daemon {
         }
     }
 
-    /// One poll of the System Log and its batch. Returns whether a full cycle should run now,
-    /// or `Err(())` when shutdown came and the grace period ran out.
-    pub(super) async fn poll(&mut self) -> Result<bool, ()> {
+    /// One poll of the System Log and its batch. Returns whether a full cycle should run now.
+    pub(super) async fn poll(&mut self) -> Result<bool, PollStop> {
         let span = info_span!("events");
         let control = CycleControl {
             stop: self.stop.clone(),
@@ -235,16 +249,27 @@ impl Daemon {
                 _ = super::watchdog_tick(&mut self.watchdog) => self.notifier.notify(Notice::Watchdog),
             }
         };
-        let Some(result) = result else { return Err(()) };
+        let Some(result) = result else {
+            return Err(PollStop::Abandoned);
+        };
         match result {
             Ok(outcome) => Ok(self.polled(outcome, started).await),
-            // Any refusal of credentials here (an OAuth app not granted okta.logs.read fails at
-            // the token endpoint): events mode stops; the full cycles decide about the rest.
-            Err(e @ Error::Credentials { .. }) => {
+            // The token endpoint refusing the poll's client (an OAuth app not granted
+            // okta.logs.read: `invalid_scope`): events mode stops; full cycles go on.
+            Err(e @ Error::Credentials { api: Api::Okta, .. }) if is_token_refusal(&e) => {
                 self.metrics
                     .record_poll(poll_result::REFUSED, &Default::default());
                 self.refused(e.to_string()).await;
                 Ok(true)
+            }
+            // A credential, configuration or state-file error is the error policy's, as after a
+            // cycle (halt, or exit before the daemon was ever ready).
+            Err(e) if e.is_permanent() => {
+                self.metrics
+                    .record_poll(poll_result::ERROR, &Default::default());
+                warn!("events poll failed: {e}");
+                self.after_cycle(Err(e)).map_err(PollStop::Fatal)?;
+                Ok(false)
             }
             Err(e) => {
                 self.metrics

@@ -519,7 +519,8 @@ impl Daemon {
                         continue;
                     }
                     match self.poll().await {
-                        Err(()) => break,
+                        Err(events::PollStop::Abandoned) => break,
+                        Err(events::PollStop::Fatal(e)) => return Err(e),
                         // During a back-off the full cycle waits for its retry.
                         Ok(full) => run_now = full && self.retry_at.is_none(),
                     }
