@@ -115,7 +115,10 @@ impl Daemon {
         self.events.poll = Some(poll_interval(self.settings.events.poll_interval));
         if at_start {
             match self.runner.load_events(self.settings.clone()).await {
-                Ok(state) => self.events.state = state,
+                Ok((state, managed)) => {
+                    self.events.state = state;
+                    self.events.listed = managed;
+                }
                 // The full cycle reads the state file too, and reports its error.
                 Err(e) => warn!("events mode: the state file could not be read ({e})"),
             }
