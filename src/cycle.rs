@@ -15,8 +15,9 @@ use std::collections::BTreeSet;
 use crate::action::ActionStatus;
 use crate::apply::{apply_until, Outcome, Outcomes, RoleResolver};
 use crate::config::Settings;
+use crate::events::decide::WATCH_POLLS;
 use crate::guard::guard;
-use crate::ledger::{EventsState, LastRun, Ledger, LedgerStore, LedgerWriter};
+use crate::ledger::{EventsState, LastRun, Ledger, LedgerStore, LedgerWriter, Watch};
 use crate::model::{IdentitySource, OktaSnapshot, OktaUserId, SpotDirectory, SpotUsers};
 use crate::okta::classify::classify;
 use crate::plan::{plan, plan_partial};
@@ -57,6 +58,9 @@ pub struct CycleControl {
     /// Events mode: the position in Okta's System Log to record once the cycle's results are
     /// recorded (a full cycle restarts polling from a point taken before its read).
     pub commit_events: Option<EventsState>,
+    /// Events mode: what was recorded, `commit_events` with the users the next poll must read
+    /// again (`events::batch::read_again`); set once the cycle's results are saved.
+    pub events_recorded: Arc<std::sync::Mutex<Option<EventsState>>>,
 }
 
 /// [`run_cycle`] with a [`CycleControl`].
@@ -116,7 +120,10 @@ pub async fn run_cycle_controlled<I: IdentitySource, D: SpotDirectory>(
         scope: None,
         save: Save::Whole,
     };
-    decided.run(snapshot, spot_users, ledger, spot).await
+    decided
+        .run(snapshot, spot_users, ledger, spot)
+        .await
+        .map(|(report, _)| report)
 }
 
 /// How a cycle's results are saved.
@@ -145,13 +152,15 @@ pub(crate) struct Decide<'a> {
 }
 
 impl Decide<'_> {
+    /// The report, and the events state recorded with the results (`None`: none was asked
+    /// for, `control.commit_events`).
     pub(crate) async fn run<D: SpotDirectory>(
         self,
         snapshot: OktaSnapshot,
         spot_users: SpotUsers,
         ledger: Ledger,
         spot: &D,
-    ) -> Result<Report, Error> {
+    ) -> Result<(Report, Option<EventsState>), Error> {
         let Decide {
             settings,
             store,
@@ -187,8 +196,25 @@ impl Decide<'_> {
             let outcomes = Outcomes::none(&the_plan);
             let mut report = Report::new(mode, the_plan, verdicts, &outcomes);
             report.managed_users = Some(managed);
-            return Ok(report);
+            return Ok((report, None));
         }
+        // Events mode watches what this cycle lets go of without a delete (`forget`: the Spot
+        // list did not show the user): its Spot user, as the ledger has it now.
+        let forgotten: Vec<Watch> = match control.commit_events {
+            Some(_) => the_plan
+                .forget
+                .iter()
+                .filter_map(|id| {
+                    let entry = ledger.users.get(id)?;
+                    Some(Watch {
+                        okta_user_id: id.clone(),
+                        spot_user_id: entry.spot_user_id.clone()?,
+                        checks_left: WATCH_POLLS,
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let writer = LedgerWriter::new(store.clone(), ledger);
         let roles = RoleResolver::new(spot, &settings.spot.roles);
         // A failed save stops the actions but not the report: Spot was changed, so what was
@@ -203,14 +229,20 @@ impl Decide<'_> {
             &control.stop,
         )
         .await;
-        let deletes_applied = the_plan
+        let deleted: Vec<Watch> = the_plan
             .actions
             .iter()
             .enumerate()
-            .filter(|(i, a)| {
-                a.deletes() && matches!(outcomes.get(*i), Some(Outcome::Applied { .. }))
+            .filter(|(i, _)| matches!(outcomes.get(*i), Some(Outcome::Applied { .. })))
+            .filter_map(|(_, a)| {
+                Some(Watch {
+                    okta_user_id: a.okta_user_id.clone(),
+                    spot_user_id: a.deleted_spot_user()?.clone(),
+                    checks_left: WATCH_POLLS,
+                })
             })
-            .count();
+            .collect();
+        let deletes_applied = deleted.len();
         let changed_nothing = the_plan.is_empty();
         let mut report = Report::new(mode, the_plan, verdicts, &outcomes);
         let not_started = report
@@ -232,17 +264,22 @@ impl Decide<'_> {
         }
         // The rolling hour of deletes, and events mode's position: recorded only once the
         // results they follow are (so a crash never moves the cursor past an unapplied change).
-        // A batch's failed and unstarted actions: their users are read again by the next poll.
+        // After a batch or a full cycle of events mode: the users the next poll reads again
+        // (`events::batch::read_again`), and the Spot users the next polls watch.
         let events = control.commit_events.clone().map(|mut events| {
-            if scope.is_some() {
-                events
-                    .retry
-                    .extend(crate::events::batch::retried_after(&report));
-                events.retry.sort();
-                events.retry.dedup();
-            }
+            events
+                .retry
+                .extend(crate::events::batch::read_again(&report));
+            events.retry.sort();
+            events.retry.dedup();
+            let watched: Vec<Watch> = deleted.into_iter().chain(forgotten).collect();
+            events
+                .watch
+                .retain(|w| !watched.iter().any(|n| n.spot_user_id == w.spot_user_id));
+            events.watch.extend(watched);
             events
         });
+        let recorded = events.clone();
         let state_changed = deletes_applied > 0 || events.is_some();
         if state_changed {
             writer.record_state(|l| {
@@ -266,7 +303,15 @@ impl Decide<'_> {
             Save::Compact => writer.update(|_| {}),
         };
         match saved {
-            Ok(()) => Ok(report),
+            Ok(()) => {
+                if recorded.is_some() {
+                    *control
+                        .events_recorded
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = recorded.clone();
+                }
+                Ok((report, recorded))
+            }
             Err(error) => Err(not_recorded(report, error)),
         }
     }

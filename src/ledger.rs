@@ -34,7 +34,7 @@ mod writer;
 
 pub(crate) use model::is_zero;
 pub use model::{
-    DeleteMark, EntryState, EventsState, LastRun, Ledger, LedgerEntry, LogCursor, Origin,
+    DeleteMark, EntryState, EventsState, LastRun, Ledger, LedgerEntry, LogCursor, Origin, Watch,
     DELETE_WINDOW, LEDGER_VERSION,
 };
 #[cfg(test)]

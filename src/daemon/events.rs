@@ -175,13 +175,15 @@ impl Daemon {
             // A usable position is kept: polling goes on from it. Otherwise a new start point,
             // taken now, before the read.
             None => match decide::resumable(self.events.state.cursor.as_ref(), Utc::now()) {
+                // (A full cycle reads every user and sees every tombstone: nothing is left to
+                // read again or to watch but what it does itself.)
                 Ok(()) if reason != FullCycleReason::CursorRejected => EventsState {
                     cursor: self.events.state.cursor.clone(),
-                    retry: Vec::new(),
+                    ..EventsState::default()
                 },
                 _ => EventsState {
                     cursor: Some(decide::start_point(Utc::now())),
-                    retry: Vec::new(),
+                    ..EventsState::default()
                 },
             },
         };
@@ -195,12 +197,17 @@ impl Daemon {
     /// A full cycle ended: when it completed (listing `listed` users) its position is the one
     /// to poll from; when it failed, the next full cycle (after the back-off) keeps its reason
     /// and the position a poll asked for (a new start point is taken again then).
-    pub(super) fn after_full_cycle(&mut self, plan: FullCyclePlan, listed: Option<usize>) {
+    pub(super) fn after_full_cycle(
+        &mut self,
+        plan: FullCyclePlan,
+        listed: Option<usize>,
+        recorded: Option<EventsState>,
+    ) {
         match listed {
             Some(listed) => {
                 self.events.listed = listed;
-                if let Some(commit) = plan.commit {
-                    self.events.state = commit;
+                if let Some(state) = recorded.or(plan.commit) {
+                    self.events.state = state;
                 }
             }
             None => {
@@ -216,8 +223,7 @@ impl Daemon {
         let span = info_span!("events");
         let control = CycleControl {
             stop: self.stop.clone(),
-            after_read: None,
-            commit_events: None,
+            ..CycleControl::default()
         };
         let started = Instant::now();
         let mut fut = self

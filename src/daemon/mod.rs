@@ -200,11 +200,11 @@ pub trait CycleRunner: Send + Sync {
                     (l.events, managed)
                 })
             })
-                .await
-                .map_err(|e| Error::Ledger {
-                    path: settings.sync.state_file.clone(),
-                    detail: format!("loading it was interrupted: {e}"),
-                })?
+            .await
+            .map_err(|e| Error::Ledger {
+                path: settings.sync.state_file.clone(),
+                detail: format!("loading it was interrupted: {e}"),
+            })?
         })
     }
 
@@ -680,7 +680,9 @@ impl Daemon {
             stop: self.stop.clone(),
             after_read: Some(after_read),
             commit_events: plan.commit.clone(),
+            events_recorded: Default::default(),
         };
+        let recorded = control.events_recorded.clone();
         let mut fut: Pin<Box<dyn Future<Output = Result<Report, Error>> + Send>> = Box::pin(
             self.runner
                 .run(self.settings.clone(), control, self.metrics.observer())
@@ -725,7 +727,8 @@ impl Daemon {
         if let CycleEnd::Done(result) = &end {
             let result: &Result<Report, Error> = result;
             let listed = result.as_ref().ok().map(|r| r.okta_users);
-            self.after_full_cycle(plan, listed);
+            let recorded = recorded.lock().unwrap_or_else(|e| e.into_inner()).take();
+            self.after_full_cycle(plan, listed, recorded);
             self.metrics.record_cycle(result.as_ref().ok(), elapsed);
             span.in_scope(|| match result {
                 Ok(report) => info!(

@@ -6,7 +6,10 @@
 //! Retry-safe like a cycle: the position is recorded only with (after) the batch's results, so
 //! a failure anywhere leaves the old position and the next poll reads the same events again.
 //! A user whose read fails is kept in [`EventsState::retry`] and read again next time; a
-//! failed read never makes a user "not assigned". It never decides when to poll, and never
+//! failed read never makes a user "not assigned". A Spot user deleted lately is in
+//! [`EventsState::watch`]: while it is, each poll reads Spot's user list, and if the user is
+//! listed (a delete that did nothing, a list that missed it) its Okta user is planned again,
+//! as a full cycle would on seeing the tombstone. It never decides when to poll, and never
 //! runs a full cycle itself: it says why one is needed ([`Poll::FullCycle`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,8 +24,8 @@ use super::EventSource;
 use crate::action::ActionStatus;
 use crate::config::Settings;
 use crate::cycle::{CycleControl, CycleOptions, Decide, Save};
-use crate::ledger::{EventsState, LedgerStore, LogCursor};
-use crate::model::{AppUserRow, OktaUserId, SpotDirectory};
+use crate::ledger::{EventsState, LedgerStore, LogCursor, Watch};
+use crate::model::{AppUserRow, OktaUserId, SpotDirectory, SpotUsers};
 use crate::okta::classify::classify;
 use crate::okta::logs::{LogPosition, LogsError, MAX_LOGS_LIMIT};
 use crate::report::{Mode, Report};
@@ -166,10 +169,34 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
             "System Log read"
         );
     }
+    // Watched Spot users (deleted lately) that Spot still lists, or lists again: their
+    // users are planned again. The others are looked for again by the next polls.
+    let mut spot_list: Option<SpotUsers> = None;
+    let mut watch = Vec::new();
+    if !state.watch.is_empty() {
+        let listed = spot.list_users().await?;
+        for w in &state.watch {
+            if listed.lists(&w.spot_user_id) {
+                info!(
+                    okta_user_id = %w.okta_user_id,
+                    spot_user_id = %w.spot_user_id,
+                    "a Spot user deleted lately is listed: planning its Okta user again"
+                );
+                named.entry(w.okta_user_id.clone()).or_insert(started);
+            } else if w.checks_left > 1 {
+                watch.push(Watch {
+                    checks_left: w.checks_left - 1,
+                    ..w.clone()
+                });
+            }
+        }
+        spot_list = Some(listed);
+    }
     // Whatever comes next covers the retried users: the new state starts without them.
     let resume = EventsState {
         cursor: Some(moved),
         retry: Vec::new(),
+        watch,
     };
     if let Some(reason) = hints.full_cycle {
         info!(
@@ -232,10 +259,7 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
         // Nothing read: record nothing, so the next poll reads the same events again.
         return Ok(PollOutcome {
             poll: Poll::Quiet,
-            state: EventsState {
-                cursor: state.cursor.clone(),
-                retry: state.retry.clone(),
-            },
+            state: state.clone(),
             stats,
         });
     }
@@ -244,7 +268,10 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.load_counting_journal())
     };
-    let spot_users = spot.list_users().await;
+    let spot_users = match spot_list {
+        Some(listed) => Ok(listed),
+        None => spot.list_users().await,
+    };
     let (ledger, journal) = loading.await.map_err(|e| Error::Ledger {
         path: store.path().to_path_buf(),
         detail: format!("loading it was interrupted: {e}"),
@@ -275,7 +302,7 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
             Save::Journal
         },
     };
-    let report = decided.run(snapshot, spot_users, ledger, spot).await?;
+    let (report, recorded) = decided.run(snapshot, spot_users, ledger, spot).await?;
     let done = Utc::now();
     for action in &report.actions {
         if action.status == ActionStatus::Applied {
@@ -286,10 +313,7 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
             }
         }
     }
-    let mut state = commit;
-    state.retry.extend(retried_after(&report));
-    state.retry.sort();
-    state.retry.dedup();
+    let state = recorded.unwrap_or(commit);
     Ok(PollOutcome {
         poll: Poll::Batch(Box::new(report)),
         state,
@@ -297,9 +321,10 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
     })
 }
 
-/// The users of a batch's failed or unstarted actions: read again by the next poll (the same
-/// rule [`Decide`] records them by).
-pub(crate) fn retried_after(report: &Report) -> Vec<OktaUserId> {
+/// The users a batch (or a full cycle of events mode) hands to the next poll to read again:
+/// those whose action failed or was not started. (Those whose Spot user it deleted are
+/// watched instead: [`EventsState::watch`].)
+pub(crate) fn read_again(report: &Report) -> Vec<OktaUserId> {
     report
         .actions
         .iter()

@@ -58,6 +58,10 @@ pub const START_MARGIN: TimeDelta = TimeDelta::seconds(60);
 /// the System Log for 90 days, and a gap it may have dropped cannot be proven empty.
 pub const MAX_CURSOR_AGE: TimeDelta = TimeDelta::days(80);
 
+/// Polls that check a deleted Spot user is gone from the Spot list (one Spot request a poll
+/// while any is watched): enough for a list that misses a user once, or lags a few answers.
+pub const WATCH_POLLS: u32 = 5;
+
 /// A batch never becomes a full cycle for naming fewer users than this: re-reading a handful
 /// of users one by one is always cheap, even where the whole list is one page.
 pub const MIN_FULL_CYCLE_USERS: usize = 20;

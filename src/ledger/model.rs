@@ -128,11 +128,26 @@ pub struct EventsState {
     /// read again by the next batch, so the cursor can move on without losing them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry: Vec<OktaUserId>,
+    /// Spot users deleted (or let go of, unlisted) lately, checked in the Spot list by the
+    /// next polls: a delete that answered success but did nothing, or a list that missed a
+    /// user, shows there, and the user is then planned again (a full cycle would see every
+    /// tombstone; a batch sees only the users it names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub watch: Vec<Watch>,
+}
+
+/// A Spot user events mode checks is gone (see [`EventsState::watch`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    pub okta_user_id: OktaUserId,
+    pub spot_user_id: SpotUserId,
+    /// Polls that still look for it.
+    pub checks_left: u32,
 }
 
 impl EventsState {
     pub fn is_empty(&self) -> bool {
-        self.cursor.is_none() && self.retry.is_empty()
+        self.cursor.is_none() && self.retry.is_empty() && self.watch.is_empty()
     }
 }
 

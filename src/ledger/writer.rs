@@ -256,6 +256,11 @@ mod tests {
                 polled_at: now,
             }),
             retry: vec!["00ub".into()],
+            watch: vec![crate::ledger::Watch {
+                okta_user_id: "00uc".into(),
+                spot_user_id: "u-c".into(),
+                checks_left: 2,
+            }],
         };
         let first = LedgerWriter::new(store.clone(), store.load().unwrap());
         first.record_state(|l| {
