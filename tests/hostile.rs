@@ -385,10 +385,21 @@ impl Hostile {
             }
         }
         let personal = self.personal_ids();
+        // The guard keeps the last personal user whoever it is (d): when every personal user
+        // left is one the tool may delete and nobody should have, deleting them would empty the organization, so the
+        // guard holds them all (it blocks every delete of such a plan) until an operator acts.
+        // Two leavers of a two-user organization unassigned in one cycle, or in one events
+        // batch (a cycle or a poll that failed under load joins two steps), end here.
+        let deletable_leftover = |id: &String| {
+            !self.untouchable.contains(id)
+                && self
+                    .spot()
+                    .user(id)
+                    .is_some_and(|u| !want.contains(&u.email.to_ascii_lowercase()))
+        };
+        let last = personal.iter().all(deletable_leftover);
         for id in &self.created {
             if let Some(u) = self.spot().user(id) {
-                // The last personal user is kept whoever it is (d).
-                let last = personal.len() == 1;
                 if !want.contains(&u.email.to_ascii_lowercase()) && !last {
                     self.violations.push(format!(
                         "(c) Spot user {id} ({}) that the tool created is left, but no assigned ACTIVE Okta user has that email",
