@@ -184,7 +184,7 @@ impl Decide<'_> {
         };
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "planned");
         let mut limits = settings.guard_limits(options);
-        limits.recent_deletes = ledger.deletes_in_window(Utc::now());
+        limits.recent_deletes = ledger.deletes_in_window(crate::clock::now());
         let verdicts = guard(&the_plan, &spot_users, &ledger, &limits);
         for trip in verdicts.trips() {
             warn!(guard = %trip.guard, "{}", trip.message);
@@ -283,7 +283,7 @@ impl Decide<'_> {
         let state_changed = deletes_applied > 0 || events.is_some();
         if state_changed {
             writer.record_state(|l| {
-                l.note_deletes(Utc::now(), deletes_applied);
+                l.note_deletes(crate::clock::now(), deletes_applied);
                 if let Some(events) = events {
                     l.events = events;
                 }

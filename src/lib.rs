@@ -14,6 +14,7 @@ pub mod apply;
 pub mod audit;
 pub mod backoff;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod cycle;

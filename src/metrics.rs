@@ -368,7 +368,7 @@ impl Metrics {
             self.histogram(PROPAGATION, &[]).record(delay.as_secs_f64());
         }
         let lag = stats.newest.map_or(0.0, |newest| {
-            (chrono::Utc::now() - newest)
+            (crate::clock::now() - newest)
                 .to_std()
                 .unwrap_or_default()
                 .as_secs_f64()

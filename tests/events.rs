@@ -229,6 +229,20 @@ async fn each_change_reaches_spot_within_three_polls_without_a_full_read() {
         ) >= 1.0
     );
     assert!(d.metric("okta_spot_sync_propagation_delay_seconds_count", &[]) >= 5.0);
+    // Every change reached Spot within a minute of its event (on the paused clock, both the
+    // daemon's and the emulators' clocks follow tokio's).
+    let text = d.metrics.render();
+    let sample = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    };
+    assert_eq!(
+        sample("okta_spot_sync_propagation_delay_seconds_bucket{le=\"60\"}"),
+        sample("okta_spot_sync_propagation_delay_seconds_count")
+    );
     // The state file keeps the position.
     let ledger = LedgerStore::new(&d.state).load().unwrap();
     assert!(ledger.events.cursor.unwrap().after.is_some());
@@ -409,5 +423,39 @@ async fn a_failed_read_in_a_batch_deletes_nothing() {
     within(3 * POLL, "halt", || d.status().halted.is_some()).await;
     assert!(has(&emu, "dave@example.com"));
     assert_eq!(d.metric("okta_spot_sync_halted", &[]), 1.0);
+    d.stop().await;
+}
+
+/// A change made while the start cycle reads the app's users is not lost: polling starts from
+/// a point taken before that read began.
+#[tokio::test(start_paused = true)]
+async fn a_change_made_during_the_start_read_is_not_lost() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    emu.okta.set_fault(
+        OKTA_LIST,
+        Fault {
+            latency: Some(Duration::from_secs(20)),
+            ..Fault::default()
+        },
+    );
+    let mut d = start(&emu, "").await;
+    within(Duration::from_secs(10), "the start read", || {
+        emu.okta.request_count(OKTA_LIST) == 1
+    })
+    .await;
+    // The page was taken before this change and arrives 20 s later: the start cycle creates
+    // alice; the System Log, polled from before the read, then removes her.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    emu.okta.unassign(ALICE);
+    emu.okta.clear_faults();
+    within(Duration::from_secs(60), "the start cycle", || {
+        d.status().last_complete.is_some()
+    })
+    .await;
+    within(3 * POLL, "the change made during the read", || {
+        !has(&emu, "alice@example.com")
+    })
+    .await;
+    assert_eq!(emu.okta.request_count(OKTA_LIST), 1);
     d.stop().await;
 }

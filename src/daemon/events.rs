@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{error, info, info_span, warn, Instrument};
 
@@ -124,7 +123,7 @@ impl Daemon {
             }
         }
         let every = humantime::format_duration(self.settings.events.poll_interval);
-        match decide::resumable(self.events.state.cursor.as_ref(), Utc::now()) {
+        match decide::resumable(self.events.state.cursor.as_ref(), crate::clock::now()) {
             Ok(()) => {
                 // Resuming: the first poll comes at once.
                 self.events.poll = Some(poll_interval_from(
@@ -174,7 +173,8 @@ impl Daemon {
             Some(resume) => resume.clone(),
             // A usable position is kept: polling goes on from it. Otherwise a new start point,
             // taken now, before the read.
-            None => match decide::resumable(self.events.state.cursor.as_ref(), Utc::now()) {
+            None => match decide::resumable(self.events.state.cursor.as_ref(), crate::clock::now())
+            {
                 // (A full cycle reads every user and sees every tombstone: nothing is left to
                 // read again or to watch but what it does itself.)
                 Ok(()) if reason != FullCycleReason::CursorRejected => EventsState {
@@ -182,7 +182,7 @@ impl Daemon {
                     ..EventsState::default()
                 },
                 _ => EventsState {
-                    cursor: Some(decide::start_point(Utc::now())),
+                    cursor: Some(decide::start_point(crate::clock::now())),
                     ..EventsState::default()
                 },
             },

@@ -94,7 +94,7 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
     listed: usize,
     control: &CycleControl,
 ) -> Result<PollOutcome, Error> {
-    let started = Utc::now();
+    let started = crate::clock::now();
     let mut stats = PollStats::default();
     let full = |reason, resume, state: EventsState, stats| PollOutcome {
         poll: Poll::FullCycle { reason, resume },
@@ -303,7 +303,7 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
         },
     };
     let (report, recorded) = decided.run(snapshot, spot_users, ledger, spot).await?;
-    let done = Utc::now();
+    let done = crate::clock::now();
     for action in &report.actions {
         if action.status == ActionStatus::Applied {
             if let Some(at) = named.get(action.okta_user_id.as_str()) {
