@@ -565,6 +565,9 @@ fn print_table(rows: &[Row]) {
 
 // ----- 4 / 4b: the daemon, events mode against full cycles -----
 
+/// `sync.schedule`'s default with events mode off (`0 */10 * * * *`).
+const FULL_CYCLE_EVERY: Duration = Duration::from_secs(600);
+
 /// What one daemon leg does.
 #[derive(Debug, Clone)]
 struct Leg {
@@ -966,11 +969,21 @@ async fn daemon_leg(
         leg.stream.as_secs()
     );
     let metrics_ready = scrape(&http, listen).await;
+    let rss_line = |daemon: &support::RunningDaemon, when: &str| {
+        let (now, peak) = daemon.rss();
+        eprintln!(
+            "[{name}] RSS {when}: {:.0} MB (peak so far {:.0} MB)",
+            now as f64 / MB,
+            peak as f64 / MB
+        );
+    };
+    rss_line(&daemon, "after the first cycle");
     let okta_before = setup.emu.okta.request_counts();
     let spot_before = setup.emu.spot.total_requests();
     let stream_started = Instant::now();
     let changes = change_stream(&setup, &mut daemon, users, &leg).await;
     let stream_wall = stream_started.elapsed();
+    rss_line(&daemon, "after the stream");
     let okta_stream = delta(&setup.emu.okta.request_counts(), &okta_before);
     let okta_stream_total: u64 = okta_stream.values().sum();
     let spot_stream = setup.emu.spot.total_requests() - spot_before;
@@ -1040,6 +1053,9 @@ async fn daemon_leg(
         }
         None => None,
     };
+    if leg.quiet.is_some() {
+        rss_line(&daemon, "after the quiet period");
+    }
     let after_first = stream_started.elapsed();
     let okta_after_first = setup.emu.okta.total_requests() - start_okta;
     let metrics_end = scrape(&http, listen).await;
@@ -1077,9 +1093,18 @@ async fn daemon_leg(
         log_path.display()
     );
 
+    // Full cycles: the requests of the scheduled cycles after the first, per cycle, times the
+    // default schedule's 6 an hour (the window from the end of one cycle to the end of
+    // another would overstate a rate measured over it).
+    let scheduled = (full_cycles - 1.0).max(0.0);
+    let per_cycle = if scheduled > 0.0 {
+        okta_after_first as f64 / scheduled
+    } else {
+        0.0
+    };
     let per_hour = match &quiet {
         Some(q) => q.per_hour,
-        None => okta_after_first as f64 / after_first.as_secs_f64() * 3600.0,
+        None => per_cycle * 3600.0 / FULL_CYCLE_EVERY.as_secs_f64(),
     };
     let cost = match &quiet {
         Some(q) => format!(
@@ -1091,7 +1116,7 @@ async fn daemon_leg(
             q.span.as_secs_f64()
         ),
         None => format!(
-            "≈ {per_hour:.0} Okta requests/hour ({okta_after_first} in the {:.0} s after the first cycle, changes included; {full_cycles} full cycles in all)",
+            "≈ {per_hour:.0} Okta requests/hour ({okta_after_first} in the {:.0} s after the first cycle: {scheduled} scheduled full cycles of {per_cycle:.0}, 6 an hour)",
             after_first.as_secs_f64()
         ),
     };

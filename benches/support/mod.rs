@@ -504,6 +504,21 @@ impl RunningDaemon {
         unsafe { libc::kill(self.pid, 0) == 0 }
     }
 
+    /// `(VmRSS, VmHWM)` from `/proc/<pid>/status`, bytes: the resident set now and its peak
+    /// so far (the same peak `wait4` reports at exit).
+    pub fn rss(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (kb("VmRSS:"), kb("VmHWM:"))
+    }
+
     /// The daemon's log so far (its stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
