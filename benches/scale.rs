@@ -79,12 +79,8 @@ fn main() {
     // First, while this process is small (see `support::run_reconcile`); one more per daemon
     // that runs at the same time as another.
     let mut launcher = support::Launcher::start();
-    let daemon_launchers = named("events").then(|| {
-        (
-            support::Launcher::start(),
-            support::Launcher::start(),
-        )
-    });
+    let daemon_launchers =
+        named("events").then(|| (support::Launcher::start(), support::Launcher::start()));
     let load_before = loadavg();
     let steady_users: usize = env_or("SCALE_USERS", 100_000);
     let latency = Duration::from_millis(env_or("SCALE_LATENCY_MS", 20));
@@ -719,7 +715,7 @@ async fn change_stream(
                     role_slots += 1;
                     let back = editors.iter().copied().find(|i| !flipped.contains(i));
                     match back {
-                        Some(_) if role_slots % 2 == 0 => ChangeKind::ToViewer,
+                        Some(_) if role_slots.is_multiple_of(2) => ChangeKind::ToViewer,
                         _ => ChangeKind::ToEditor,
                     }
                 }
@@ -911,13 +907,15 @@ async fn quiet_period(
 }
 
 fn routes(by_route: &BTreeMap<String, u64>) -> String {
-    let short = |k: &str| match k {
-        "GET /api/v1/apps/{appId}/users/{userId}" => "user reads",
-        "GET /api/v1/apps/{appId}/users" => "list pages",
-        "GET /api/v1/logs" => "log polls",
-        other => other,
-    }
-    .to_string();
+    let short = |k: &str| {
+        match k {
+            "GET /api/v1/apps/{appId}/users/{userId}" => "user reads",
+            "GET /api/v1/apps/{appId}/users" => "list pages",
+            "GET /api/v1/logs" => "log polls",
+            other => other,
+        }
+        .to_string()
+    };
     by_route
         .iter()
         .map(|(k, v)| format!("{v} {}", short(k)))
@@ -927,12 +925,7 @@ fn routes(by_route: &BTreeMap<String, u64>) -> String {
 
 /// One daemon: seed, start `run`, wait for its first full cycle, stream changes, (quiet
 /// period), scrape its metrics, SIGTERM it and read its rusage.
-async fn daemon_leg(
-    launcher: support::Launcher,
-    leg: Leg,
-    users: usize,
-    latency: Duration,
-) -> Row {
+async fn daemon_leg(launcher: support::Launcher, leg: Leg, users: usize, latency: Duration) -> Row {
     let name = leg.name.clone();
     let listen = support::free_loopback_addr();
     let events_section = if leg.events {
@@ -940,7 +933,10 @@ async fn daemon_leg(
     } else {
         "[events]\nenabled = false\n"
     };
-    eprintln!("[{name}] seeding {users} users (+{} unassigned)…", leg.changes);
+    eprintln!(
+        "[{name}] seeding {users} users (+{} unassigned)…",
+        leg.changes
+    );
     let setup = support::daemon_state(
         users,
         leg.changes,
@@ -960,7 +956,14 @@ async fn daemon_leg(
         .expect("http client");
     eprintln!("[{name}] starting `okta-spot-sync run` (daemon.listen {listen})…");
     let mut daemon = launcher.start_daemon(BIN, &setup, &["run"]);
-    let first_cycle = wait_ready(&http, listen, &mut daemon, &name, Duration::from_secs(1_200)).await;
+    let first_cycle = wait_ready(
+        &http,
+        listen,
+        &mut daemon,
+        &name,
+        Duration::from_secs(1_200),
+    )
+    .await;
     let start_okta = setup.emu.okta.total_requests();
     eprintln!(
         "[{name}] ready after {} ({start_okta} Okta requests); {} changes over {} s…",
@@ -1028,11 +1031,15 @@ async fn daemon_leg(
                 "{:.1}:{}:{}",
                 (c.made - stream_started).as_secs_f64(),
                 c.kind.as_str(),
-                c.propagation().map_or("never".into(), |p| format!("{:.1}", p.as_secs_f64()))
+                c.propagation()
+                    .map_or("never".into(), |p| format!("{:.1}", p.as_secs_f64()))
             )
         })
         .collect();
-    eprintln!("[{name}] timeline (made at s: kind: propagation s): {}", timeline.join(" "));
+    eprintln!(
+        "[{name}] timeline (made at s: kind: propagation s): {}",
+        timeline.join(" ")
+    );
 
     // Okta's cost per hour: events mode in a quiet period; full cycles over everything after
     // the first cycle (changes cost full-cycle mode nothing: it reads the whole list anyway).
@@ -1059,15 +1066,37 @@ async fn daemon_leg(
     let after_first = stream_started.elapsed();
     let okta_after_first = setup.emu.okta.total_requests() - start_okta;
     let metrics_end = scrape(&http, listen).await;
-    let okta_429 = |m: &str| metric(m, "okta_spot_sync_api_requests_total", &["api=\"okta\"", "status=\"429\""]);
+    let okta_429 = |m: &str| {
+        metric(
+            m,
+            "okta_spot_sync_api_requests_total",
+            &["api=\"okta\"", "status=\"429\""],
+        )
+    };
     let (all_429, start_429) = (okta_429(&metrics_end), okta_429(&metrics_ready));
     let polls = |result: &str| {
-        metric(&metrics_end, "okta_spot_sync_event_polls_total", &[&format!("result=\"{result}\"")])
+        metric(
+            &metrics_end,
+            "okta_spot_sync_event_polls_total",
+            &[&format!("result=\"{result}\"")],
+        )
     };
     let full_cycles = metric(&metrics_end, "okta_spot_sync_full_cycles_total", &[]);
-    let own_sum = metric(&metrics_end, "okta_spot_sync_propagation_delay_seconds_sum", &[]);
-    let own_count = metric(&metrics_end, "okta_spot_sync_propagation_delay_seconds_count", &[]);
-    let own_le60 = metric(&metrics_end, "okta_spot_sync_propagation_delay_seconds_bucket", &["le=\"60\""]);
+    let own_sum = metric(
+        &metrics_end,
+        "okta_spot_sync_propagation_delay_seconds_sum",
+        &[],
+    );
+    let own_count = metric(
+        &metrics_end,
+        "okta_spot_sync_propagation_delay_seconds_count",
+        &[],
+    );
+    let own_le60 = metric(
+        &metrics_end,
+        "okta_spot_sync_propagation_delay_seconds_bucket",
+        &["le=\"60\""],
+    );
     eprintln!(
         "[{name}] metrics: Okta 429s {all_429} ({start_429} in the first cycle); polls quiet {} batch {} full_cycle {} error {}; full cycles {full_cycles}; daemon's own propagation: {own_count} applied, mean {:.1} s, {own_le60} ≤ 60 s",
         polls("quiet"),
@@ -1122,12 +1151,18 @@ async fn daemon_leg(
     };
     let checks = [
         (run.code == 0, "exit 0 on SIGTERM".to_string()),
-        (missing == 0, format!("all {} changes reached Spot", changes.len())),
+        (
+            missing == 0,
+            format!("all {} changes reached Spot", changes.len()),
+        ),
         (
             missing == 0 && p99 <= Duration::from_secs(60),
             "propagation p99 ≤ 60 s".to_string(),
         ),
-        (per_hour <= 250.0, "≤ 250 Okta requests per quiet hour".to_string()),
+        (
+            per_hour <= 250.0,
+            "≤ 250 Okta requests per quiet hour".to_string(),
+        ),
         (run.max_rss as f64 <= 150.0 * MB, "RSS ≤ 150 MB".to_string()),
     ];
     let mut verdict = verdict(&checks);

@@ -507,7 +507,8 @@ impl RunningDaemon {
     /// `(VmRSS, VmHWM)` from `/proc/<pid>/status`, bytes: the resident set now and its peak
     /// so far (the same peak `wait4` reports at exit).
     pub fn rss(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         let kb = |key: &str| {
             status
                 .lines()
