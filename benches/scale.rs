@@ -18,7 +18,7 @@
 //!   mapped on `"*"`, no drift), 20 ms per request, at the Spot emulator's default per-route
 //!   limit, `spot.write_concurrency = 16`: each user's details read once, no 429.
 //!
-//! - `events` (not in the default set: about 30 minutes of real time): `okta-spot-sync run` as
+//! - `events` (not in the default set: about 20 minutes of real time): `okta-spot-sync run` as
 //!   a daemon against 100,000 assigned users with Okta's **real** rate limits enforced
 //!   (`/api/v1/apps/*` 100/min, `/api/v1/logs` 120/min, the client's default 50 % share), a
 //!   System Log ingestion delay of 0–10 s and 20 ms per request; two daemons side by side,
