@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use okta_spot_sim::{Emulators, Fault, Fixture, Section};
+use okta_spot_sim::{ClientConfig, Emulators, Fault, Fixture, Section};
 use okta_spot_sync::ledger::{EntryState, Ledger, LedgerEntry, LedgerStore, Origin};
 use okta_spot_sync::model::Role;
 
@@ -95,6 +95,55 @@ pub async fn growth(
     setup
 }
 
+/// The Okta buckets the daemon scenarios enforce at Okta's documented defaults
+/// (docs/api-facts.md "Okta rate limits").
+pub const OKTA_LOGS_BUCKET: &str = "/api/v1/logs";
+
+/// For `okta-spot-sync run`: the steady state of `n` users (ledger written directly, as in
+/// [`steady_state`]) plus `unassigned` more Okta users with no assignment (to assign later),
+/// Okta's **real** limits enforced (`/api/v1/apps/*` 100/min, `/api/v1/logs` 120/min; the
+/// client keeps to its default `okta.max_api_capacity_percent` of each), `daemon.listen` on
+/// `listen`, the log at `info`, and `extra` appended to the config (`[sync]` keys go in
+/// `sync_keys`).
+pub async fn daemon_state(
+    n: usize,
+    unassigned: usize,
+    latency: Duration,
+    listen: std::net::SocketAddr,
+    sync_keys: &str,
+    extra: &str,
+) -> Setup {
+    let emu = start().await;
+    let ledger = seed_in_sync(&emu, n);
+    emu.okta.bulk_add_users(unassigned, DOMAIN, false);
+    // An organization admin of Spot's own, not in Okta and protected: as in a real
+    // organization, where the tool's users are never the only admin (Spot refuses to delete
+    // the last one, and an editor → viewer change deletes the editor's `admin` user).
+    emu.spot.add_user(ORG_ADMIN, "Org", "Admin", "admin");
+    emu.okta.set_rate_limit(OKTA_APPS_BUCKET, 100);
+    emu.okta.set_rate_limit(OKTA_LOGS_BUCKET, 120);
+    emu.okta.set_rate_limit_enforced(true);
+    let setup = finish_with(emu, latency, |config| {
+        config
+            .without_daemon_listen()
+            .keys(Section::Daemon, &format!("listen = \"{listen}\"\n"))
+            .protected_emails(&[ORG_ADMIN])
+            .keys(Section::Sync, sync_keys)
+            .append(&format!("[log]\nlevel = \"info\"\n\n{extra}"))
+    });
+    save_ledger(&setup, &ledger);
+    setup
+}
+
+/// The Spot organization admin of [`daemon_state`] (not in Okta).
+pub const ORG_ADMIN: &str = "org-admin@spot-admins.example.org";
+
+/// A loopback address with a port that was free a moment ago (bound, then released).
+pub fn free_loopback_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr")
+}
+
 /// Adds `n` assigned Okta users and the same users in Spot, and returns a ledger that manages
 /// every one of them with its role applied.
 fn seed_in_sync(emu: &Emulators, n: usize) -> Ledger {
@@ -141,6 +190,21 @@ fn save_ledger(setup: &Setup, ledger: &Ledger) {
 }
 
 fn finish(emu: Emulators, spot_extra: &str, latency: Duration) -> Setup {
+    finish_with(emu, latency, |config| {
+        config
+            .keys(Section::Spot, spot_extra)
+            .append("[log]\nlevel = \"warn\"\n")
+    })
+}
+
+/// Injects `latency` on every route of both emulators, writes the config (`configure` adds
+/// its keys to the emulators' client config, whose state file is set here) and resets the
+/// request counts.
+fn finish_with(
+    emu: Emulators,
+    latency: Duration,
+    configure: impl FnOnce(ClientConfig) -> ClientConfig,
+) -> Setup {
     if !latency.is_zero() {
         let fault = Fault {
             latency: Some(latency),
@@ -151,11 +215,7 @@ fn finish(emu: Emulators, spot_extra: &str, latency: Duration) -> Setup {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state").join("state.json");
-    let config = emu
-        .client_config(dir.path())
-        .keys(Section::Spot, spot_extra)
-        .state_file(&state)
-        .append("[log]\nlevel = \"warn\"\n")
+    let config = configure(emu.client_config(dir.path()).state_file(&state))
         .write()
         .expect("config written");
     emu.okta.reset_counts();
@@ -216,6 +276,16 @@ pub struct LaunchRequest {
     /// The command after `--config FILE`; `reconcile --output json` when empty.
     #[serde(default)]
     args: Vec<String>,
+    /// A daemon (`run`): the launcher answers `{"pid": N}` as soon as it is spawned, then the
+    /// result once it has exited (after the benchmark's SIGTERM).
+    #[serde(default)]
+    daemon: bool,
+}
+
+/// The launcher's first answer to a daemon request.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Spawned {
+    pid: i32,
 }
 
 /// What the launcher measured.
@@ -237,11 +307,17 @@ impl LaunchRequest {
             // e.g. `SCALE_LOG=okta_spot_sync=debug`: the child's own timeline, on its stderr.
             rust_log: std::env::var("SCALE_LOG").ok(),
             args: Vec::new(),
+            daemon: false,
         }
     }
 
     /// Spawns the reconciler and reaps it with `wait4`.
     fn run(&self) -> LaunchResult {
+        self.run_with(|_| {})
+    }
+
+    /// [`LaunchRequest::run`], calling `spawned` with the child's pid before waiting.
+    fn run_with(&self, spawned: impl FnOnce(libc::pid_t)) -> LaunchResult {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--config")
             .arg(&self.config)
@@ -267,6 +343,7 @@ impl LaunchRequest {
         }
         let child = cmd.spawn().expect("the binary starts");
         let pid = child.id() as libc::pid_t;
+        spawned(pid);
         let mut status: libc::c_int = 0;
         // SAFETY: FFI with valid pointers to locals; `pid` is our child, which
         // `std::process::Child` has not reaped (its `wait` is never called).
@@ -340,7 +417,14 @@ impl Launcher {
         for line in stdin.lock().lines() {
             let Ok(line) = line else { break };
             let request: LaunchRequest = serde_json::from_str(&line).expect("launch request");
-            let result = request.run();
+            let result = request.run_with(|pid| {
+                if request.daemon {
+                    let text = serde_json::to_string(&Spawned { pid }).expect("pid");
+                    writeln!(stdout, "{text}")
+                        .and_then(|_| stdout.flush())
+                        .expect("write pid");
+                }
+            });
             let text = serde_json::to_string(&result).expect("result");
             writeln!(stdout, "{text}")
                 .and_then(|_| stdout.flush())
@@ -370,6 +454,141 @@ impl Launcher {
         });
         let result: LaunchResult = serde_json::from_str(&line).expect("launch result");
         result.into_run(setup)
+    }
+}
+
+impl Launcher {
+    /// Spawns `bin --config FILE <args>` (a daemon: `run`) through the helper and returns at
+    /// once; [`RunningDaemon::stop`] sends SIGTERM and collects its rusage. The helper is
+    /// busy until then, so each daemon running at the same time needs its own launcher.
+    pub fn start_daemon(mut self, bin: &str, setup: &Setup, args: &[&str]) -> RunningDaemon {
+        use std::io::{BufRead, Write};
+        let mut request = LaunchRequest::new(bin, setup);
+        request.args = args.iter().map(|a| a.to_string()).collect();
+        request.daemon = true;
+        let (stdout, stderr) = (request.stdout.clone(), request.stderr.clone());
+        let request = serde_json::to_string(&request).expect("request");
+        let line = tokio::task::block_in_place(|| {
+            let input = self.input.as_mut().expect("launcher open");
+            writeln!(input, "{request}")
+                .and_then(|_| input.flush())
+                .expect("send to launcher");
+            let mut line = String::new();
+            self.output.read_line(&mut line).expect("launcher answers");
+            line
+        });
+        let spawned: Spawned = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the launcher's answer {line:?} is not a pid: {e}"));
+        RunningDaemon {
+            launcher: Some(self),
+            pid: spawned.pid,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A daemon spawned by [`Launcher::start_daemon`]. Dropped without [`RunningDaemon::stop`]
+/// (a panic in the benchmark), it is killed, so no daemon outlives the benchmark.
+pub struct RunningDaemon {
+    launcher: Option<Launcher>,
+    pub pid: libc::pid_t,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl RunningDaemon {
+    /// Still running (not yet reaped by the launcher, which reaps it at once).
+    pub fn alive(&self) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(self.pid, 0) == 0 }
+    }
+
+    /// `(VmRSS, VmHWM)` from `/proc/<pid>/status`, bytes: the resident set now and its peak
+    /// so far (the same peak `wait4` reports at exit).
+    pub fn rss(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (kb("VmRSS:"), kb("VmHWM:"))
+    }
+
+    /// The daemon's log so far (its stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Panics with the log when the daemon has exited on its own.
+    pub async fn check_alive(&mut self, what: &str) {
+        if !self.alive() {
+            let (run, _) = self.collect().await;
+            panic!(
+                "{what}: the daemon exited on its own (code {}):\n{}",
+                run.code, run.stderr
+            );
+        }
+    }
+
+    /// SIGTERM, then waits up to `grace` for it to exit (SIGKILL after that, and a panic
+    /// once its rusage is collected); returns what it did and the launcher, free again.
+    pub async fn stop(mut self, grace: Duration) -> (ChildRun, Launcher) {
+        // SAFETY: our own child's pid (not reaped while `alive`).
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while self.alive() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let killed = self.alive();
+        if killed {
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+        let (run, launcher) = self.collect().await;
+        assert!(
+            !killed,
+            "the daemon did not exit within {grace:?} of SIGTERM; killed. Log:\n{}",
+            run.stderr
+        );
+        (run, launcher)
+    }
+
+    /// Reads the launcher's result (it comes once the daemon has exited).
+    async fn collect(&mut self) -> (ChildRun, Launcher) {
+        use std::io::BufRead;
+        let mut launcher = self.launcher.take().expect("not collected yet");
+        let line = tokio::task::block_in_place(|| {
+            let mut line = String::new();
+            launcher
+                .output
+                .read_line(&mut line)
+                .expect("launcher answers");
+            line
+        });
+        let result: LaunchResult = serde_json::from_str(&line).expect("launch result");
+        let run = ChildRun {
+            code: result.code,
+            stdout: std::fs::read_to_string(&self.stdout).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+            wall: Duration::from_nanos(result.wall_ns),
+            max_rss: result.max_rss_kb * 1024,
+            cpu: Duration::from_nanos(result.cpu_ns),
+        };
+        (run, launcher)
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        if self.launcher.is_some() && self.alive() {
+            // SAFETY: our own child's pid, not yet reaped (alive).
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
     }
 }
 
