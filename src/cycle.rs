@@ -17,7 +17,7 @@ use crate::apply::{apply_until, Outcome, Outcomes, RoleResolver};
 use crate::config::Settings;
 use crate::events::decide::WATCH_POLLS;
 use crate::guard::guard;
-use crate::ledger::{EventsState, LastRun, Ledger, LedgerStore, LedgerWriter, Watch};
+use crate::ledger::{EventsState, LastRun, Ledger, LedgerStore, LedgerWriter, RetryUser, Watch};
 use crate::model::{IdentitySource, OktaSnapshot, OktaUserId, SpotDirectory, SpotUsers};
 use crate::okta::classify::classify;
 use crate::plan::{plan, plan_partial};
@@ -61,6 +61,9 @@ pub struct CycleControl {
     /// Events mode: what was recorded, `commit_events` with the users the next poll must read
     /// again (`events::batch::read_again`); set once the cycle's results are saved.
     pub events_recorded: Arc<std::sync::Mutex<Option<EventsState>>>,
+    /// Events mode: how many batches already read each user this one reads again (the
+    /// attempts of [`EventsState::retry`]).
+    pub retry_attempts: std::collections::BTreeMap<OktaUserId, u32>,
 }
 
 /// [`run_cycle`] with a [`CycleControl`].
@@ -267,11 +270,18 @@ impl Decide<'_> {
         // After a batch or a full cycle of events mode: the users the next poll reads again
         // (`events::batch::read_again`), and the Spot users the next polls watch.
         let events = control.commit_events.clone().map(|mut events| {
-            events
-                .retry
-                .extend(crate::events::batch::read_again(&report));
+            for id in crate::events::batch::read_again(&report) {
+                if events.retry.iter().any(|r| r.okta_user_id == id) {
+                    continue;
+                }
+                let attempts = control.retry_attempts.get(&id).copied().unwrap_or(0) + 1;
+                events.retry.push(RetryUser {
+                    okta_user_id: id,
+                    attempts,
+                });
+            }
+            crate::events::batch::give_up_after_attempts(&mut events.retry);
             events.retry.sort();
-            events.retry.dedup();
             let watched: Vec<Watch> = deleted.into_iter().chain(forgotten).collect();
             events
                 .watch

@@ -34,8 +34,8 @@ mod writer;
 
 pub(crate) use model::is_zero;
 pub use model::{
-    DeleteMark, EntryState, EventsState, LastRun, Ledger, LedgerEntry, LogCursor, Origin, Watch,
-    DELETE_WINDOW, LEDGER_VERSION,
+    DeleteMark, EntryState, EventsState, LastRun, Ledger, LedgerEntry, LogCursor, Origin,
+    RetryUser, Watch, DELETE_WINDOW, LEDGER_VERSION,
 };
 #[cfg(test)]
 pub(crate) use store::LOAD_ATTEMPTS;

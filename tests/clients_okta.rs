@@ -1188,6 +1188,39 @@ async fn get_app_user_leaves_half_the_bucket_to_others() {
     );
 }
 
+/// The same budget after 404s (users with no assignment): a batch of leavers reads nothing but
+/// 404s, and must leave Okta's other clients their share too.
+#[tokio::test]
+async fn get_app_user_leaves_half_the_bucket_to_others_after_404s() {
+    let (emulators, client) = emulated().await;
+    let okta = &emulators.okta;
+    let ids: Vec<String> = (0..10)
+        .map(|i| add_user(okta, &format!("gone{i}@example.com")))
+        .collect();
+    okta.set_rate_limit("/api/v1/apps/*", 4);
+    let statuses: Arc<Mutex<Vec<Option<u16>>>> = Arc::default();
+    let sink = statuses.clone();
+    let client = client.with_observer(Arc::new(move |r: &RequestRecord| {
+        sink.lock().unwrap().push(r.status)
+    }));
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    for id in &ids {
+        let row = client
+            .get_app_user(&OktaUserId::new(id.clone()))
+            .await
+            .unwrap();
+        assert!(row.is_none());
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    assert_eq!(statuses, vec![Some(404); 10], "never a 429");
+    assert!(
+        started.elapsed() >= Duration::from_secs(4 * 59),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn poll_logs_leaves_half_the_bucket_to_others() {
     let (emulators, client) = emulated().await;

@@ -459,3 +459,46 @@ async fn a_change_made_during_the_start_read_is_not_lost() {
     assert_eq!(emu.okta.request_count(OKTA_LIST), 1);
     d.stop().await;
 }
+
+/// An action Spot keeps refusing is retried by a few polls, then left to the next full cycle:
+/// it never costs an Okta request every poll for ever.
+#[tokio::test(start_paused = true)]
+async fn a_change_spot_keeps_refusing_is_retried_a_few_times_then_left_to_the_full_cycle() {
+    let emu = Emulators::start_local(Fixture::demo()).await.unwrap();
+    let mut d = start(&emu, "").await;
+    started(&emu, &d).await;
+    emu.spot.set_fault(
+        "DELETE /setup/user/{userId}",
+        Fault {
+            fail: Some(FailSpec {
+                status: 400,
+                nth: 1,
+                times: None,
+            }),
+            ..Fault::default()
+        },
+    );
+    emu.okta.unassign(ALICE);
+    tokio::time::sleep(20 * POLL).await;
+    assert!(has(&emu, "alice@example.com"));
+    // The event's batch, then one read per retry.
+    let reads = emu.okta.request_count(OKTA_ONE);
+    assert_eq!(
+        reads,
+        1 + u64::from(okta_spot_sync::events::decide::MAX_RETRY_ATTEMPTS)
+    );
+    assert!(
+        d.metric(
+            "okta_spot_sync_actions_total",
+            &[("action", "delete"), ("result", "failed")]
+        ) >= 2.0
+    );
+    // Spot accepts again: the safety-net full cycle deletes her.
+    emu.spot.clear_faults();
+    d.ticks.send(()).await.unwrap();
+    within(Duration::from_secs(60), "full cycle", || {
+        !has(&emu, "alice@example.com")
+    })
+    .await;
+    d.stop().await;
+}

@@ -108,7 +108,11 @@ impl Daemon {
             self.events.active = false;
             self.events.poll = None;
             self.publish_events("off (events.enabled = false): full cycles on sync.schedule");
-            return at_start && self.settings.sync.run_on_start;
+            let now = at_start && self.settings.sync.run_on_start;
+            if now {
+                self.events.next_full = Some((FullCycleReason::Start, None));
+            }
+            return now;
         }
         self.events.active = true;
         self.events.poll = Some(poll_interval(self.settings.events.poll_interval));
@@ -261,6 +265,15 @@ impl Daemon {
         let Some(result) = result else {
             return Err(PollStop::Abandoned);
         };
+        if matches!(
+            &result,
+            Ok(PollOutcome {
+                poll: Poll::Batch(_),
+                ..
+            })
+        ) {
+            super::give_back_memory();
+        }
         match result {
             Ok(outcome) => Ok(self.polled(outcome, started).await),
             // The token endpoint refusing the poll's client (an OAuth app not granted

@@ -680,7 +680,7 @@ impl Daemon {
             stop: self.stop.clone(),
             after_read: Some(after_read),
             commit_events: plan.commit.clone(),
-            events_recorded: Default::default(),
+            ..CycleControl::default()
         };
         let recorded = control.events_recorded.clone();
         let mut fut: Pin<Box<dyn Future<Output = Result<Report, Error>> + Send>> = Box::pin(
@@ -724,6 +724,7 @@ impl Daemon {
             }
         };
         let elapsed = started.elapsed();
+        give_back_memory();
         if let CycleEnd::Done(result) = &end {
             let result: &Result<Report, Error> = result;
             let listed = result.as_ref().ok().map(|r| r.okta_users);
@@ -886,6 +887,9 @@ impl Daemon {
         };
         info!("configuration reloaded");
         if was_halted {
+            self.events
+                .next_full
+                .get_or_insert((FullCycleReason::Other, None));
             self.metrics.set_halted(false);
             info!("resuming the schedule after the reload");
             self.notifier
@@ -910,6 +914,19 @@ impl Daemon {
             }
             Err(e) => error!("the schedule {schedule} could not be started: {e}"),
         }
+    }
+}
+
+/// Hands the memory a cycle or an events batch freed back to the system. glibc keeps freed
+/// memory in per-thread arenas; a cycle at 100,000 users frees some 100 MB across the runtime's
+/// threads, and without this each later batch (which loads the state file and the Spot list
+/// again) grew the daemon's resident size on top of what the last one left.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases free memory of the allocator's own arenas; it takes
+    // no pointer and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -19,12 +19,12 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use tracing::{debug, info, warn};
 
-use super::decide::{self, FullCycleReason};
+use super::decide::{self, FullCycleReason, MAX_RETRY_ATTEMPTS};
 use super::EventSource;
 use crate::action::ActionStatus;
 use crate::config::Settings;
 use crate::cycle::{CycleControl, CycleOptions, Decide, Save};
-use crate::ledger::{EventsState, LedgerStore, LogCursor, Watch};
+use crate::ledger::{EventsState, LedgerStore, LogCursor, RetryUser, Watch};
 use crate::model::{AppUserRow, OktaUserId, SpotDirectory, SpotUsers};
 use crate::okta::classify::classify;
 use crate::okta::logs::{LogPosition, LogsError, MAX_LOGS_LIMIT};
@@ -159,9 +159,14 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
     stats.events_by_type = hints.by_type.clone();
     stats.newest = hints.newest;
     let mut named: BTreeMap<OktaUserId, DateTime<Utc>> = hints.users;
-    for id in &state.retry {
-        named.entry(id.clone()).or_insert(started);
+    for r in &state.retry {
+        named.entry(r.okta_user_id.clone()).or_insert(started);
     }
+    let attempts: BTreeMap<OktaUserId, u32> = state
+        .retry
+        .iter()
+        .map(|r| (r.okta_user_id.clone(), r.attempts))
+        .collect();
     if !events.is_empty() {
         debug!(
             events = events.len(),
@@ -249,17 +254,24 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
             Err(e @ Error::Credentials { .. }) => return Err(e),
             Err(e) => {
                 warn!(okta_user_id = %id, "reading the user's assignment failed, trying again next poll: {e}");
-                retry.push(id);
+                let attempts = attempts.get(&id).copied().unwrap_or(0) + 1;
+                retry.push(RetryUser {
+                    okta_user_id: id,
+                    attempts,
+                });
             }
         }
     }
     let mut commit = resume;
     commit.retry = retry;
     if scope.is_empty() {
-        // Nothing read: record nothing, so the next poll reads the same events again.
+        // No read succeeded (Okta is failing): nothing to plan. The position moves on and the
+        // users are read again by the next polls (kept in memory: a restart reads their
+        // events again from the recorded position), up to `MAX_RETRY_ATTEMPTS` times each.
+        give_up_after_attempts(&mut commit.retry);
         return Ok(PollOutcome {
             poll: Poll::Quiet,
-            state: state.clone(),
+            state: commit,
             stats,
         });
     }
@@ -287,6 +299,7 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
     );
     let control = CycleControl {
         commit_events: Some(commit.clone()),
+        retry_attempts: attempts,
         ..control.clone()
     };
     let decided = Decide {
@@ -319,6 +332,22 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
         state,
         stats,
     })
+}
+
+/// Drops the users read again [`MAX_RETRY_ATTEMPTS`] times already, saying so: the next full
+/// cycle brings them in line.
+pub(crate) fn give_up_after_attempts(retry: &mut Vec<RetryUser>) {
+    retry.retain(|r| {
+        let keep = r.attempts <= MAX_RETRY_ATTEMPTS;
+        if !keep {
+            warn!(
+                okta_user_id = %r.okta_user_id,
+                attempts = r.attempts,
+                "events mode stops reading this user again; the next full cycle (sync.schedule) brings it in line"
+            );
+        }
+        keep
+    });
 }
 
 /// The users a batch (or a full cycle of events mode) hands to the next poll to read again:

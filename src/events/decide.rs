@@ -62,6 +62,11 @@ pub const MAX_CURSOR_AGE: TimeDelta = TimeDelta::days(80);
 /// while any is watched): enough for a list that misses a user once, or lags a few answers.
 pub const WATCH_POLLS: u32 = 5;
 
+/// Batches that read a user again whose change could not be done (a failed read or action)
+/// before it is left to the next full cycle: a failure that lasts more than a minute or two
+/// (a Spot refusal, an outage) should not cost an Okta request every poll.
+pub const MAX_RETRY_ATTEMPTS: u32 = 5;
+
 /// A batch never becomes a full cycle for naming fewer users than this: re-reading a handful
 /// of users one by one is always cheap, even where the whole list is one page.
 pub const MIN_FULL_CYCLE_USERS: usize = 20;
@@ -93,9 +98,9 @@ pub enum FullCycleReason {
     UnresolvedEvent,
     /// A batch named more users than a full read costs.
     TooManyUsers,
-    /// Events mode is off, or the System Log was refused: every cycle is a full one.
+    /// The System Log was refused: the first full cycle of the fallback.
     EventsOff,
-    /// A reload or `run_on_start` outside events mode.
+    /// The first cycle after a reload ended a halt.
     Other,
 }
 

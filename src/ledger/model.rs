@@ -125,15 +125,23 @@ pub struct EventsState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<LogCursor>,
     /// Okta users an event named whose change is not done yet (a read or an action failed):
-    /// read again by the next batch, so the cursor can move on without losing them.
+    /// read again by the next batches, so the cursor can move on without losing them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub retry: Vec<OktaUserId>,
+    pub retry: Vec<RetryUser>,
     /// Spot users deleted (or let go of, unlisted) lately, checked in the Spot list by the
     /// next polls: a delete that answered success but did nothing, or a list that missed a
     /// user, shows there, and the user is then planned again (a full cycle would see every
     /// tombstone; a batch sees only the users it names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<Watch>,
+}
+
+/// An Okta user events mode reads again (see [`EventsState::retry`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RetryUser {
+    pub okta_user_id: OktaUserId,
+    /// Batches that read it and could not finish its change, this one included.
+    pub attempts: u32,
 }
 
 /// A Spot user events mode checks is gone (see [`EventsState::watch`]).

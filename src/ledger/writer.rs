@@ -255,7 +255,10 @@ mod tests {
                 since: now,
                 polled_at: now,
             }),
-            retry: vec!["00ub".into()],
+            retry: vec![crate::ledger::RetryUser {
+                okta_user_id: "00ub".into(),
+                attempts: 1,
+            }],
             watch: vec![crate::ledger::Watch {
                 okta_user_id: "00uc".into(),
                 spot_user_id: "u-c".into(),

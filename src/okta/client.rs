@@ -50,7 +50,7 @@ use url::Url;
 use crate::config::{env_var_for_key, HttpSettings, OktaAuth, OktaSettings, ReadBounds};
 use crate::error::{Api, Error};
 use crate::http::{
-    AuthScheme, Call, HttpClient, HttpResponse, Observer, Retry, RATE_LIMIT_WAIT_CAP,
+    AuthScheme, Call, HttpClient, HttpResponse, Observer, Pacer, Retry, RATE_LIMIT_WAIT_CAP,
 };
 use crate::model::{AppUserRow, IdentitySource, OktaUserId, Role};
 use crate::okta::oauth::OAuthProvider;
@@ -91,6 +91,36 @@ pub struct OktaClient {
     pages: AtomicU64,
     /// Set when `okta.auth = "oauth"`.
     oauth: Option<Arc<OAuthProvider>>,
+    /// The rate-limit headers of the last answer to [`OktaClient::get_app_user`], a 404
+    /// included (which `http` turns into an error without them).
+    one_user_headers: Arc<LastHeaders>,
+}
+
+/// Keeps the headers of the last answer on one route (a [`Pacer`] that never waits): the
+/// budget of the apps bucket must be honoured after a 404 too, and the error carries no
+/// headers.
+#[derive(Debug, Default)]
+struct LastHeaders {
+    route: &'static str,
+    last: std::sync::Mutex<Option<HeaderMap>>,
+}
+
+impl Pacer for LastHeaders {
+    fn reserve(&self, _method: &reqwest::Method, _route: &'static str) -> Duration {
+        Duration::ZERO
+    }
+
+    fn observe(
+        &self,
+        _method: &reqwest::Method,
+        route: &'static str,
+        _status: reqwest::StatusCode,
+        headers: &HeaderMap,
+    ) {
+        if route == self.route {
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(headers.clone());
+        }
+    }
 }
 
 impl OktaClient {
@@ -124,7 +154,13 @@ impl OktaClient {
                 (client, Some(provider))
             }
         };
+        let one_user_headers = Arc::new(LastHeaders {
+            route: ROUTE_APP_USER,
+            last: Default::default(),
+        });
+        let client = client.with_pacer(one_user_headers.clone());
         Ok(OktaClient {
+            one_user_headers,
             http: client,
             org_url: settings.org_url.clone(),
             app_id: settings.app_id.clone(),
@@ -815,7 +851,19 @@ impl OktaClient {
         };
         let response = match self.http.send(call, |c| c.get(url.clone())).await {
             Ok(response) => response,
-            Err(Error::Status { status: 404, .. }) => return Ok(None),
+            Err(Error::Status { status: 404, .. }) => {
+                let headers = self
+                    .one_user_headers
+                    .last
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(headers) = headers {
+                    self.pause_for_budget(&headers, "the assignment reads")
+                        .await;
+                }
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         };
         let malformed = |detail: String| Error::Malformed {
