@@ -125,6 +125,8 @@ impl Daemon {
                 // The full cycle reads the state file too, and reports its error.
                 Err(e) => warn!("events mode: the state file could not be read ({e})"),
             }
+            // The whole state file was read for its events part: give that memory back now.
+            super::give_back_memory();
         }
         let every = humantime::format_duration(self.settings.events.poll_interval);
         match decide::resumable(self.events.state.cursor.as_ref(), crate::clock::now()) {

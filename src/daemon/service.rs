@@ -176,6 +176,14 @@ impl CycleRunner for ApiCycles {
         observer: Observer,
     ) -> BoxFuture<'static, Result<Report, Error>> {
         Box::pin(async move {
+            let mut settings = settings;
+            if settings.events.enabled {
+                // Leaves the events batches part of the share (see the constant).
+                let share = &mut settings.okta.max_api_capacity_percent;
+                *share = share
+                    .saturating_sub(crate::events::decide::FULL_READ_HEADROOM_PERCENT)
+                    .max(1);
+            }
             let (okta, spot) = clients(&settings)?;
             let okta = okta.with_observer(observer.clone());
             let spot = spot.with_observer(observer);

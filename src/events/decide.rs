@@ -58,6 +58,13 @@ pub const START_MARGIN: TimeDelta = TimeDelta::seconds(60);
 /// the System Log for 90 days, and a gap it may have dropped cannot be proven empty.
 pub const MAX_CURSOR_AGE: TimeDelta = TimeDelta::days(80);
 
+/// Points of `okta.max_api_capacity_percent` a full read leaves unused in events mode: the
+/// walk of 100,000 assignments spends its whole share of each minute, and an events batch right
+/// after it would wait for the bucket's next minute before reading a single user. With this
+/// headroom it reads up to that many users at once (a 100/min bucket, 50 %: the walk stops at
+/// 40 a minute, 10 reads are left).
+pub const FULL_READ_HEADROOM_PERCENT: u8 = 10;
+
 /// Polls that check a deleted Spot user is gone from the Spot list (one Spot request a poll
 /// while any is watched): enough for a list that misses a user once, or lags a few answers.
 pub const WATCH_POLLS: u32 = 5;
