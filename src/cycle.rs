@@ -247,6 +247,7 @@ impl Decide<'_> {
             .collect();
         let deletes_applied = deleted.len();
         let changed_nothing = the_plan.is_empty();
+        let listed = the_plan.okta_users;
         let mut report = Report::new(mode, the_plan, verdicts, &outcomes);
         let not_started = report
             .actions
@@ -281,6 +282,9 @@ impl Decide<'_> {
                 });
             }
             crate::events::batch::give_up_after_attempts(&mut events.retry);
+            if scope.is_none() {
+                events.listed = listed;
+            }
             events.retry.sort();
             let watched: Vec<Watch> = deleted.into_iter().chain(forgotten).collect();
             events

@@ -118,15 +118,13 @@ impl Daemon {
         self.events.poll = Some(poll_interval(self.settings.events.poll_interval));
         if at_start {
             match self.runner.load_events(self.settings.clone()).await {
-                Ok((state, managed)) => {
+                Ok(state) => {
+                    self.events.listed = state.listed;
                     self.events.state = state;
-                    self.events.listed = managed;
                 }
                 // The full cycle reads the state file too, and reports its error.
                 Err(e) => warn!("events mode: the state file could not be read ({e})"),
             }
-            // The whole state file was read for its events part: give that memory back now.
-            super::give_back_memory();
         }
         let every = humantime::format_duration(self.settings.events.poll_interval);
         match decide::resumable(self.events.state.cursor.as_ref(), crate::clock::now()) {

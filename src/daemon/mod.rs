@@ -186,25 +186,16 @@ pub trait CycleRunner: Send + Sync {
         observer: Observer,
     ) -> BoxFuture<'static, Result<Report, Error>>;
 
-    /// Events mode: reads the System Log position from the state file (once, at start), with
-    /// the number of managed users (what a full read costs, until the first full cycle).
-    fn load_events(
-        &self,
-        settings: Settings,
-    ) -> BoxFuture<'static, Result<(EventsState, usize), Error>> {
+    /// Events mode: reads the System Log position from the state file (once, at start).
+    fn load_events(&self, settings: Settings) -> BoxFuture<'static, Result<EventsState, Error>> {
         Box::pin(async move {
             let store = LedgerStore::new(&settings.sync.state_file);
-            tokio::task::spawn_blocking(move || {
-                store.load().map(|l| {
-                    let managed = l.managed_count();
-                    (l.events, managed)
-                })
-            })
-            .await
-            .map_err(|e| Error::Ledger {
-                path: settings.sync.state_file.clone(),
-                detail: format!("loading it was interrupted: {e}"),
-            })?
+            tokio::task::spawn_blocking(move || store.load_events())
+                .await
+                .map_err(|e| Error::Ledger {
+                    path: settings.sync.state_file.clone(),
+                    detail: format!("loading it was interrupted: {e}"),
+                })?
         })
     }
 

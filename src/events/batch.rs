@@ -202,6 +202,7 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
         cursor: Some(moved),
         retry: Vec::new(),
         watch,
+        listed: state.listed,
     };
     if let Some(reason) = hints.full_cycle {
         info!(

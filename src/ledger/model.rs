@@ -134,6 +134,14 @@ pub struct EventsState {
     /// tombstone; a batch sees only the users it names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<Watch>,
+    /// Distinct users the app listed at the last full cycle: what a full read costs (a batch
+    /// naming more users is a full cycle instead).
+    #[serde(default, skip_serializing_if = "is_zero_usize")]
+    pub listed: usize,
+}
+
+fn is_zero_usize(n: &usize) -> bool {
+    *n == 0
 }
 
 /// An Okta user events mode reads again (see [`EventsState::retry`]).
@@ -155,7 +163,7 @@ pub struct Watch {
 
 impl EventsState {
     pub fn is_empty(&self) -> bool {
-        self.cursor.is_none() && self.retry.is_empty() && self.watch.is_empty()
+        self.cursor.is_none() && self.retry.is_empty() && self.watch.is_empty() && self.listed == 0
     }
 }
 

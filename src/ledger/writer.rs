@@ -264,6 +264,7 @@ mod tests {
                 spot_user_id: "u-c".into(),
                 checks_left: 2,
             }],
+            listed: 7,
         };
         let first = LedgerWriter::new(store.clone(), store.load().unwrap());
         first.record_state(|l| {
@@ -279,6 +280,8 @@ mod tests {
         drop(first); // a crash: journal only
         let loaded = store.load().unwrap();
         assert_eq!(loaded.events, events);
+        // The daemon's light read of the events part agrees.
+        assert_eq!(store.load_events().unwrap(), events);
         assert_eq!(loaded.deletes_in_window(now), 3);
         assert!(loaded.users.contains_key("00ua"));
         // An hour later the deletes have left the window.
@@ -290,6 +293,7 @@ mod tests {
         let second = LedgerWriter::new(store.clone(), loaded);
         second.update(|_| {}).unwrap();
         let saved = store.load().unwrap();
+        assert_eq!(store.load_events().unwrap(), events);
         assert_eq!((saved.deletes_in_window(now), saved.events), (3, events));
     }
 
