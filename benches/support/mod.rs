@@ -334,6 +334,10 @@ impl LaunchRequest {
         if let Some(filter) = &self.rust_log {
             cmd.env("RUST_LOG", filter);
         }
+        // glibc's allocator knob, passed through to compare memory use with it set.
+        if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
+            cmd.env("MALLOC_ARENA_MAX", arenas);
+        }
         let started = Instant::now();
         if self.rust_log.is_some() {
             eprintln!(
