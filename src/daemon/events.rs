@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tracing::{error, info, info_span, warn, Instrument};
 
-use super::{Daemon, Notice, SHUTDOWN_GRACE};
+use super::{Daemon, Notice};
 use crate::config::Schedule;
 use crate::cycle::CycleControl;
 use crate::error::Api;
@@ -241,27 +241,9 @@ impl Daemon {
                 self.metrics.observer(),
             )
             .instrument(span.clone());
-        let mut deadline: Option<Instant> = None;
-        let result = loop {
-            tokio::select! {
-                biased;
-                r = &mut fut => break Some(r),
-                _ = self.stop.cancelled(), if deadline.is_none() => {
-                    span.in_scope(|| info!("shutdown requested: the events batch starts no new action"));
-                    self.notifier.notify(Notice::Stopping);
-                    deadline = Some(Instant::now() + SHUTDOWN_GRACE);
-                }
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    span.in_scope(|| warn!("the events batch is still running after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs()));
-                    break None;
-                }
-                r = self.reloads.recv(), if self.reloads_open => match r {
-                    Some(()) => self.pending_reload = true,
-                    None => self.reloads_open = false,
-                },
-                _ = super::watchdog_tick(&mut self.watchdog) => self.notifier.notify(Notice::Watchdog),
-            }
-        };
+        let result = self
+            .supervise(&mut fut, &span, "the events batch", "starts no new action")
+            .await;
         let Some(result) = result else {
             return Err(PollStop::Abandoned);
         };

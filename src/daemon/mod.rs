@@ -575,28 +575,12 @@ impl Daemon {
                 self.stop.clone(),
             )
             .instrument(span.clone());
-        let mut deadline: Option<Instant> = None;
-        let result = loop {
-            tokio::select! {
-                biased;
-                r = &mut fut => break Some(r),
-                _ = self.stop.cancelled(), if deadline.is_none() => {
-                    span.in_scope(|| info!("shutdown requested: the audit starts no new repair"));
-                    self.notifier.notify(Notice::Stopping);
-                    deadline = Some(Instant::now() + SHUTDOWN_GRACE);
-                }
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    span.in_scope(|| warn!("the audit is still running after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs()));
-                    break None;
-                }
-                r = self.reloads.recv(), if self.reloads_open => match r {
-                    Some(()) => self.pending_reload = true,
-                    None => self.reloads_open = false,
-                },
-                _ = watchdog_tick(&mut self.watchdog) => self.notifier.notify(Notice::Watchdog),
-            }
+        let Some(result) = self
+            .supervise(&mut fut, &span, "the audit", "starts no new repair")
+            .await
+        else {
+            return true;
         };
-        let Some(result) = result else { return true };
         self.metrics.record_audit(result.as_ref().ok());
         span.in_scope(|| match &result {
             Ok(report) if report.summary.drift > 0 || report.summary.unread > 0 => {
@@ -616,6 +600,39 @@ impl Daemon {
             Err(e) => warn!("access audit failed: {e}"),
         });
         false
+    }
+
+    /// Runs `fut` (an audit or an events poll, between cycles) to its end, while keeping the
+    /// loop's duties: a shutdown gives it [`SHUTDOWN_GRACE`] (`None` when that ran out: it was
+    /// abandoned), a reload request waits for its end, the watchdog is fed.
+    async fn supervise<T>(
+        &mut self,
+        fut: &mut (impl Future<Output = T> + Unpin),
+        span: &tracing::Span,
+        what: &str,
+        on_stop: &str,
+    ) -> Option<T> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut *fut => return Some(r),
+                _ = self.stop.cancelled(), if deadline.is_none() => {
+                    span.in_scope(|| info!("shutdown requested: {what} {on_stop}"));
+                    self.notifier.notify(Notice::Stopping);
+                    deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+                }
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    span.in_scope(|| warn!("{what} is still running after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs()));
+                    return None;
+                }
+                r = self.reloads.recv(), if self.reloads_open => match r {
+                    Some(()) => self.pending_reload = true,
+                    None => self.reloads_open = false,
+                },
+                _ = watchdog_tick(&mut self.watchdog) => self.notifier.notify(Notice::Watchdog),
+            }
+        }
     }
 
     /// A schedule tick while idle: `true` when it should start a cycle.
