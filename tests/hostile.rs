@@ -184,7 +184,7 @@ impl Hostile {
             let spot =
                 SpotClient::new(&settings.spot, &settings.http).map_err(|e| e.to_string())?;
             let control = CycleControl::default();
-            events::poll(&settings, &okta, &spot, &store, &from, 100, &control)
+            events::poll(&settings, &okta, &spot, &store, &from, &control)
                 .await
                 .map_err(|e| e.to_string())
         };

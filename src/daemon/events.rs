@@ -45,8 +45,6 @@ pub(super) struct EventsMode {
     pub refused: Option<String>,
     /// The state file's events part as last recorded (or as a quiet poll moved it).
     pub state: EventsState,
-    /// Distinct users the app listed at the last full cycle: what a full read costs.
-    pub listed: usize,
     pub poll: Option<Interval>,
     /// The next full cycle: why, and the position to record with it (`None`: a new start
     /// point, taken before its read).
@@ -59,7 +57,6 @@ impl EventsMode {
             active: false,
             refused: None,
             state: EventsState::default(),
-            listed: 0,
             poll: None,
             next_full: None,
         }
@@ -118,10 +115,7 @@ impl Daemon {
         self.events.poll = Some(poll_interval(self.settings.events.poll_interval));
         if at_start {
             match self.runner.load_events(self.settings.clone()).await {
-                Ok(state) => {
-                    self.events.listed = state.listed;
-                    self.events.state = state;
-                }
+                Ok(state) => self.events.state = state,
                 // The full cycle reads the state file too, and reports its error.
                 Err(e) => warn!("events mode: the state file could not be read ({e})"),
             }
@@ -198,27 +192,22 @@ impl Daemon {
         }
     }
 
-    /// A full cycle ended: when it completed (listing `listed` users) its position is the one
-    /// to poll from; when it failed, the next full cycle (after the back-off) keeps its reason
-    /// and the position a poll asked for (a new start point is taken again then).
+    /// A full cycle ended: when it completed, what it recorded (its position, and the size of
+    /// its read) is what the next poll starts from; when it failed, the next full cycle (after
+    /// the back-off) keeps its reason and the position a poll asked for (a new start point is
+    /// taken again then).
     pub(super) fn after_full_cycle(
         &mut self,
         plan: FullCyclePlan,
-        listed: Option<usize>,
+        completed: bool,
         recorded: Option<EventsState>,
     ) {
-        match listed {
-            Some(listed) => {
-                self.events.listed = listed;
-                if let Some(state) = recorded.or(plan.commit) {
-                    self.events.state = state;
-                }
+        if completed {
+            if let Some(state) = recorded.or(plan.commit) {
+                self.events.state = state;
             }
-            None => {
-                if self.events.next_full.is_none() {
-                    self.events.next_full = Some((plan.reason, plan.resume));
-                }
-            }
+        } else if self.events.next_full.is_none() {
+            self.events.next_full = Some((plan.reason, plan.resume));
         }
     }
 
@@ -236,7 +225,6 @@ impl Daemon {
                 self.settings.clone(),
                 self.generation,
                 self.events.state.clone(),
-                self.events.listed,
                 control,
                 self.metrics.observer(),
             )

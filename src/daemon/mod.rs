@@ -208,14 +208,13 @@ pub trait CycleRunner: Send + Sync {
         settings: Settings,
         _generation: u64,
         state: EventsState,
-        listed: usize,
         control: CycleControl,
         observer: Observer,
     ) -> BoxFuture<'static, Result<PollOutcome, Error>> {
         Box::pin(async move {
             let (okta, spot) = service::poll_clients(&settings, observer)?;
             let store = LedgerStore::new(&settings.sync.state_file);
-            crate::events::poll(&settings, &okta, &spot, &store, &state, listed, &control).await
+            crate::events::poll(&settings, &okta, &spot, &store, &state, &control).await
         })
     }
 
@@ -735,9 +734,8 @@ impl Daemon {
         give_back_memory();
         if let CycleEnd::Done(result) = &end {
             let result: &Result<Report, Error> = result;
-            let listed = result.as_ref().ok().map(|r| r.okta_users);
             let recorded = recorded.lock().unwrap_or_else(|e| e.into_inner()).take();
-            self.after_full_cycle(plan, listed, recorded);
+            self.after_full_cycle(plan, result.is_ok(), recorded);
             self.metrics.record_cycle(result.as_ref().ok(), elapsed);
             span.in_scope(|| match result {
                 Ok(report) => info!(

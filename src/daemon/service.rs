@@ -148,7 +148,6 @@ impl CycleRunner for ApiCycles {
         settings: Settings,
         generation: u64,
         state: EventsState,
-        listed: usize,
         control: CycleControl,
         observer: Observer,
     ) -> BoxFuture<'static, Result<PollOutcome, Error>> {
@@ -162,7 +161,6 @@ impl CycleRunner for ApiCycles {
                 spot.as_ref(),
                 &store,
                 &state,
-                listed,
                 &control,
             )
             .await

@@ -83,15 +83,13 @@ pub struct PollOutcome {
     pub stats: PollStats,
 }
 
-/// One poll from `state` (which must have a position: see [`decide::resumable`]). `listed`
-/// is how many users the app's full list had at the last full cycle (what a full read costs).
+/// One poll from `state` (which must have a position: see [`decide::resumable`]).
 pub async fn poll<S: EventSource, D: SpotDirectory>(
     settings: &Settings,
     okta: &S,
     spot: &D,
     store: &LedgerStore,
     state: &EventsState,
-    listed: usize,
     control: &CycleControl,
 ) -> Result<PollOutcome, Error> {
     let started = crate::clock::now();
@@ -211,7 +209,7 @@ pub async fn poll<S: EventSource, D: SpotDirectory>(
         );
         return Ok(full(reason, Some(resume.clone()), resume, stats));
     }
-    let most = decide::max_batch_users(listed, settings.okta.page_size);
+    let most = decide::max_batch_users(state.listed, settings.okta.page_size);
     if named.len() > most {
         info!(
             users = named.len(),
