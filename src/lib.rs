@@ -31,6 +31,7 @@ pub mod import;
 pub mod ledger;
 pub mod lock;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod okta;

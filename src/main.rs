@@ -13,6 +13,8 @@ use okta_spot_sync::report::{exit, Mode};
 use okta_spot_sync::{commands, daemon, logging, sim_commands};
 
 fn main() -> ExitCode {
+    // Before anything large is allocated (see the module).
+    okta_spot_sync::memory::fix_mmap_threshold();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -338,6 +338,13 @@ impl LaunchRequest {
         if let Ok(arenas) = std::env::var("MALLOC_ARENA_MAX") {
             cmd.env("MALLOC_ARENA_MAX", arenas);
         }
+        // `SCALE_CHILD_<NAME>=value` reaches the reconciler (only) as `<NAME>=value`: e.g. a
+        // heap profiler's `LD_PRELOAD`, which must not load into this process.
+        for (key, value) in std::env::vars_os() {
+            if let Some(name) = key.to_str().and_then(|k| k.strip_prefix("SCALE_CHILD_")) {
+                cmd.env(name, value);
+            }
+        }
         let started = Instant::now();
         if self.rust_log.is_some() {
             eprintln!(

@@ -242,7 +242,7 @@ impl Daemon {
                 ..
             })
         ) {
-            super::give_back_memory();
+            crate::memory::give_back();
         }
         match result {
             Ok(outcome) => Ok(self.polled(outcome, started).await),

@@ -731,7 +731,7 @@ impl Daemon {
             }
         };
         let elapsed = started.elapsed();
-        give_back_memory();
+        crate::memory::give_back();
         if let CycleEnd::Done(result) = &end {
             let result: &Result<Report, Error> = result;
             let recorded = recorded.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -920,19 +920,6 @@ impl Daemon {
             }
             Err(e) => error!("the schedule {schedule} could not be started: {e}"),
         }
-    }
-}
-
-/// Hands the memory a cycle or an events batch freed back to the system. glibc keeps freed
-/// memory in per-thread arenas; a cycle at 100,000 users frees some 100 MB across the runtime's
-/// threads, and without this each later batch (which loads the state file and the Spot list
-/// again) grew the daemon's resident size on top of what the last one left.
-fn give_back_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only releases free memory of the allocator's own arenas; it takes
-    // no pointer and is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
