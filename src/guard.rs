@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 
-use crate::action::{Action, ActionKind};
+use crate::action::{Action, ActionKind, Change};
 use crate::ledger::Ledger;
 use crate::model::{Email, SpotUser, SpotUserId, SpotUsers};
 use crate::plan::Plan;
@@ -66,10 +66,15 @@ impl Verdicts {
 
     /// Actions still allowed that delete a Spot user.
     fn deletes_allowed(&self, plan: &Plan) -> usize {
+        self.allowed_where(plan, Action::deletes)
+    }
+
+    /// Actions still allowed for which `applies` holds.
+    fn allowed_where(&self, plan: &Plan, applies: impl Fn(&Action) -> bool) -> usize {
         self.blocked
             .iter()
             .zip(&plan.actions)
-            .filter(|(verdict, action)| verdict.is_none() && action.deletes())
+            .filter(|(verdict, action)| verdict.is_none() && applies(action))
             .count()
     }
 
@@ -206,6 +211,16 @@ pub fn guard(
     let personal = spot_users.iter().filter(|u| u.is_personal()).count();
     let still_deleting = verdicts.deletes_allowed(plan);
     if still_deleting > 0 && still_deleting >= personal {
+        // The plain deletes are held; a recreate (a person who keeps access, under a new Spot
+        // user) still goes ahead when the recreates alone leave an existing personal user
+        // untouched. Each deletes a distinct Spot user of the (distinct) list, so fewer
+        // recreates than personal users always leave one.
+        let recreates = verdicts.allowed_where(plan, is_recreate_with_delete);
+        let held: fn(&Action) -> bool = if recreates < personal {
+            is_plain_delete
+        } else {
+            Action::deletes
+        };
         verdicts.trip(
             plan,
             "last_personal_user",
@@ -213,10 +228,18 @@ pub fn guard(
                 "the plan would delete all {personal} personal users of the Spot organization; \
                  the last personal user is never deleted (it may own the API token this tool uses)"
             ),
-            Action::deletes,
+            held,
         );
     }
     verdicts
+}
+
+fn is_plain_delete(action: &Action) -> bool {
+    matches!(action.change, Change::Delete { .. })
+}
+
+fn is_recreate_with_delete(action: &Action) -> bool {
+    matches!(action.change, Change::Recreate { .. }) && action.deletes()
 }
 
 /// Defence in depth: whatever the planner produced, a delete may only hit a personal,

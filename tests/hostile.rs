@@ -988,3 +988,33 @@ async fn two_rows_of_one_okta_user_with_conflicting_emails_are_held_not_recreate
     assert!(h.spot().user_by_email("mallory@example.com").is_none());
     h.verdict().unwrap();
 }
+
+/// Found by `hostile_apis_never_break_the_safety_promises` (CI, 2026-12-07): the owner, Spot's
+/// only organization admin, is deactivated in Okta and Spot refuses its delete; then another
+/// user's email changes. The plan deletes the owner and recreates the other user (the new
+/// Spot user first, then the old one deleted); the last-personal-user guard held both, every
+/// cycle, so the person never got a Spot user with the new email. Now only the plain delete
+/// is held, and the recreate goes ahead.
+#[test]
+fn an_email_change_is_not_held_up_by_a_leaver_spot_cannot_delete() {
+    let w = World {
+        people: vec![(false, false, false); 3],
+        owner_in_okta: Some(true),
+        strangers: 0,
+    };
+    let steps = vec![
+        (OktaChange::AssignViaGroup(2), SpotFault::NoopDeleteOnce),
+        // Person 3 is the owner (3 people and the owner).
+        (OktaChange::Deactivate(3), SpotFault::Nothing),
+        (OktaChange::ChangeEmail(6), SpotFault::Duplicate(0)),
+    ];
+    let verdict = runtime().block_on(run_model(
+        w,
+        steps,
+        Hostility {
+            okta: true,
+            spot: true,
+        },
+    ));
+    assert!(verdict.is_ok(), "{}", verdict.unwrap_err());
+}

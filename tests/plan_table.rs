@@ -645,6 +645,62 @@ fn last_personal_user_is_kept(spot_users: &[SpotUser]) {
     assert_eq!(p.blocked_by[0].guard, "last_personal_user");
 }
 
+/// Two personal users: a leaver (a plain delete) and a person whose email changed (a
+/// recreate: the new Spot user first, then the old one deleted). Holding the leaver's delete
+/// keeps an existing personal user, so the recreate goes ahead; without it the person never
+/// got the new user while the leaver stayed (found by the hostile model: a leaver who is
+/// Spot's last admin, whose delete Spot refuses).
+#[test]
+fn the_last_personal_user_guard_holds_the_plain_deletes_before_a_recreate() {
+    // Only Ann and Bob are personal users.
+    let spot_users = vec![
+        programmatic("pu-00000001"),
+        spot("u-00000002", "ann@example.com"),
+        spot("u-00000003", "bob@example.com"),
+    ];
+    let mut ledger = Ledger::default();
+    for (okta, email, spot_id) in [
+        ("00u1", "ann@example.com", "u-00000002"),
+        ("00u2", "bob@example.com", "u-00000003"),
+    ] {
+        managed(
+            &mut ledger,
+            okta,
+            email,
+            Some(spot_id),
+            Role::Viewer,
+            EntryState::Managed,
+        );
+    }
+    let rows = [
+        row("00u1", "ann.lee@example.com", "ACTIVE", None),
+        row("00u2", "bob@example.com", "DEPROVISIONED", None),
+    ];
+    let p = run(&rows, &spot_users, &ledger, &limits());
+    assert_eq!(p.blocked_by.len(), 1, "{:?}", p.blocked_by);
+    assert_eq!(p.blocked_by[0].guard, "last_personal_user");
+    assert_eq!(
+        p.status(p.find(ActionKind::Recreate)),
+        ActionStatus::Planned,
+        "the recreate goes ahead"
+    );
+    assert_eq!(p.status(p.find(ActionKind::Delete)), ActionStatus::Blocked);
+
+    // Recreates alone would replace every personal user: they are held too.
+    let rows = [
+        row("00u1", "ann.lee@example.com", "ACTIVE", None),
+        row("00u2", "bob.ray@example.com", "ACTIVE", None),
+    ];
+    let p = run(&rows, &spot_users, &ledger, &limits());
+    assert_eq!(p.blocked_by[0].guard, "last_personal_user");
+    assert_eq!(
+        p.statuses(),
+        vec![ActionStatus::Blocked, ActionStatus::Blocked],
+        "{:?}",
+        kinds(&p)
+    );
+}
+
 #[test]
 fn a_crash_between_create_and_record_is_completed_not_duplicated() {
     let mut spot_users = base_spot();
