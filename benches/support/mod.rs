@@ -448,13 +448,12 @@ impl Launcher {
         self.run_command(bin, setup, &[]).await
     }
 
-    /// Runs `bin --config FILE <args>` (`reconcile --output json` when `args` is empty).
-    pub async fn run_command(&mut self, bin: &str, setup: &Setup, args: &[&str]) -> ChildRun {
+    /// Sends one request to the helper and returns its first answer line (blocking this
+    /// thread, not the emulators).
+    fn exchange(&mut self, request: &LaunchRequest) -> String {
         use std::io::{BufRead, Write};
-        let mut request = LaunchRequest::new(bin, setup);
-        request.args = args.iter().map(|a| a.to_string()).collect();
-        let request = serde_json::to_string(&request).expect("request");
-        let line = tokio::task::block_in_place(|| {
+        let request = serde_json::to_string(request).expect("request");
+        tokio::task::block_in_place(|| {
             let input = self.input.as_mut().expect("launcher open");
             writeln!(input, "{request}")
                 .and_then(|_| input.flush())
@@ -462,7 +461,14 @@ impl Launcher {
             let mut line = String::new();
             self.output.read_line(&mut line).expect("launcher answers");
             line
-        });
+        })
+    }
+
+    /// Runs `bin --config FILE <args>` (`reconcile --output json` when `args` is empty).
+    pub async fn run_command(&mut self, bin: &str, setup: &Setup, args: &[&str]) -> ChildRun {
+        let mut request = LaunchRequest::new(bin, setup);
+        request.args = args.iter().map(|a| a.to_string()).collect();
+        let line = self.exchange(&request);
         let result: LaunchResult = serde_json::from_str(&line).expect("launch result");
         result.into_run(setup)
     }
@@ -473,21 +479,11 @@ impl Launcher {
     /// once; [`RunningDaemon::stop`] sends SIGTERM and collects its rusage. The helper is
     /// busy until then, so each daemon running at the same time needs its own launcher.
     pub fn start_daemon(mut self, bin: &str, setup: &Setup, args: &[&str]) -> RunningDaemon {
-        use std::io::{BufRead, Write};
         let mut request = LaunchRequest::new(bin, setup);
         request.args = args.iter().map(|a| a.to_string()).collect();
         request.daemon = true;
         let (stdout, stderr) = (request.stdout.clone(), request.stderr.clone());
-        let request = serde_json::to_string(&request).expect("request");
-        let line = tokio::task::block_in_place(|| {
-            let input = self.input.as_mut().expect("launcher open");
-            writeln!(input, "{request}")
-                .and_then(|_| input.flush())
-                .expect("send to launcher");
-            let mut line = String::new();
-            self.output.read_line(&mut line).expect("launcher answers");
-            line
-        });
+        let line = self.exchange(&request);
         let spawned: Spawned = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("the launcher's answer {line:?} is not a pid: {e}"));
         RunningDaemon {
